@@ -1,0 +1,63 @@
+"""The ``mi-notebook`` command: a thin dispatcher to one module per subcommand.
+
+Each subcommand lives in ``mi_notebook/commands/<name>.py`` and defines ``add_parser(subparsers)``
+(which registers its options and sets ``func``) so that this file never grows protocol logic.
+``mi-notebook emulator`` is handed to the emulator package unchanged: the emulator is an
+independent program that shares no code with the client.
+
+Example::
+
+    $ mi-notebook token arm --json
+    $ mi-notebook emulator --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> module under mi_notebook.commands, in the order `--help` lists them
+SUBCOMMANDS = ("token", "decode", "doctor", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every subcommand that is installed."""
+    parser = argparse.ArgumentParser(
+        prog="mi-notebook",
+        description="Azure managed-identity tokens, made visible. Off Azure, runs on an embedded emulator.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"mi-notebook {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("emulator", help="serve the IMDS (+ ARM) emulator in the foreground", add_help=False)
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f".commands.{name}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__package__}.commands.{name}":
+                continue  # not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "emulator":
+        from .emulator.command import main as emulator_main
+
+        return emulator_main(args[1:])
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    if not getattr(ns, "func", None):
+        parser.print_help()
+        return 2
+    return int(ns.func(ns) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

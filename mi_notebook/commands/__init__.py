@@ -1,0 +1,1 @@
+"""Subcommands of the ``mi-notebook`` command, one module each."""
