@@ -1,0 +1,191 @@
+"""One exception tree for everything that can go wrong getting or using a managed-identity token.
+
+Modelled on requests' ``exceptions.py``: a small tree, with multiple inheritance where it helps
+callers (a time-out is also a connection problem; bad input is also a ``ValueError``). Every error
+carries what IMDS (or ARM) said, ``status``, ``error``, ``error_description``, ``request_id``, and
+the ``timeline`` of attempts that led to it, and its message says what happened and what to do.
+Never the token itself.
+
+Example::
+
+    >>> from mi_notebook.errors import IdentityNotFoundError, ManagedIdentityError
+    >>> err = IdentityNotFoundError(
+    ...     "IMDS has no identity with client_id 1111...",
+    ...     status=400, error="invalid_request", error_description="Identity not found",
+    ... )
+    >>> isinstance(err, ManagedIdentityError), err.status, err.error_description
+    (True, 400, 'Identity not found')
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .retry import Timeline
+
+
+class ManagedIdentityError(Exception):
+    """Root of the tree. ``str(err)`` is the full explanation; the parts are attributes.
+
+    ``hint`` is what to do about it; it is appended to the message on its own line.
+    """
+
+    default_hint: str = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+        request_id: str | None = None,
+        timeline: Timeline | None = None,
+        endpoint: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.error = error
+        self.error_description = error_description
+        self.request_id = request_id
+        self.timeline = timeline
+        self.endpoint = endpoint
+        self.hint = self.default_hint if hint is None else hint
+        super().__init__(self._compose())
+
+    def _compose(self) -> str:
+        parts = [self.message]
+        said = []
+        if self.status is not None:
+            said.append(f"HTTP {self.status}")
+        if self.error:
+            said.append(f"error={self.error!r}")
+        if self.error_description:
+            said.append(f"error_description={self.error_description!r}")
+        if said:
+            parts.append("The service answered: " + ", ".join(said) + ".")
+        if self.timeline is not None and len(self.timeline):
+            parts.append(f"Attempts: {self.timeline.summary()}")
+        if self.request_id:
+            parts.append(f"Request id: {self.request_id}.")
+        if self.hint:
+            parts.append(f"What to do: {self.hint}")
+        return "\n".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as plain data (for ``--json`` output, widgets and logs)."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "status": self.status,
+            "error": self.error,
+            "error_description": self.error_description,
+            "request_id": self.request_id,
+            "endpoint": self.endpoint,
+            "hint": self.hint,
+            "attempts": len(self.timeline) if self.timeline is not None else 0,
+        }
+
+
+# --- the endpoint could not be used at all -------------------------------------------------------
+class EndpointUnreachableError(ManagedIdentityError, ConnectionError):
+    """No HTTP answer: connection refused, reset or dropped, DNS, or every attempt timed out."""
+
+    default_hint = (
+        "Check that this machine is an Azure VM with a managed identity, or run "
+        "mi.connect(mode='emulator') / set MI_NOTEBOOK_MODE=emulator to use the embedded emulator."
+    )
+
+
+class ImdsTimeoutError(EndpointUnreachableError, TimeoutError):
+    """IMDS (or ARM) accepted no connection, or sent no answer, within the time-out."""
+
+
+# --- IMDS answered, and said no --------------------------------------------------------------------
+class BadRequestError(ManagedIdentityError, ValueError):
+    """A 4xx that retrying cannot fix (a design-time error): the request itself must change."""
+
+    default_hint = "Fix the request; retrying the same request will not help."
+
+
+class IdentityNotFoundError(BadRequestError):
+    """The selected identity is not assigned to this VM (or the VM has no identity at all)."""
+
+    default_hint = (
+        "Check the identity's client id / object id / resource id, and that it is assigned to this VM "
+        "(Azure portal: the VM's Identity blade). Assignments can take a few minutes to reach IMDS."
+    )
+
+
+class MultipleIdentitiesError(BadRequestError):
+    """Several user-assigned identities and no system-assigned one: IMDS needs to be told which."""
+
+    default_hint = "Choose one: Identity.user(client_id=...), object_id=... or resource_id=...."
+
+
+class InvalidResourceError(BadRequestError):
+    """Entra ID knows no resource (App ID URI) by that name in this tenant."""
+
+    default_hint = (
+        "Use the resource's App ID URI exactly, e.g. https://management.azure.com/ or an alias such "
+        "as 'arm', 'vault', 'storage', 'graph' (see mi_notebook.resources.WELL_KNOWN_RESOURCES)."
+    )
+
+
+class ThrottledError(ManagedIdentityError):
+    """429: too many requests (IMDS allows 20 per second and 5 at once per VM)."""
+
+    default_hint = (
+        "Reuse tokens instead of asking again (mi_notebook caches them per process); share one "
+        "credential between threads; wait and retry later."
+    )
+
+
+class ImdsUpdatingError(ManagedIdentityError):
+    """404 or 410: IMDS is being updated; 410 promises it is back within 70 seconds."""
+
+    default_hint = "Wait a minute and try again; IMDS updates finish within about 70 seconds."
+
+
+class ServerError(ManagedIdentityError):
+    """5xx: IMDS or Entra ID failed on its side, and kept failing after the retries."""
+
+    default_hint = "This is on Azure's side; try again later. If it persists, check Azure status."
+
+
+class UnexpectedResponseError(ManagedIdentityError):
+    """An answer that is not IMDS speaking: HTML, non-JSON, truncated or malformed JSON.
+
+    Usually a proxy in the way, or another cloud's metadata service answering on 169.254.169.254.
+    """
+
+    default_hint = (
+        "Make sure no proxy handles 169.254.169.254 (add it to NO_PROXY) and that this is an Azure VM."
+    )
+
+
+# --- local problems ----------------------------------------------------------------------------------
+class TokenDecodeError(ManagedIdentityError, ValueError):
+    """A string that is not a decodable JWT (bad segments, base64, JSON, or an encrypted JWE)."""
+
+    default_hint = "Pass the access token string exactly as issued (three base64url parts joined by dots)."
+
+
+class ArmError(ManagedIdentityError):
+    """Azure Resource Manager said no; ``code`` and ``arm_message`` are ARM's own words."""
+
+    default_hint = ""
+
+    def __init__(self, message: str, *, code: str | None = None, arm_message: str | None = None, **kw: Any):
+        self.code = code
+        self.arm_message = arm_message
+        kw.setdefault("error", code)
+        kw.setdefault("error_description", arm_message)
+        super().__init__(message, **kw)
+
+    def to_dict(self) -> dict[str, Any]:  # noqa: D102 - same as the base, plus ARM's code
+        data = super().to_dict()
+        data["code"] = self.code
+        return data
