@@ -41,3 +41,60 @@ def _no_non_loopback_traffic():
     if new or new_log:
         del loopback_guard.violations[before:]
         pytest.fail("non-loopback traffic attempted:\n" + "\n".join(new) + new_log, pytrace=False)
+
+
+# --- transport fixtures (imds / connect / credential / CLI tests) ---------------------------------
+@pytest.fixture
+def transport_emu():
+    """A running emulator without rate limits (tests send bursts in virtual time)."""
+    from mi_notebook.emulator import Emulator
+
+    with Emulator(throttle=False) as emu:
+        yield emu
+
+
+@pytest.fixture
+def virtual_clock():
+    """A clock that only moves when slept on: ``virtual_clock.sleep`` is the injected sleep."""
+    from helpers import VirtualClock
+
+    return VirtualClock()
+
+
+@pytest.fixture
+def make_imds_client(transport_emu, virtual_clock):
+    """Build ImdsClients against ``transport_emu`` in virtual time (jitter from a seeded rng)."""
+    import random
+
+    from mi_notebook.imds import ImdsClient
+
+    clients = []
+
+    def make(**kw):
+        kw.setdefault("url", transport_emu.imds_url)
+        kw.setdefault("sleep", virtual_clock.sleep)
+        kw.setdefault("clock", virtual_clock)
+        kw.setdefault("timeout", (1.0, 2.0))
+        kw.setdefault("rng", random.Random(7))
+        client = ImdsClient(**kw)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def clean_connection():
+    """No current connection and an empty process-wide token cache, before and after the test."""
+    import importlib
+
+    connect_module = importlib.import_module("mi_notebook.connect")
+    from mi_notebook.tokens import default_cache
+
+    connect_module.disconnect()
+    default_cache().clear()
+    yield
+    connect_module.disconnect()
+    default_cache().clear()

@@ -1,0 +1,106 @@
+"""Options and habits shared by the ``token``, ``decode`` and ``doctor`` subcommands.
+
+Every command honours ``MI_NOTEBOOK_IMDS_URL`` / ``MI_NOTEBOOK_MODE`` and accepts ``--imds-url``
+and ``--mode``; every failure becomes a readable message on stderr and exit code 1, never a
+traceback.
+
+Example::
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser(); add_connection_arguments(p); add_identity_arguments(p)
+    >>> ns = p.parse_args(["--client-id", "11111111-2222-3333-4444-555555555555"])
+    >>> str(identity_from_args(ns))
+    'user-assigned (client_id=11111111-2222-3333-4444-555555555555)'
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..connect import Connection
+    from ..identity import Identity
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--imds-url URL`` and ``--mode {auto,imds,emulator}`` (defaults: the environment variables)."""
+    group = parser.add_argument_group("endpoint (default: $MI_NOTEBOOK_IMDS_URL, else $MI_NOTEBOOK_MODE, else auto)")
+    group.add_argument("--imds-url", metavar="URL", help="an IMDS-compatible base URL, e.g. http://127.0.0.1:8080")
+    group.add_argument("--mode", choices=("auto", "imds", "emulator"),
+                       help="auto: real IMDS if this is an Azure VM, else the embedded emulator")
+
+
+def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--client-id`` | ``--object-id`` | ``--resource-id`` (mutually exclusive; default system-assigned)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--client-id", metavar="GUID", help="a user-assigned identity by client id")
+    group.add_argument("--object-id", metavar="GUID", help="a user-assigned identity by object (principal) id")
+    group.add_argument("--resource-id", metavar="ID", help="a user-assigned identity by Azure resource id")
+
+
+def identity_from_args(ns: argparse.Namespace) -> Identity:
+    """The identity the options name (``ValueError`` for a malformed id)."""
+    from ..identity import Identity
+
+    for name in ("client_id", "object_id", "resource_id"):
+        value = getattr(ns, name, None)
+        if value:
+            return Identity.user(**{name: value})
+    return Identity.system()
+
+
+def connection_from_args(ns: argparse.Namespace) -> Connection:
+    """Connect as the options (or, without them, the environment) say."""
+    from ..connect import connect
+
+    if getattr(ns, "imds_url", None):
+        return connect(ns.imds_url)
+    return connect(mode=getattr(ns, "mode", None))
+
+
+def fail(message: str) -> int:
+    """Print ``message`` on stderr (prefixed with the program name) and return the error exit code."""
+    print(f"mi-notebook: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Wrap a command so that every failure is a message on stderr and exit code 1, never a traceback.
+
+    The current connection is closed afterwards (an emulator started for this command is stopped).
+    """
+
+    def wrapper(ns: argparse.Namespace) -> int:
+        from ..connect import disconnect
+        from ..errors import ManagedIdentityError
+
+        try:
+            return run(ns)
+        except ManagedIdentityError as exc:
+            return fail(f"{type(exc).__name__}: {exc}")
+        except ValueError as exc:
+            return fail(f"invalid input: {exc}")
+        except KeyboardInterrupt:
+            print("mi-notebook: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+            return fail(f"unexpected {type(exc).__name__}: {exc}")
+        finally:
+            with contextlib.suppress(Exception):  # nothing useful to say while exiting
+                disconnect()
+
+    wrapper.__name__ = getattr(run, "__name__", "command")
+    wrapper.__doc__ = run.__doc__
+    return wrapper
+
+
+def redact(value: Any) -> str:
+    """What is printed instead of a token."""
+    return "<redacted: use --show-token to print it>"

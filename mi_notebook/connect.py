@@ -1,0 +1,541 @@
+"""Where are we? A given endpoint, real IMDS (verified by a probe), or the embedded emulator.
+
+``connect()`` decides once, says why in plain words, and makes the result the current connection;
+``get_token()`` serves tokens through it and the process-wide cache (``tokens.default_cache()``).
+
+The decision, in order:
+
+1. ``imds_url=`` (or ``MI_NOTEBOOK_IMDS_URL``): used as is, no probing (``kind="explicit"``).
+2. ``mode="emulator"`` (or ``MI_NOTEBOOK_MODE=emulator``): start the embedded emulator.
+3. ``mode="imds"``: real IMDS at ``probe_url`` without probing (you know you are on Azure).
+4. ``mode="auto"`` (the default): probe ``probe_url`` once with a short time-out. Only an answer that
+   is recognisably Azure IMDS is accepted: a ``Server: IMDS/...`` header, or the documented 400 JSON
+   body for a token request without the ``Metadata`` header. Anything else (nothing listening, no
+   answer in time, ``Server: EC2ws``, ``Metadata-Flavor: Google``, a 404 HTML page) means "not on
+   Azure": the embedded emulator is started and the reason is logged and kept in
+   ``Connection.reason``. The whole decision is bounded by ``probe_timeout`` (default 0.8 s),
+   instead of the 10-25 s other clients spend retrying a foreign metadata service.
+
+The probe sends a token request *without* ``Metadata: true``, which IMDS refuses with a 400 before
+touching any identity: nothing is issued, nothing is throttled.
+
+Example::
+
+    >>> import mi_notebook as mi
+    >>> conn = mi.connect(mode="emulator")
+    >>> conn.kind, conn.reason.startswith("Using the embedded emulator")
+    ('emulator', True)
+    >>> mi.get_token("graph", force_refresh=True).source, mi.get_token("graph").source
+    ('imds', 'cache')
+    >>> disconnect()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .identity import Identity
+from .imds import DEFAULT_TIMEOUT, IMDS_URL, TOKEN_PATH, ImdsClient
+from .resources import resolve_resource
+from .tokens import default_cache
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .retry import RetryPolicy
+    from .tokens import AccessToken, TokenCache
+
+__all__ = [
+    "ENV_IMDS_URL",
+    "ENV_MODE",
+    "Connection",
+    "ProbeResult",
+    "connect",
+    "current",
+    "disconnect",
+    "get_token",
+    "probe_imds",
+]
+
+logger = logging.getLogger(__name__)
+
+ENV_IMDS_URL = "MI_NOTEBOOK_IMDS_URL"
+ENV_MODE = "MI_NOTEBOOK_MODE"
+MODES = ("auto", "imds", "emulator")
+DEFAULT_PROBE_TIMEOUT = 0.8
+
+Kind = Literal["explicit", "imds", "emulator"]
+
+_lock = threading.RLock()
+_current: Connection | None = None
+
+
+@dataclass
+class Connection:
+    """The endpoint in use, how it was chosen, and the client that talks to it.
+
+    ``kind``: ``"explicit"`` (a URL you gave), ``"imds"`` (real IMDS) or ``"emulator"`` (started here;
+    ``emulator`` is its handle). ``reason`` is one sentence for humans; ``probe`` holds the probe's
+    findings in auto mode.
+
+    Example::
+
+        >>> from mi_notebook.imds import ImdsClient
+        >>> c = Connection("http://127.0.0.1:9", "explicit", ImdsClient(url="http://127.0.0.1:9"),
+        ...                reason="Using http://127.0.0.1:9 because it was given explicitly.")
+        >>> str(c)
+        'Using http://127.0.0.1:9 because it was given explicitly.'
+    """
+
+    endpoint: str
+    kind: Kind
+    client: ImdsClient
+    emulator: Any = None
+    reason: str = ""
+    probe: ProbeResult | None = None
+    closed: bool = field(default=False, repr=False)
+    # (resource as given, identity as given) -> cache key: a cached get_token is on the path of every
+    # Azure SDK call, so it must stay a few dictionary look-ups (resolving is pure: nothing goes stale)
+    _keys: dict[tuple[Any, Any], tuple[CacheKey, Callable[[], AccessToken]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def get_token(
+        self,
+        resource: str = "arm",
+        *,
+        identity: Identity | str | None = None,
+        force_refresh: bool = False,
+        on_attempt: Callable[..., None] | None = None,
+        cache: TokenCache | None = None,
+    ) -> AccessToken:
+        """A token through this connection and the process-wide cache (key: endpoint, identity, resource).
+
+        Example::
+
+            >>> conn = connect(mode="emulator")
+            >>> conn.get_token("vault").resource
+            'https://vault.azure.net'
+            >>> disconnect()
+        """
+        if self.closed:
+            raise RuntimeError(f"this connection to {self.endpoint} was closed; call mi.connect() again")
+        try:
+            key, fetch = self._keys[resource, identity]
+        except (KeyError, TypeError):
+            key, fetch = self._key_for(resource, identity)  # ValueError for bad input, before any request
+        if on_attempt is not None:
+            def fetch() -> AccessToken:
+                return self.client.request_token(key[2], key[1], on_attempt=on_attempt)
+        return (cache or _default_cache()).get(key, fetch, force_refresh=force_refresh)
+
+    def _key_for(self, resource: str, identity: Identity | str | None) -> tuple[CacheKey, Callable[[], AccessToken]]:
+        ident = _coerce_identity(identity)
+        key = CacheKey(self.endpoint, ident, resolve_resource(resource))
+
+        def fetch() -> AccessToken:
+            return self.client.request_token(key[2], key[1])
+
+        try:
+            if len(self._keys) >= _MEMO_LIMIT:
+                self._keys.clear()
+            self._keys[resource, identity] = (key, fetch)
+        except TypeError:  # an unhashable argument: still served, just not memoised
+            pass
+        return key, fetch
+
+    def close(self) -> None:
+        """Stop the emulator if this connection started it; close the HTTP session."""
+        if self.closed:
+            return
+        self.closed = True
+        self.client.close()
+        if self.emulator is not None:
+            _stop_emulator(self.emulator)
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (
+            f"<div><b>mi-notebook connection</b> ({html.escape(self.kind)}): "
+            f"<code>{html.escape(self.endpoint)}</code><br>{html.escape(self.reason)}</div>"
+        )
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What answered at the probe address, and whether it is Azure IMDS.
+
+    Example::
+
+        >>> ProbeResult(False, "nothing answered within 0.8 s", elapsed=0.8).is_imds
+        False
+    """
+
+    is_imds: bool
+    detail: str
+    status: int | None = None
+    server: str | None = None
+    elapsed: float = 0.0
+
+
+def probe_imds(probe_url: str = IMDS_URL, *, timeout: float = DEFAULT_PROBE_TIMEOUT) -> ProbeResult:
+    """Ask ``probe_url`` whether it is Azure IMDS, within ``timeout`` seconds in all (hard bound).
+
+    The request runs in a daemon thread joined with the deadline, so even a server that trickles
+    bytes cannot hold the caller longer than ``timeout`` (plus thread start-up).
+
+    Example::
+
+        >>> probe_imds("http://127.0.0.1:9", timeout=0.3).is_imds   # port 9: nothing listens
+        False
+    """
+    import time
+
+    if timeout <= 0:
+        raise ValueError(f"probe timeout must be positive, got {timeout!r}")
+    started = time.monotonic()
+    box: list[ProbeResult] = []
+
+    def run() -> None:
+        try:
+            box.append(_probe_once(probe_url, timeout))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not IMDS"
+            box.append(ProbeResult(False, f"the probe failed: {type(exc).__name__}: {exc}"))
+
+    thread = threading.Thread(target=run, name="mi-notebook-imds-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    elapsed = time.monotonic() - started
+    if not box:
+        return ProbeResult(False, f"nothing answered within {timeout:g} s", elapsed=elapsed)
+    result = box[0]
+    return ProbeResult(result.is_imds, result.detail, result.status, result.server, elapsed)
+
+
+def _probe_once(probe_url: str, timeout: float) -> ProbeResult:
+    import requests
+
+    url = probe_url.rstrip("/") + TOKEN_PATH
+    with requests.Session() as session:
+        session.trust_env = False  # never through a proxy
+        try:
+            response = session.get(
+                url,
+                params=[("api-version", "2018-02-01"), ("resource", "https://management.azure.com/")],
+                headers={"User-Agent": "mi-notebook-probe"},
+                timeout=(timeout, timeout),
+                allow_redirects=False,
+                proxies={"http": None, "https": None, "all": None},  # type: ignore[dict-item]
+            )
+            body = response.content[:4096]
+        except requests.ConnectionError as exc:
+            text = repr(exc).lower()
+            if "refused" in text:
+                return ProbeResult(False, "the connection was refused (nothing listens there)")
+            if "timed out" in text or "timeout" in text:
+                return ProbeResult(False, f"nothing answered within {timeout:g} s")
+            return ProbeResult(False, f"no HTTP answer ({type(exc).__name__})")
+        except requests.Timeout:
+            return ProbeResult(False, f"nothing answered within {timeout:g} s")
+        except (requests.RequestException, OSError) as exc:
+            return ProbeResult(False, f"no HTTP answer ({type(exc).__name__}: {exc})")
+    return classify_probe_answer(response.status_code, response.headers, body)
+
+
+def classify_probe_answer(status: int, headers: Any, body: bytes) -> ProbeResult:
+    """Decide from one answer whether Azure IMDS is speaking (pure; the probe's logic).
+
+    Example::
+
+        >>> classify_probe_answer(400, {"Server": "IMDS/150.870.65.1684"}, b"{}").is_imds
+        True
+        >>> classify_probe_answer(404, {"Server": "EC2ws"}, b"<html>Not Found</html>").detail
+        'an AWS-like metadata service answered (Server: EC2ws), not Azure IMDS'
+    """
+    server = headers.get("Server") or ""
+    if headers.get("Metadata-Flavor"):
+        return ProbeResult(
+            False, "a Google Cloud-like metadata service answered (Metadata-Flavor header), not Azure IMDS",
+            status, server,
+        )
+    if server.lower().startswith(("ec2ws", "amazon")):
+        return ProbeResult(False, f"an AWS-like metadata service answered (Server: {server}), not Azure IMDS",
+                           status, server)
+    if server.upper().startswith("IMDS/"):
+        return ProbeResult(True, f"Azure IMDS answered (Server: {server})", status, server)
+    document: Any = None
+    try:
+        document = json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        document = None
+    if status == 400 and isinstance(document, dict):
+        said = f"{document.get('error', '')} {document.get('error_description', '')}".lower()
+        if "metadata" in said and "header" in said:
+            return ProbeResult(True, "Azure IMDS answered (the documented 400 for a request without the "
+                                     "Metadata header)", status, server)
+    kind = "an HTML page" if body.lstrip()[:1] == b"<" else ("a JSON body" if document is not None else "a body")
+    who = f" (Server: {server})" if server else ""
+    return ProbeResult(False, f"something answered HTTP {status} with {kind}{who}, which is not Azure IMDS",
+                       status, server)
+
+
+# --- the current connection ----------------------------------------------------------------------
+def connect(
+    imds_url: str | None = None,
+    *,
+    mode: str | None = None,
+    probe_url: str = IMDS_URL,
+    probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
+    retry: RetryPolicy | None = None,
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    emulator_factory: Callable[[], Any] | None = None,
+) -> Connection:
+    """Choose the endpoint (see the module docstring), make it the current connection, return it.
+
+    A previous current connection is closed (an emulator it started is stopped). ``retry`` and
+    ``timeout`` configure the :class:`~mi_notebook.imds.ImdsClient`. ``emulator_factory`` builds the
+    emulator (default ``mi_notebook.emulator.Emulator``). Bad arguments -> ``ValueError``.
+
+    Example::
+
+        >>> conn = connect("http://127.0.0.1:8080")
+        >>> conn.kind, conn.endpoint
+        ('explicit', 'http://127.0.0.1:8080')
+        >>> disconnect()
+    """
+    global _current
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if imds_url is not None and mode not in (None, "auto"):
+        raise ValueError(f"give either imds_url or mode={mode!r}, not both")
+
+    def client_for(url: str) -> ImdsClient:
+        return ImdsClient(url=url, retry=retry, timeout=timeout)
+
+    env_url = os.environ.get(ENV_IMDS_URL, "").strip()
+    env_mode = os.environ.get(ENV_MODE, "").strip().lower()
+    if imds_url is not None:
+        conn = _explicit(imds_url, "it was passed to connect()", client_for)
+    elif mode is not None and mode != "auto":
+        conn = _by_mode(mode, "mode=" + repr(mode) + " was requested", probe_url, client_for, emulator_factory)
+    elif mode is None and env_url:
+        conn = _explicit(env_url, f"{ENV_IMDS_URL} is set", client_for)
+    elif mode is None and env_mode and env_mode != "auto":
+        if env_mode not in MODES:
+            raise ValueError(f"{ENV_MODE} must be one of {', '.join(MODES)}; got {env_mode!r}")
+        conn = _by_mode(env_mode, f"{ENV_MODE}={env_mode}", probe_url, client_for, emulator_factory)
+    else:
+        result = probe_imds(probe_url, timeout=probe_timeout)
+        if result.is_imds:
+            conn = Connection(
+                probe_url.rstrip("/"), "imds", client_for(probe_url),
+                reason=f"Using Azure IMDS at {probe_url.rstrip('/')} because {result.detail}.", probe=result,
+            )
+        else:
+            emu = _start_emulator(emulator_factory)
+            url = _emulator_url(emu)
+            conn = Connection(
+                url, "emulator", client_for(url), emulator=emu,
+                reason=(
+                    f"Using the embedded emulator at {url} because this does not look like an Azure VM: "
+                    f"at {probe_url.rstrip('/')}, {result.detail} (decided in {result.elapsed:.2f} s)."
+                ),
+                probe=result,
+            )
+    logger.info("%s", conn.reason)
+    with _lock:
+        previous, _current = _current, conn
+    if previous is not None and previous is not conn:
+        previous.close()
+    return conn
+
+
+def current() -> Connection | None:
+    """The current connection, or ``None`` before the first ``connect()`` / ``get_token()``.
+
+    Example::
+
+        >>> disconnect(); current() is None
+        True
+    """
+    return _current
+
+
+def disconnect() -> None:
+    """Forget the current connection and stop the emulator it started (if any).
+
+    Example::
+
+        >>> disconnect()
+    """
+    global _current
+    with _lock:
+        previous, _current = _current, None
+    if previous is not None:
+        previous.close()
+
+
+def _current_or_connect() -> Connection:
+    conn = _current
+    if conn is not None and not conn.closed:
+        return conn
+    with _lock:
+        conn = _current
+        if conn is None or conn.closed:
+            conn = connect()
+        return conn
+
+
+def get_token(
+    resource: str = "arm",
+    *,
+    identity: Identity | str | None = None,
+    force_refresh: bool = False,
+    on_attempt: Callable[..., None] | None = None,
+) -> AccessToken:
+    """A token for ``resource`` through the current connection (connecting on first use) and the cache.
+
+    ``identity``: ``None`` (system-assigned), an ``Identity``, or text for ``Identity.parse``.
+    ``force_refresh=True`` skips the cached token (IMDS itself may still return the same one).
+
+    Example::
+
+        >>> import mi_notebook as mi
+        >>> _ = mi.connect(mode="emulator")
+        >>> tok = mi.get_token("arm")
+        >>> mi.get_token("arm").source, mi.get_token("arm").expires_on == tok.expires_on
+        ('cache', True)
+        >>> disconnect()
+    """
+    conn = _current
+    if conn is None or conn.closed:
+        conn = _current_or_connect()
+    if on_attempt is None and not force_refresh:  # the hot path: a cached token, few look-ups
+        try:
+            key, fetch = conn._keys[resource, identity]
+        except (KeyError, TypeError):
+            pass
+        else:
+            return _default_cache().get(key, fetch)
+    return conn.get_token(resource, identity=identity, force_refresh=force_refresh, on_attempt=on_attempt)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+_MEMO_LIMIT = 512
+_cache_ref: list[TokenCache] = []
+
+
+def _default_cache() -> TokenCache:
+    if not _cache_ref:
+        _cache_ref.append(default_cache())
+    return _cache_ref[0]
+
+
+class CacheKey(tuple):
+    """``(endpoint, identity, resource)``, the TokenCache key, with its hash computed once.
+
+    Equal to (and hashing like) the plain tuple; hashing an ``Identity`` dataclass on every cache
+    look-up would otherwise cost more than the rest of a cached ``get_token``.
+
+    Example::
+
+        >>> from mi_notebook.identity import Identity
+        >>> key = CacheKey("http://127.0.0.1:1", Identity.system(), "https://management.azure.com/")
+        >>> key == ("http://127.0.0.1:1", Identity.system(), "https://management.azure.com/"), key[2]
+        (True, 'https://management.azure.com/')
+    """
+
+    def __new__(cls, endpoint: str, identity: Identity, resource: str) -> CacheKey:
+        self = super().__new__(cls, (endpoint, identity, resource))
+        self._hash = tuple.__hash__(self)
+        return self
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CacheKey, tuple(self))
+
+
+def _coerce_identity(identity: Identity | str | None) -> Identity:
+    if identity is None:
+        return Identity.system()
+    if isinstance(identity, Identity):
+        return identity
+    if isinstance(identity, str):
+        return Identity.parse(identity)
+    raise ValueError(f"identity must be an Identity or text such as 'system' / a client id, got {identity!r}")
+
+
+def _explicit(url: str, why: str, client_for: Callable[[str], ImdsClient]) -> Connection:
+    client = client_for(url)  # validates the URL
+    return Connection(client.url, "explicit", client, reason=f"Using {client.url} because {why}.")
+
+
+def _by_mode(
+    mode: str,
+    why: str,
+    probe_url: str,
+    client_for: Callable[[str], ImdsClient],
+    emulator_factory: Callable[[], Any] | None,
+) -> Connection:
+    if mode == "imds":
+        client = client_for(probe_url)
+        return Connection(client.url, "imds", client,
+                          reason=f"Using Azure IMDS at {client.url} without probing because {why}.")
+    emu = _start_emulator(emulator_factory)
+    url = _emulator_url(emu)
+    return Connection(url, "emulator", client_for(url), emulator=emu,
+                      reason=f"Using the embedded emulator at {url} because {why}.")
+
+
+def _start_emulator(factory: Callable[[], Any] | None) -> Any:
+    if factory is None:
+        from .emulator import Emulator  # lazily: only connect may start the emulator
+
+        factory = Emulator
+    emu = factory()
+    start = getattr(emu, "start", None)
+    if callable(start):
+        start()
+    else:
+        emu.__enter__()
+    return emu
+
+
+def _stop_emulator(emu: Any) -> None:
+    for name in ("stop", "close"):
+        method = getattr(emu, name, None)
+        if callable(method):
+            method()
+            return
+    emu.__exit__(None, None, None)
+
+
+def _emulator_url(emu: Any) -> str:
+    return str(emu.imds_url).rstrip("/")
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``mi.connect(...)`` work even when ``mi.connect`` is this module.
+
+    ``mi_notebook`` exposes the function ``connect`` lazily, but importing the submodule
+    ``mi_notebook.connect`` (``from .connect import ...`` anywhere) makes the import system set the
+    package attribute ``connect`` to the module, which would shadow the function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Connection:
+        return connect(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

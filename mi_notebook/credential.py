@@ -1,0 +1,219 @@
+"""An Azure SDK compatible credential over mi-notebook's client and process-wide cache.
+
+:class:`ManagedIdentityTokenCredential` satisfies azure-core's ``TokenCredential`` and
+``SupportsTokenInfo`` protocols (``get_token`` / ``get_token_info`` / ``close`` / context manager)
+without importing azure-core: azure-core only reads ``.token`` and ``.expires_on`` (and
+``refresh_on`` if present) from what is returned, so small look-alike types do. Every Azure SDK
+client (``azure-mgmt-*``, ``azure-storage-*``, ``azure-keyvault-*``...) can use it, and every client
+in the process then shares one cached token per (endpoint, identity, resource): one IMDS request
+instead of one per client.
+
+Example::
+
+    >>> import mi_notebook as mi
+    >>> from azure.mgmt.resource.resources import ResourceManagementClient
+    >>> conn = mi.connect(mode="emulator")
+    >>> client = ResourceManagementClient(mi.credential(connection=conn), conn.emulator.vm.subscription_id)
+    >>> conn.close()
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .identity import Identity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .connect import Connection
+    from .tokens import AccessToken
+
+__all__ = ["ManagedIdentityTokenCredential", "SdkAccessToken", "SdkAccessTokenInfo", "credential"]
+
+
+class SdkAccessToken(NamedTuple):
+    """Shaped like ``azure.core.credentials.AccessToken`` (a namedtuple ``(token, expires_on)``),
+    but its repr never shows the token.
+
+    Example::
+
+        >>> SdkAccessToken("eyJ0eXAi.secret.sig", 1700000000)
+        SdkAccessToken(token=<redacted>, expires_on=1700000000)
+    """
+
+    token: str
+    expires_on: int
+
+    def __repr__(self) -> str:
+        return f"SdkAccessToken(token=<redacted>, expires_on={self.expires_on})"
+
+
+class SdkAccessTokenInfo:
+    """Shaped like ``azure.core.credentials.AccessTokenInfo``: token, expires_on, token_type, refresh_on.
+
+    Example::
+
+        >>> info = SdkAccessTokenInfo("secret", 1700000000, refresh_on=1699990000)
+        >>> info.token_type, info.refresh_on, "secret" in repr(info)
+        ('Bearer', 1699990000, False)
+    """
+
+    __slots__ = ("token", "expires_on", "token_type", "refresh_on")
+
+    def __init__(
+        self, token: str, expires_on: int, *, token_type: str = "Bearer", refresh_on: int | None = None
+    ) -> None:
+        self.token = token
+        self.expires_on = expires_on
+        self.token_type = token_type
+        self.refresh_on = refresh_on
+
+    def __repr__(self) -> str:
+        return (
+            f"SdkAccessTokenInfo(token=<redacted>, expires_on={self.expires_on}, "
+            f"token_type={self.token_type!r}, refresh_on={self.refresh_on})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SdkAccessTokenInfo):
+            return NotImplemented
+        return (self.token, self.expires_on, self.token_type, self.refresh_on) == (
+            other.token, other.expires_on, other.token_type, other.refresh_on,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class ManagedIdentityTokenCredential:
+    """A TokenCredential for one identity, served by ``connect``'s cache.
+
+    ``connection`` pins a :class:`~mi_notebook.connect.Connection`; by default the current one is used
+    at each call (connecting on first use). Exactly one scope per call, as azure-identity requires
+    for managed identity. A ``claims`` challenge bypasses the cache (the cached token was rejected).
+    ``tenant_id`` is ignored: a managed identity lives in one tenant.
+
+    Example::
+
+        >>> cred = ManagedIdentityTokenCredential(Identity.system())
+        >>> cred.get_token()
+        Traceback (most recent call last):
+        ValueError: get_token needs exactly one scope, e.g. 'https://management.azure.com/.default'; got none
+    """
+
+    def __init__(self, identity: Identity | str | None = None, *, connection: Connection | None = None) -> None:
+        if identity is None:
+            self.identity = Identity.system()
+        elif isinstance(identity, (Identity, str)):
+            self.identity = identity if isinstance(identity, Identity) else Identity.parse(identity)
+        else:
+            raise ValueError(f"identity must be an Identity or text such as 'system'; got {identity!r}")
+        self.connection = connection
+        self._closed = False
+
+    # --- azure-core protocols ----------------------------------------------------------------
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> SdkAccessToken:
+        """An ``AccessToken``-shaped ``(token, expires_on)`` for exactly one scope.
+
+        Example::
+
+            >>> from mi_notebook.connect import connect
+            >>> conn = connect(mode="emulator")
+            >>> credential(connection=conn).get_token("https://management.azure.com/.default").expires_on > 0
+            True
+            >>> conn.close()
+        """
+        token = self._fetch(scopes, claims=claims, method="get_token")
+        return SdkAccessToken(token.reveal(), int(token.expires_on))
+
+    def get_token_info(self, *scopes: str, options: Mapping[str, Any] | None = None) -> SdkAccessTokenInfo:
+        """An ``AccessTokenInfo``-shaped object (token, expires_on, token_type, refresh_on).
+
+        ``refresh_on`` is when the cache will fetch a fresh token, so SDK clients come back then.
+
+        Example::
+
+            >>> from mi_notebook.connect import connect
+            >>> conn = connect(mode="emulator")
+            >>> credential(connection=conn).get_token_info("https://vault.azure.net/.default").token_type
+            'Bearer'
+            >>> conn.close()
+        """
+        opts = dict(options or {})
+        token = self._fetch(scopes, claims=opts.get("claims"), method="get_token_info")
+        return SdkAccessTokenInfo(
+            token.reveal(),
+            int(token.expires_on),
+            token_type=token.token_type or "Bearer",
+            refresh_on=_refresh_on(token),
+        )
+
+    def close(self) -> None:
+        """Nothing to release (the connection and cache are shared); the credential stays usable."""
+        self._closed = True
+
+    def __enter__(self) -> ManagedIdentityTokenCredential:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.connection.endpoint if self.connection is not None else "current connection"
+        return f"ManagedIdentityTokenCredential({self.identity}, {where})"
+
+    # --- internals ---------------------------------------------------------------------------
+    def _fetch(self, scopes: tuple[str, ...], *, claims: str | None, method: str) -> AccessToken:
+        if len(scopes) != 1:
+            got = "none" if not scopes else f"{len(scopes)}: {', '.join(map(repr, scopes))}"
+            raise ValueError(
+                f"{method} needs exactly one scope, e.g. 'https://management.azure.com/.default'; got {got}"
+            )
+        scope = scopes[0]
+        if not isinstance(scope, str) or not scope.strip():
+            raise ValueError(f"the scope must be a non-empty string; got {scope!r}")
+        from .connect import _current_or_connect
+
+        conn = self.connection if self.connection is not None else _current_or_connect()
+        return conn.get_token(scope, identity=self.identity, force_refresh=bool(claims))
+
+
+def _refresh_on(token: AccessToken) -> int | None:
+    try:
+        from .tokens import refresh_at
+    except ImportError:  # pragma: no cover - older tokens module
+        return None
+    return int(refresh_at(token))
+
+
+def credential(identity: Identity | str | None = None, *, connection: Connection | None = None) -> (
+    ManagedIdentityTokenCredential
+):
+    """A TokenCredential for Azure SDK clients: the given identity (default system-assigned).
+
+    Example::
+
+        >>> cred = credential()
+        >>> cred.identity.kind
+        'system'
+    """
+    return ManagedIdentityTokenCredential(identity, connection=connection)
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``mi.credential(...)`` work even when ``mi.credential`` is this module (importing the
+    submodule sets the package attribute to it, shadowing the lazily exported function)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ManagedIdentityTokenCredential:
+        return credential(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

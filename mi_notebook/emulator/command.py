@@ -1,0 +1,139 @@
+"""``mi-notebook emulator``: serve the emulator in the foreground until SIGINT/SIGTERM.
+
+The first line of stdout (flushed at once) is ``IMDS <url>``, so a parent process can read where to
+connect; ``ARM <url>`` and ``CA <path>`` follow when the ARM side runs. Then a short summary of the VM.
+Binding anything but loopback needs an explicit ``--host`` and prints a warning: the emulator hands
+out tokens to anyone who asks.
+
+Example::
+
+    $ mi-notebook emulator --port 8080 --no-throttle
+    IMDS http://127.0.0.1:8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import Emulator
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The emulator's own options (the mi-notebook CLI forwards everything after ``emulator``)."""
+    p = argparse.ArgumentParser(prog="mi-notebook emulator",
+                                description="Serve the Azure IMDS (+ ARM) emulator in the foreground.")
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; others print a warning)")
+    p.add_argument("--port", type=int, default=0, help="IMDS port (default: any free port)")
+    p.add_argument("--config", metavar="FILE", help="a JSON (or TOML) emulator config file")
+    p.add_argument("--seed", default=None, help="derive every GUID from this seed (default 0)")
+    p.add_argument("--no-throttle", action="store_true", help="do not enforce IMDS's request limits")
+    p.add_argument("--no-system-assigned", action="store_true", help="the VM has no system-assigned identity")
+    p.add_argument("--user-assigned", type=int, default=None, metavar="N",
+                   help="number of user-assigned identities (default 2)")
+    p.add_argument("--token-lifetime", type=int, default=None, metavar="SECONDS", help="default 86400")
+    p.add_argument("--latency", type=float, default=None, metavar="SECONDS",
+                   help="added to each identity-endpoint answer")
+    p.add_argument("--no-arm", action="store_true", help="IMDS only, even if the ARM side is installed")
+    p.add_argument("--quiet", action="store_true", help="print only the URL lines")
+    return p
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = None) -> int:
+    """Run the emulator until SIGINT/SIGTERM (or until ``stop`` is set, for embedding and tests);
+    returns the exit code: 0 after a clean stop, 2 on bad options or when the port cannot be bound."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from . import Emulator  # after parsing, so --help is instant
+    from .world import load_config
+
+    try:
+        config = load_config(args.config) if args.config else {}
+    except (OSError, ValueError) as exc:
+        print(f"mi-notebook emulator: cannot read the config: {exc}", file=sys.stderr)
+        return 2
+    configured = config.get("host")
+    if args.host is None and configured and not _is_loopback(str(configured)):
+        print(f"mi-notebook emulator: the config asks to listen on {configured}, which is not loopback; "
+              "pass --host explicitly to confirm", file=sys.stderr)
+        return 2
+    host = args.host or str(configured or "127.0.0.1")
+    try:
+        seed: int | str | None = None
+        if args.seed is not None:
+            seed = int(args.seed) if args.seed.lstrip("-").isdigit() else args.seed
+        emu = Emulator(
+            config=config, host=host, port=args.port or None, seed=seed,
+            throttle=False if args.no_throttle else None,
+            system_assigned=False if args.no_system_assigned else None,
+            user_assigned=args.user_assigned, token_lifetime=args.token_lifetime,
+            latency=args.latency, arm=False if args.no_arm else None,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"mi-notebook emulator: {exc}", file=sys.stderr)
+        return 2
+
+    if stop is None:
+        stop = threading.Event()
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        event = stop
+        previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            emu.start()
+        except OSError as exc:
+            print(f"mi-notebook emulator: cannot listen on {host}:{args.port}: {exc}", file=sys.stderr)
+            return 2
+        lines = [f"IMDS {emu.imds_url}"]
+        if emu.arm_url:
+            lines.append(f"ARM {emu.arm_url}")
+        if emu.ca_bundle:
+            lines.append(f"CA {emu.ca_bundle}")
+        print("\n".join(lines), flush=True)
+        if not _is_loopback(host):
+            print(f"WARNING: the emulator listens on {host}, not loopback: anyone who can reach it gets "
+                  "tokens for its identities. Use it only on a network you trust.", file=sys.stderr, flush=True)
+        if not args.quiet:
+            _summary(emu)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emu.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _summary(emu: Emulator) -> None:
+    vm = emu.vm
+    print(f"VM {vm.name} in {vm.resource_group} ({vm.location}), subscription {vm.subscription_id}, "
+          f"tenant {vm.tenant_id}")
+    for ident in vm.identities:
+        print(f"  {ident.kind:6} {ident.name}: client_id={ident.client_id} object_id={ident.object_id}")
+    throttle = "on" if emu.throttle else "off"
+    print(f"throttling {throttle}; JWKS {emu.jwks_url}; admin {emu.imds_url}/__emulator__/ "
+          "(faults, requests, jwks, vm)")
+    print("try: curl '" + emu.imds_url
+          + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/'"
+          " -H Metadata:true", flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

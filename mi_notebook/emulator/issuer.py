@@ -1,0 +1,161 @@
+"""The emulated Entra side of IMDS: v1 access tokens for the VM's identities, cached as IMDS caches them.
+
+IMDS keeps one token per (identity, resource) for most of its life: a repeated request gets the
+same token and ``expires_on`` with a smaller ``expires_in``. A fresh token has ``nbf`` and ``iat``
+back-dated 300 s, so ``exp - nbf = lifetime + 300`` (86700 s by default).
+
+Example::
+
+    >>> from mi_notebook.emulator.keys import SigningKeys
+    >>> from mi_notebook.emulator.world import VirtualMachine
+    >>> now = [1_700_000_000.0]
+    >>> issuer = TokenIssuer(VirtualMachine.build(), SigningKeys(), clock=lambda: now[0])
+    >>> ident = issuer.vm.system_identity
+    >>> first = issuer.get(ident, "https://management.azure.com/")
+    >>> first.expires_on - first.not_before
+    86700
+    >>> now[0] += 60
+    >>> again = issuer.get(ident, "https://management.azure.com/")
+    >>> again is first, issuer.response_body(again)["expires_in"]
+    (True, '86340')
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .keys import SigningKeys
+from .world import VirtualMachine, VmIdentity
+
+__all__ = ["BACKDATE_SECONDS", "IssuedToken", "TokenIssuer"]
+
+BACKDATE_SECONDS = 300
+
+
+def _opaque(n: int) -> str:
+    return base64.urlsafe_b64encode(os.urandom(n)).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token the emulator issued (the raw JWT is ``access_token``: never log it)."""
+
+    access_token: str
+    identity: VmIdentity
+    resource: str
+    issued_at: int
+    not_before: int
+    expires_on: int
+    ext_expires_in: int
+
+    def __repr__(self) -> str:  # the token itself stays out of reprs and logs
+        return (f"IssuedToken(identity={self.identity.name!r}, resource={self.resource!r}, "
+                f"expires_on={self.expires_on})")
+
+
+class TokenIssuer:
+    """Issues and caches tokens for ``vm``'s identities, signed by ``keys``, timed by ``clock``."""
+
+    def __init__(self, vm: VirtualMachine, keys: SigningKeys, *, clock: Callable[[], float] = time.time) -> None:
+        self.vm = vm
+        self.keys = keys
+        self.clock = clock
+        self._cache: dict[tuple[str, str], IssuedToken] = {}
+        self._lock = threading.Lock()
+        self.issued = 0  # fresh tokens signed (cache misses)
+
+    def issuer_url(self) -> str:
+        return f"https://sts.windows.net/{self.vm.tenant_id}/"
+
+    def get(self, identity: VmIdentity, resource: str) -> IssuedToken:
+        """The cached token for (identity, resource), or a fresh one when none is left with enough life.
+
+        A cached token is served while more than ``min(300 s, lifetime / 2)`` of it remains.
+        """
+        key = (identity.object_id.lower(), resource)
+        now = int(self.clock())
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached.identity == identity:
+                lifetime = cached.expires_on - cached.issued_at
+                if cached.expires_on - now > min(BACKDATE_SECONDS, lifetime // 2):
+                    return cached
+            token = self._issue(identity, resource, now)
+            self._cache[key] = token
+            self.issued += 1
+            return token
+
+    def _issue(self, identity: VmIdentity, resource: str, now: int) -> IssuedToken:
+        lifetime = int(self.vm.token_lifetime)
+        nbf = now - BACKDATE_SECONDS
+        exp = now + lifetime
+        token = self.keys.issue(self.claims(identity, resource, iat=nbf, nbf=nbf, exp=exp))
+        return IssuedToken(token, identity, resource, now, nbf, exp, lifetime)
+
+    def claims(self, identity: VmIdentity, resource: str, *, iat: int, nbf: int, exp: int) -> dict[str, Any]:
+        """The v1 app-only claims of a managed-identity token for ``resource`` (``aud`` = it, verbatim)."""
+        vm = self.vm
+        iss = self.issuer_url()
+        claims: dict[str, Any] = {
+            "aud": resource,
+            "iss": iss,
+            "iat": iat,
+            "nbf": nbf,
+            "exp": exp,
+            "aio": "k2BgYP" + _opaque(30),
+            "appid": identity.client_id,
+            "appidacr": "2",
+            "idp": iss,
+            "idtyp": "app",
+            "oid": identity.object_id,
+            "rh": "0.A" + _opaque(40) + ".",
+            "sub": identity.object_id,
+            "tid": vm.tenant_id,
+            "uti": _opaque(16),
+            "ver": "1.0",
+            "xms_mirid": identity.mirid,
+        }
+        if identity.kind == "user":
+            claims["xms_az_rid"] = _lower_ids(vm.resource_id)
+        claims["xms_tcdt"] = vm.tenant_created
+        return claims
+
+    def response_body(self, token: IssuedToken) -> dict[str, str]:
+        """The success body IMDS sends: every value a string, keys as seen live (alphabetical)."""
+        now = int(self.clock())
+        return {
+            "access_token": token.access_token,
+            "client_id": token.identity.client_id,
+            "expires_in": str(max(0, token.expires_on - now)),
+            "expires_on": str(token.expires_on),
+            "ext_expires_in": str(token.ext_expires_in),
+            "not_before": str(token.not_before),
+            "resource": token.resource,
+            "token_type": "Bearer",
+        }
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def cached(self) -> list[IssuedToken]:
+        with self._lock:
+            return list(self._cache.values())
+
+
+def _lower_ids(resource_id: str) -> str:
+    parts = resource_id.split("/")
+    return "/".join(p.lower() if p.lower() in {"subscriptions", "resourcegroups", "providers"} else p
+                    for p in parts)
+
+
+def trace_ids() -> tuple[str, str]:
+    """A (trace id, correlation id) pair for AADSTS error descriptions."""
+    return str(uuid.uuid4()), str(uuid.uuid4())

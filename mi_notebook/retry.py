@@ -1,0 +1,721 @@
+"""How token requests are retried, and the record every request leaves behind.
+
+Modelled on urllib3's ``util/retry.py``: :class:`RetryPolicy` is an immutable value object that
+only *describes* the policy; :func:`execute` applies it to a ``send`` callable and returns the final
+:class:`AttemptOutcome` with a :class:`Timeline` of one :class:`Attempt` per try. The clock, the
+sleep and the random source are injected (as in tenacity), so tests and :func:`simulate` run in
+virtual time.
+
+The defaults are the IMDS documentation's table (ExponentialBackoff: retry count 5, min back-off
+0 s, max back-off 60 s, delta back-off 2 s, no fast first retry), so the waits before the five
+attempts are about 0, 2, 6, 14 and 30 s. Retried: 404, 429, 5xx, time-outs and connection errors.
+410 ("IMDS is updating, back within 70 seconds") is retried until at least ``gone_window`` seconds
+have passed since the first 410, past ``max_attempts`` if need be. Retry-After is honoured up to
+``max_retry_after``. Every other 4xx is a design-time error and is not retried.
+
+Example::
+
+    >>> from mi_notebook.retry import RetryPolicy, simulate
+    >>> RetryPolicy(jitter=0).delays()
+    [0.0, 2.0, 6.0, 14.0, 30.0]
+    >>> simulate(RetryPolicy.documented(), [500, 500, 200]).summary()
+    '3 attempts over 8.2 s: 500, 500, 200'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = [
+    "Attempt",
+    "AttemptOutcome",
+    "RetryPolicy",
+    "Timeline",
+    "execute",
+    "simulate",
+]
+
+RETRYABLE_STATUSES = frozenset({404, 410, 429})
+GONE = 410
+
+WaitReason = Literal["backoff", "retry-after", "gone-window"]
+AttemptResult = Literal["success", "retried", "failed"]
+
+# One process-wide source of jitter. Seeded from the OS, so that kernels started at the same
+# moment still draw different waits (the whole point of jitter).
+_RNG = random.Random()
+
+
+def _check_schedule(name: str, schedule: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    if schedule is None:
+        return None
+    values = tuple(float(v) for v in schedule)
+    if not values:
+        raise ValueError(f"{name} must hold at least one wait (seconds), e.g. (0, 1.6, 3.2); got ()")
+    if any(v < 0 or v != v for v in values):
+        raise ValueError(f"{name} waits must be >= 0 seconds; got {values!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """An immutable description of how to retry an IMDS token request.
+
+    The waits follow the documented ExponentialBackoff: before retry ``k`` (1-based),
+    ``min(min_backoff + (2**k - 1) * delta_backoff * j, max_backoff)`` seconds, where ``j`` is drawn
+    uniformly from ``[1 - jitter, 1 + jitter]`` (so many kernels hitting a throttled IMDS do not all
+    come back in step). ``first_fast_retry`` makes the first retry immediate and shifts the rest.
+
+    Two optional overrides express other clients' policies for comparison charts:
+
+    - ``schedule``: explicit waits before retry 1, 2, ... (the last one repeats if more are
+      needed); ``max_backoff`` still caps them and ``jitter`` still applies.
+    - ``gone_schedule``: the waits used instead after a 410 (azure-identity switches its back-off
+      factor from 0.8 to 2.5 for 410).
+
+    ``gone_window`` is the 410 rule: after a 410, keep retrying (past ``max_attempts`` if need be)
+    until at least that many seconds have passed since the first 410; 0 turns the extension off.
+
+    Example::
+
+        >>> p = RetryPolicy(jitter=0)
+        >>> p.delays(), p.is_retryable(429), p.is_retryable(400)
+        ([0.0, 2.0, 6.0, 14.0, 30.0], True, False)
+        >>> RetryPolicy.azure_identity().delays()
+        [0.0, 0.0, 1.6, 3.2, 6.4, 12.8]
+        >>> p.replace(max_attempts=3).delays()
+        [0.0, 2.0, 6.0]
+    """
+
+    max_attempts: int = 5
+    min_backoff: float = 0.0
+    max_backoff: float = 60.0
+    delta_backoff: float = 2.0
+    first_fast_retry: bool = False
+    jitter: float = 0.2
+    gone_window: float = 70.0
+    max_retry_after: float = 60.0
+    schedule: tuple[float, ...] | None = None
+    gone_schedule: tuple[float, ...] | None = None
+    name: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise ValueError(f"max_attempts must be an int >= 1; got {self.max_attempts!r}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1 (1 = no retries); got {self.max_attempts}")
+        for name in ("min_backoff", "max_backoff", "delta_backoff", "gone_window", "max_retry_after"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or value != value:
+                raise ValueError(f"{name} must be a number of seconds >= 0; got {value!r}")
+        if self.min_backoff > self.max_backoff:
+            raise ValueError(
+                f"min_backoff ({self.min_backoff}) must not exceed max_backoff ({self.max_backoff})"
+            )
+        if not isinstance(self.jitter, (int, float)) or not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be a fraction in [0, 1), e.g. 0.2 for +-20%; got {self.jitter!r}")
+        object.__setattr__(self, "schedule", _check_schedule("schedule", self.schedule))
+        object.__setattr__(self, "gone_schedule", _check_schedule("gone_schedule", self.gone_schedule))
+
+    # --- presets (for comparisons) ------------------------------------------------------------------
+    @classmethod
+    def documented(cls) -> RetryPolicy:
+        """The IMDS documentation's table exactly, without jitter: waits 0, 2, 6, 14, 30 s.
+
+        Example::
+
+            >>> RetryPolicy.documented().delays()
+            [0.0, 2.0, 6.0, 14.0, 30.0]
+        """
+        return cls(jitter=0.0, name="documented")
+
+    @classmethod
+    def azure_identity(cls) -> RetryPolicy:
+        """azure-identity 1.27's IMDS policy: 5 retries, back-off factor 0.8, 2.5 after a 410.
+
+        Waits between attempts 0, 1.6, 3.2, 6.4, 12.8 s (24 s in all); after a 410
+        0, 5, 10, 20, 40 s (75 s). No jitter, no window beyond its 5 retries.
+
+        Example::
+
+            >>> p = RetryPolicy.azure_identity()
+            >>> p.max_attempts, sum(p.delays()), sum(p.delays(gone=True))
+            (6, 24.0, 75.0)
+        """
+        return cls(
+            max_attempts=6,
+            jitter=0.0,
+            gone_window=0.0,
+            schedule=(0.0, 1.6, 3.2, 6.4, 12.8),
+            gone_schedule=(0.0, 5.0, 10.0, 20.0, 40.0),
+            name="azure-identity",
+        )
+
+    @classmethod
+    def no_retry(cls) -> RetryPolicy:
+        """One attempt, no retries (what MSAL Python does for managed identity).
+
+        Example::
+
+            >>> RetryPolicy.no_retry().delays()
+            [0.0]
+        """
+        return cls(max_attempts=1, jitter=0.0, gone_window=0.0, name="no-retry")
+
+    @classmethod
+    def presets(cls) -> dict[str, RetryPolicy]:
+        """Named policies for comparison charts: ``{"documented": ..., "azure-identity": ..., ...}``.
+
+        ``"mi-notebook"`` is this package's default (the documented table with +-20% jitter).
+
+        Example::
+
+            >>> sorted(RetryPolicy.presets())
+            ['azure-identity', 'documented', 'mi-notebook', 'no-retry']
+        """
+        return {
+            "mi-notebook": cls(name="mi-notebook"),
+            "documented": cls.documented(),
+            "azure-identity": cls.azure_identity(),
+            "no-retry": cls.no_retry(),
+        }
+
+    # --- the policy as numbers ----------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """A short name for legends: ``name`` if set, else a compact description."""
+        if self.name:
+            return self.name
+        return f"RetryPolicy(max_attempts={self.max_attempts}, jitter={self.jitter:g})"
+
+    def replace(self, **changes: Any) -> RetryPolicy:
+        """A copy with some fields changed (the policy itself never changes).
+
+        Example::
+
+            >>> RetryPolicy().replace(jitter=0, max_attempts=2).delays()
+            [0.0, 2.0]
+        """
+        return dataclasses.replace(self, **changes)
+
+    def backoff(self, retry: int, *, gone: bool = False, rng: random.Random | None = None) -> float:
+        """The wait in seconds before retry number ``retry`` (1 = the second attempt).
+
+        ``gone=True`` uses ``gone_schedule`` if the policy has one. Retries beyond ``max_attempts``
+        (the 410 window) continue the same sequence, capped at ``max_backoff``.
+
+        Example::
+
+            >>> [RetryPolicy(jitter=0).backoff(k) for k in (1, 2, 3, 4, 5, 6)]
+            [2.0, 6.0, 14.0, 30.0, 60.0, 60.0]
+        """
+        if retry < 1:
+            raise ValueError(f"retry counts from 1 (the wait before the second attempt); got {retry}")
+        schedule = self.gone_schedule if gone and self.gone_schedule is not None else self.schedule
+        if schedule is not None:
+            base = schedule[min(retry, len(schedule)) - 1]
+            wait = base * self._jitter_factor(rng) if base else 0.0
+            return float(min(wait, self.max_backoff))
+        exponent = retry - 1 if self.first_fast_retry else retry
+        if exponent == 0:
+            return 0.0  # the fast first retry: immediately
+        # Cap the exponent: 2**1100 would overflow a float long after max_backoff has taken over.
+        growth = (2.0 ** min(exponent, 64) - 1.0) * self.delta_backoff
+        wait = self.min_backoff + growth * self._jitter_factor(rng)
+        return float(min(wait, self.max_backoff))
+
+    def _jitter_factor(self, rng: random.Random | None) -> float:
+        if not self.jitter:
+            return 1.0
+        return (rng or _RNG).uniform(1.0 - self.jitter, 1.0 + self.jitter)
+
+    def delays(self, rng: random.Random | None = None, *, gone: bool = False) -> list[float]:
+        """The waits *before* each of the ``max_attempts`` attempts (the first is always 0).
+
+        With jitter, each call draws new waits (from ``rng`` if given). ``gone=True``: the waits
+        if every answer were 410 (without the window's extra attempts).
+
+        Example::
+
+            >>> RetryPolicy(jitter=0).delays()
+            [0.0, 2.0, 6.0, 14.0, 30.0]
+            >>> RetryPolicy(jitter=0, first_fast_retry=True).delays()
+            [0.0, 0.0, 2.0, 6.0, 14.0]
+        """
+        return [0.0] + [self.backoff(k, gone=gone, rng=rng) for k in range(1, self.max_attempts)]
+
+    def is_retryable(self, status: int | None) -> bool:
+        """Whether an answer with this HTTP status is worth another try.
+
+        404, 410, 429 and 5xx are; ``None`` (no answer: a time-out or connection error) is too;
+        every other status is not (2xx is success, other 4xx are design-time errors).
+
+        Example::
+
+            >>> p = RetryPolicy()
+            >>> [p.is_retryable(s) for s in (200, 400, 404, 410, 429, 503)]
+            [False, False, True, True, True, True]
+        """
+        if status is None:
+            return True
+        return status in RETRYABLE_STATUSES or 500 <= status <= 599
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What one try produced; the transport fills it in, :func:`execute` classifies it.
+
+    ``exception`` with no ``status``: no answer (time-out, connection error): retried.
+    ``exception`` with a ``status``: an answer that could not be parsed (HTML from a proxy, or
+    another metadata service): not retried. ``retryable`` overrides the classification either way.
+    ``value`` is the parsed success payload; it is never shown in the repr (it may hold a token).
+
+    Example::
+
+        >>> AttemptOutcome(status=429, retry_after=3.0).ok
+        False
+        >>> AttemptOutcome(status=200, value={"access_token": "secret"})
+        AttemptOutcome(status=200, error=None, error_description=None, request_id=None, retry_after=None, exception=None, retryable=None)
+    """
+
+    status: int | None = None
+    error: str | None = None
+    error_description: str | None = None
+    request_id: str | None = None
+    retry_after: float | None = None
+    exception: BaseException | None = None
+    value: Any = field(default=None, repr=False, compare=False)
+    retryable: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer that parsed."""
+        return self.exception is None and self.status is not None and 200 <= self.status <= 299
+
+    @property
+    def label(self) -> str:
+        """``"200"``, ``"429"``, or the exception's type name (``"ReadTimeout"``) when there is no status."""
+        if self.status is not None:
+            return str(self.status)
+        if self.exception is not None:
+            return type(self.exception).__name__
+        return "no answer"
+
+
+def _exception_text(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The record of one try: when it started, how long it took, what came back, what followed.
+
+    ``start`` is seconds since the first attempt began; ``wait`` is the time slept after it
+    (0 for the last); ``wait_reason`` says why (``"backoff"``, ``"retry-after"``,
+    ``"gone-window"``: the wait came from the 410 rule) or ``None`` when nothing followed.
+
+    Example::
+
+        >>> a = Attempt(number=1, start=0.0, duration=0.25, status=500, outcome="retried", wait=2.0,
+        ...             wait_reason="backoff")
+        >>> a.end, a.label
+        (0.25, '500')
+    """
+
+    number: int
+    start: float
+    duration: float
+    status: int | None = None
+    error: str | None = None
+    error_description: str | None = None
+    exception: str | None = None
+    request_id: str | None = None
+    outcome: AttemptResult = "failed"
+    wait: float = 0.0
+    wait_reason: WaitReason | None = None
+
+    @property
+    def end(self) -> float:
+        """``start + duration``."""
+        return self.start + self.duration
+
+    @property
+    def label(self) -> str:
+        """The status as text, or the exception type (``"ReadTimeout"``) for attempts with no answer."""
+        if self.status is not None:
+            return str(self.status)
+        if self.exception:
+            return self.exception.split(":", 1)[0]
+        return "no answer"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-friendly)."""
+        return dataclasses.asdict(self)
+
+
+FRAME_COLUMNS = (
+    "attempt",
+    "start_s",
+    "duration_s",
+    "status",
+    "error",
+    "outcome",
+    "wait_s",
+    "wait_reason",
+    "exception",
+)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Every attempt one request made, in order, with the policy that drove it.
+
+    Behaves like a sequence of :class:`Attempt`; ``summary()`` is the one-line story.
+
+    Example::
+
+        >>> t = simulate(RetryPolicy.documented(), [429, 200], attempt_duration=0.1)
+        >>> len(t), t.outcome, t[0].wait, t.summary()
+        (2, 'success', 2.0, '2 attempts over 2.2 s: 429, 200')
+        >>> t
+        Timeline(2 attempts over 2.2 s: 429, 200; outcome='success')
+    """
+
+    attempts: tuple[Attempt, ...] = ()
+    started_at: float = 0.0
+    policy: RetryPolicy | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attempts", tuple(self.attempts))
+
+    def __len__(self) -> int:
+        return len(self.attempts)
+
+    def __iter__(self) -> Iterator[Attempt]:
+        return iter(self.attempts)
+
+    def __getitem__(self, index: int) -> Attempt:
+        return self.attempts[index]
+
+    def __repr__(self) -> str:
+        if not self.attempts:
+            return "Timeline(no attempts)"
+        return f"Timeline({self.summary()}; outcome={self.outcome!r})"
+
+    @property
+    def total(self) -> float:
+        """Seconds from the start of the first attempt to the end of the last."""
+        return self.attempts[-1].end if self.attempts else 0.0
+
+    @property
+    def outcome(self) -> AttemptResult | None:
+        """``"success"`` or ``"failed"`` (the last attempt's), ``None`` if nothing was tried."""
+        return self.attempts[-1].outcome if self.attempts else None
+
+    @property
+    def gone_since(self) -> float | None:
+        """Offset (s) at which the first 410 attempt started, or ``None``."""
+        return next((a.start for a in self.attempts if a.status == GONE), None)
+
+    @property
+    def statuses(self) -> list[str]:
+        """Each attempt's label: ``["500", "ReadTimeout", "200"]``."""
+        return [a.label for a in self.attempts]
+
+    @property
+    def waited(self) -> float:
+        """Total seconds slept between attempts."""
+        return sum(a.wait for a in self.attempts)
+
+    def summary(self) -> str:
+        """One line: ``"3 attempts over 8.1 s: 500, 500, 200"``."""
+        n = len(self.attempts)
+        noun = "attempt" if n == 1 else "attempts"
+        return f"{n} {noun} over {self.total:.1f} s: " + ", ".join(self.statuses)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-friendly): ``started_at``, ``policy`` (dict or None), ``attempts``.
+
+        Example::
+
+            >>> d = simulate(RetryPolicy.documented(), [200]).to_dict()
+            >>> d["attempts"][0]["status"], d["policy"]["max_attempts"]
+            (200, 5)
+        """
+        policy = dataclasses.asdict(self.policy) if self.policy is not None else None
+        return {
+            "started_at": self.started_at,
+            "policy": policy,
+            "attempts": [a.to_dict() for a in self.attempts],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Timeline:
+        """The inverse of :meth:`to_dict`.
+
+        Example::
+
+            >>> t = simulate(RetryPolicy.documented(), [500, 200])
+            >>> Timeline.from_dict(t.to_dict()) == t
+            True
+        """
+        policy = data.get("policy")
+        if policy is not None:
+            policy = dict(policy)
+            for key in ("schedule", "gone_schedule"):
+                if policy.get(key) is not None:
+                    policy[key] = tuple(policy[key])
+            policy = RetryPolicy(**policy)
+        return cls(
+            attempts=tuple(Attempt(**a) for a in data.get("attempts", ())),
+            started_at=float(data.get("started_at", 0.0)),
+            policy=policy,
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """A pandas DataFrame, one row per attempt (pandas is imported only now).
+
+        Columns: attempt, start_s, duration_s, status, error, outcome, wait_s, wait_reason, exception.
+
+        Example::
+
+            >>> simulate(RetryPolicy.documented(), [503, 200]).to_frame()["status"].tolist()
+            [503, 200]
+        """
+        try:
+            from .frames import timeline_frame
+        except ImportError:
+            timeline_frame = None
+        if timeline_frame is not None:
+            return timeline_frame(self)
+        import pandas as pd
+
+        rows = [
+            {
+                "attempt": a.number,
+                "start_s": a.start,
+                "duration_s": a.duration,
+                "status": a.status,
+                "error": a.error,
+                "outcome": a.outcome,
+                "wait_s": a.wait,
+                "wait_reason": a.wait_reason,
+                "exception": a.exception,
+            }
+            for a in self.attempts
+        ]
+        frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+        frame["status"] = frame["status"].astype("Int64")
+        return frame
+
+
+OnAttempt = Callable[[Attempt, "float | None", int], None]
+
+
+def _should_retry(outcome: AttemptOutcome, policy: RetryPolicy) -> bool:
+    if outcome.ok:
+        return False
+    if outcome.retryable is not None:
+        return outcome.retryable
+    if outcome.exception is not None:
+        # No status: nothing answered (time-out, refused). A status: something answered with a
+        # body we cannot read, i.e. not IMDS (a proxy or another cloud's metadata service).
+        return outcome.status is None
+    return policy.is_retryable(outcome.status)
+
+
+def execute(
+    send: Callable[[int], AttemptOutcome],
+    policy: RetryPolicy,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Any] = time.sleep,
+    wall_clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+    on_attempt: OnAttempt | None = None,
+) -> tuple[AttemptOutcome, Timeline]:
+    """Call ``send(attempt_number)`` until it succeeds or the policy says stop.
+
+    Returns the last :class:`AttemptOutcome` and the :class:`Timeline`; it never raises for HTTP
+    answers (the caller turns the outcome into a value or an error). Exceptions raised by ``send``
+    itself are not caught: the transport reports time-outs and connection errors as outcomes.
+    ``on_attempt(attempt, next_wait, max_attempts)`` is called after each attempt, before the wait
+    (``next_wait`` is ``None`` after the last).
+
+    The 410 rule: once a 410 is seen, retryable failures go on (past ``max_attempts``) until at
+    least ``policy.gone_window`` seconds have passed since that first 410; the extra waits are the
+    continued back-off, shortened so that the next attempt starts when the window closes. The
+    attempt that ends past the window is the last.
+
+    Example::
+
+        >>> answers = iter([AttemptOutcome(status=503), AttemptOutcome(status=200, value="ok")])
+        >>> slept = []
+        >>> outcome, timeline = execute(lambda n: next(answers), RetryPolicy(jitter=0),
+        ...                             sleep=slept.append, clock=lambda: 0.0)
+        >>> outcome.value, slept, timeline.summary()
+        ('ok', [2.0], '2 attempts over 0.0 s: 503, 200')
+    """
+    started_at = wall_clock()
+    t0 = clock()
+    attempts: list[Attempt] = []
+    gone_clock: float | None = None  # clock() at the start of the first 410 attempt
+    slept_since_gone = 0.0
+    number = 0
+    while True:
+        number += 1
+        begin = clock()
+        outcome = send(number)
+        end = clock()
+
+        if outcome.status == GONE and gone_clock is None:
+            gone_clock = begin
+        wait: float | None = None
+        reason: WaitReason | None = None
+        if _should_retry(outcome, policy):
+            in_window = False
+            remaining = 0.0
+            if gone_clock is not None and policy.gone_window > 0:
+                # A clock that does not move (tests, virtual time) must not retry forever: what
+                # was slept counts as elapsed too.
+                elapsed = max(end - gone_clock, slept_since_gone)
+                remaining = policy.gone_window - elapsed
+                in_window = remaining > 0
+            if number < policy.max_attempts or in_window:
+                gone = outcome.status == GONE
+                if outcome.retry_after is not None and outcome.retry_after >= 0:
+                    wait, reason = min(float(outcome.retry_after), policy.max_retry_after), "retry-after"
+                else:
+                    wait = policy.backoff(number, gone=gone, rng=rng)
+                    reason = "backoff"
+                    if gone and policy.gone_schedule is not None:
+                        reason = "gone-window"
+                    if number >= policy.max_attempts:
+                        # Past the documented attempts only because of the 410 window: wait at
+                        # least 1 s (never hammer IMDS) but not past the window's end.
+                        wait, reason = min(max(wait, 1.0), remaining), "gone-window"
+
+        if outcome.ok:
+            result: AttemptResult = "success"
+        elif wait is not None:
+            result = "retried"
+        else:
+            result = "failed"
+        attempt = Attempt(
+            number=number,
+            start=begin - t0,
+            duration=max(end - begin, 0.0),
+            status=outcome.status,
+            error=outcome.error,
+            error_description=outcome.error_description,
+            exception=_exception_text(outcome.exception),
+            request_id=outcome.request_id,
+            outcome=result,
+            wait=wait or 0.0,
+            wait_reason=reason,
+        )
+        attempts.append(attempt)
+        if on_attempt is not None:
+            on_attempt(attempt, wait, policy.max_attempts)
+        if wait is None:
+            return outcome, Timeline(attempts=tuple(attempts), started_at=started_at, policy=policy)
+        if wait > 0:
+            sleep(wait)
+            if gone_clock is not None:
+                slept_since_gone += wait
+
+
+class _VirtualClock:
+    """A clock that only moves when someone sleeps (or an attempt "takes" time)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _simulated_outcome(item: Any, number: int) -> AttemptOutcome:
+    if isinstance(item, AttemptOutcome):
+        return item
+    if isinstance(item, bool):
+        raise ValueError(f"simulate: statuses must be HTTP status ints or 'timeout'; got {item!r}")
+    if isinstance(item, int):
+        if not 100 <= item <= 599:
+            raise ValueError(f"simulate: {item} is not an HTTP status (100-599)")
+        value = {"simulated": True} if 200 <= item <= 299 else None
+        return AttemptOutcome(status=item, value=value, request_id=f"sim-{number}")
+    if item == "timeout":
+        return AttemptOutcome(exception=TimeoutError("simulated time-out (no answer)"))
+    if item in ("refused", "connection"):
+        return AttemptOutcome(exception=ConnectionRefusedError("simulated: connection refused"))
+    raise ValueError(
+        "simulate: each status must be an HTTP status int (e.g. 429), 'timeout', 'refused' "
+        f"or an AttemptOutcome; got {item!r}"
+    )
+
+
+def simulate(
+    policy: RetryPolicy,
+    statuses: Sequence[int | str | AttemptOutcome],
+    *,
+    attempt_duration: float = 0.05,
+    timeout_duration: float | None = None,
+    rng: random.Random | None = None,
+    started_at: float = 0.0,
+    on_attempt: OnAttempt | None = None,
+) -> Timeline:
+    """Run ``policy`` against a scripted series of answers in virtual time (instant, no I/O).
+
+    ``statuses`` items are HTTP status ints, ``"timeout"`` (no answer), ``"refused"`` (connection
+    refused) or ready-made :class:`AttemptOutcome` (e.g. with ``retry_after``); the last one repeats
+    if the sequence runs out. Each attempt takes ``attempt_duration`` virtual seconds
+    (``timeout_duration`` for time-outs, default the same).
+
+    Example::
+
+        >>> t = simulate(RetryPolicy.documented(), [410])
+        >>> t.gone_since, round(t[-1].start, 2), len(t) > 5
+        (0.0, 70.0, True)
+        >>> simulate(RetryPolicy.documented(), [400]).summary()
+        '1 attempt over 0.1 s: 400'
+    """
+    items = list(statuses)
+    if not items:
+        raise ValueError("simulate: statuses must hold at least one answer, e.g. [500, 200]")
+    outcomes = [_simulated_outcome(item, i + 1) for i, item in enumerate(items)]
+    if attempt_duration < 0 or (timeout_duration is not None and timeout_duration < 0):
+        raise ValueError("simulate: durations must be >= 0 seconds")
+    clock = _VirtualClock()
+
+    def send(number: int) -> AttemptOutcome:
+        outcome = outcomes[min(number, len(outcomes)) - 1]
+        no_answer = outcome.status is None and outcome.exception is not None
+        took = timeout_duration if (no_answer and timeout_duration is not None) else attempt_duration
+        clock.sleep(took)
+        return outcome
+
+    _, timeline = execute(
+        send,
+        policy,
+        clock=clock,
+        sleep=clock.sleep,
+        wall_clock=lambda: started_at,
+        rng=rng,
+        on_attempt=on_attempt,
+    )
+    return timeline

@@ -1,0 +1,265 @@
+"""charts.py: each chart rendered to PNG (Agg) and checked for what it shows."""
+
+from __future__ import annotations
+
+import random
+
+import matplotlib
+
+matplotlib.use("Agg")  # this test module only; notebooks keep their inline backend
+
+import jwt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from mi_notebook.charts import (  # noqa: E402
+    FIGSIZE,
+    default_policies,
+    plot_policy_comparison,
+    plot_retry_timeline,
+    plot_token_lifetimes,
+)
+from mi_notebook.frames import planned_refresh  # noqa: E402
+from mi_notebook.identity import Identity  # noqa: E402
+from mi_notebook.retry import AttemptOutcome, RetryPolicy, simulate  # noqa: E402
+from mi_notebook.tokens import AccessToken, TokenCache  # noqa: E402
+
+NOW = 1_767_225_600  # 2026-01-01 00:00:00 UTC
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def render(ax, tmp_path, name):
+    path = tmp_path / f"{name}.png"
+    ax.figure.savefig(path, dpi=80)
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5000
+    return path
+
+
+def by_gid(artists, gid):
+    return [a for a in artists if a.get_gid() == gid]
+
+
+def texts(ax):
+    return [t.get_text() for t in ax.texts]
+
+
+def legend_labels(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def wait_text(seconds: float) -> str:
+    rounded = round(seconds, 1)
+    return f"{rounded:.0f} s" if rounded == int(rounded) else f"{rounded:.1f} s"
+
+
+# --- retry timeline ----------------------------------------------------------------------------------
+def test_five_attempt_5xx_episode(tmp_path):
+    timeline = simulate(RetryPolicy(), [500, 502, "timeout", 503, 500], rng=random.Random(1), timeout_duration=1.0)
+    assert len(timeline) == 5 and timeline.outcome == "failed"
+    ax = plot_retry_timeline(timeline)
+    render(ax, tmp_path, "5xx")
+
+    assert tuple(ax.figure.get_size_inches()) == FIGSIZE
+    assert repr(ax.figure) == "<Figure size 800x300 with 1 Axes>"
+    # one bar per attempt, spanning its duration (the time-out took 1 s)
+    bars = by_gid(ax.patches, "attempt")
+    assert [(round(b.get_x(), 3), round(b.get_width(), 3)) for b in bars] == [
+        (round(a.start, 3), round(a.duration, 3)) for a in timeline]
+    assert bars[2].get_width() == pytest.approx(1.0)
+    # markers by outcome: 3 retried (one of them a time-out, drawn apart), 1 failed
+    markers = {line.get_label(): list(line.get_xdata()) for line in ax.lines if (line.get_gid() or "").startswith("attempts-")}
+    assert markers == {
+        "retried": [timeline[0].start, timeline[1].start, timeline[3].start],
+        "time-out": [timeline[2].start],
+        "failed": [timeline[4].start],
+    }
+    # the four waits, shaded and labelled with their (jittered) lengths
+    waits = by_gid(ax.patches, "wait")
+    assert [round(w.get_width(), 6) for w in waits] == [round(a.wait, 6) for a in timeline[:4]]
+    assert [t.get_text() for t in ax.texts if t.get_gid() == "wait-label"] == [
+        f"wait {wait_text(a.wait)}" for a in timeline[:4]]
+    assert [t.get_text() for t in ax.texts if t.get_gid() == "status-label"] == ["500", "502", "time-out", "503", "500"]
+    # total time and final outcome
+    assert by_gid(ax.lines, "total")[0].get_xdata()[0] == pytest.approx(timeline.total)
+    assert f"total {timeline.total:.1f} s" in [t.strip() for t in texts(ax)]
+    assert ax.get_title() == f"failed after 5 attempts in {timeline.total:.1f} s: last answer 500"
+    assert legend_labels(ax) == ["retried", "failed", "time-out", "wait"]
+    left, right = ax.get_xlim()
+    assert left < 0 < timeline.total < right < timeline.total * 1.1
+    assert not by_gid(ax.patches, "gone-window")
+
+
+def test_410_episode_shows_the_70_second_window(tmp_path):
+    timeline = simulate(RetryPolicy.documented(), [410] * 5 + [200])
+    assert timeline.gone_since == 0.0 and timeline.outcome == "success"
+    ax = plot_retry_timeline(timeline)
+    render(ax, tmp_path, "410")
+
+    (window,) = by_gid(ax.patches, "gone-window")
+    assert (window.get_x(), window.get_width()) == (0.0, 70.0)
+    assert "410: IMDS back within 70 s" in texts(ax)
+    labels = [t.get_text() for t in ax.texts if t.get_gid() == "wait-label"]
+    assert labels[:4] == ["wait 2 s", "wait 6 s", "wait 14 s", "wait 30 s"]
+    assert labels[4].endswith("(410)")  # the extra wait comes from the 410 window
+    assert ax.get_title() == "success after 6 attempts in 70 s"
+    assert legend_labels(ax) == ["success", "retried", "wait", "410 window"]
+    assert ax.get_xlim()[1] >= 70
+    # status labels of attempts close together are staggered, not drawn over each other
+    status = [t for t in ax.texts if t.get_gid() == "status-label"]
+    assert status[0].get_position()[1] != status[1].get_position()[1]
+
+
+def test_retry_after_is_labelled(tmp_path):
+    timeline = simulate(RetryPolicy.documented(), [AttemptOutcome(status=429, retry_after=10), 200])
+    ax = plot_retry_timeline(timeline)
+    render(ax, tmp_path, "retry-after")
+    assert [t.get_text() for t in ax.texts if t.get_gid() == "wait-label"] == ["Retry-After 10 s"]
+    assert ax.get_title() == "success after 2 attempts in 10.1 s"
+
+
+def test_draws_into_a_given_axes():
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
+    before = plt.get_fignums()
+    assert plot_retry_timeline(simulate(RetryPolicy.documented(), [200]), ax=ax2) is ax2
+    assert plt.get_fignums() == before
+    assert ax2.get_title() == "success after 1 attempt in 0.1 s" and not ax1.has_data()
+
+
+# --- policy comparison --------------------------------------------------------------------------------
+def row_starts(ax, i):
+    return [float(line.get_xdata()[0]) for line in by_gid(ax.lines, f"attempt-{i}")]
+
+
+def test_policy_comparison_default_rows(tmp_path):
+    ax = plot_policy_comparison()
+    render(ax, tmp_path, "policies")
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == list(default_policies())
+    # the documented table: waits 2, 6, 14, 30 s after 50 ms attempts
+    assert row_starts(ax, 0) == pytest.approx([0, 2.05, 8.1, 22.15, 52.2])
+    # azure-identity: 0.8 factor (0, 1.6, 3.2, 6.4, 12.8) and, after 410, 0, 5, 10, 20, 40
+    assert row_starts(ax, 3) == pytest.approx([0, 0.05, 1.7, 4.95, 11.4, 24.25])
+    assert row_starts(ax, 4) == pytest.approx([0, 0.05, 5.1, 15.15, 35.2, 75.25])
+    # jitter, seeded: within +-20 % of the table, and the same on every run
+    jittered = row_starts(ax, 1)
+    assert len(jittered) == 5 and jittered != pytest.approx(row_starts(ax, 0))
+    for got, table in zip(jittered[1:], [2.05, 8.1, 22.15, 52.2], strict=True):
+        assert table * 0.75 < got < table * 1.25
+    assert row_starts(plot_policy_comparison(), 1) == jittered
+    # the toolkit keeps going through the 410 window: its row reaches 70 s
+    assert row_starts(ax, 2)[-1] == pytest.approx(70.0, abs=0.1)
+    assert by_gid(ax.lines, "gone-window-2") and by_gid(ax.lines, "gone-window-4") == []
+    assert "5 attempts, 52.2 s" in [t.strip() for t in texts(ax)]
+    assert "6 attempts, 75.3 s" in [t.strip() for t in texts(ax)]
+    assert ax.get_xlim()[1] > 75.3
+    assert legend_labels(ax) == ["retried", "failed", "410 window"]
+    assert ax.get_title() == "retry schedules against answers 500 (the last repeats)"
+
+
+def test_policy_comparison_custom_policies_and_statuses(tmp_path):
+    policies = {"fast": RetryPolicy(jitter=0, delta_backoff=0.5), "table": RetryPolicy.documented(),
+                "no retry": (RetryPolicy.no_retry(), [503])}
+    ax = plot_policy_comparison(policies, statuses=[503, "timeout", 200])
+    render(ax, tmp_path, "custom")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["fast", "table", "no retry"]
+    assert [len(by_gid(ax.lines, f"attempt-{i}")) for i in range(3)] == [3, 3, 1]
+    colours = [line.get_color() for line in by_gid(ax.lines, "attempt-1")]
+    assert colours[-1] != colours[0]  # success differs from retried
+    assert legend_labels(ax) == ["success", "retried", "failed", "time-out"]
+
+
+# --- token lifetimes ----------------------------------------------------------------------------------
+def make_token(resource, lifetime, *, fetched_ago, backdate=300, decodable=True):
+    fetched = NOW - fetched_ago
+    issued = fetched - backdate
+    raw = (jwt.encode({"aud": resource, "iat": issued, "nbf": issued, "exp": fetched + lifetime}, "k" * 32)
+           if decodable else f"opaque-{resource}-{lifetime}")
+    return AccessToken(raw, resource=resource, expires_on=fetched + lifetime, not_before=issued, fetched_at=fetched,
+                       identity=Identity.system())
+
+
+@pytest.fixture()
+def three_tokens():
+    return [
+        make_token("https://management.azure.com/", 86400, fetched_ago=600),
+        make_token("https://vault.azure.net", 3600, fetched_ago=300, backdate=0),
+        make_token("https://storage.azure.com/", 120, fetched_ago=30, backdate=0),
+    ]
+
+
+def bar_pixels(ax, bar):
+    x0 = ax.transData.transform((bar.get_x(), 0))[0]
+    x1 = ax.transData.transform((bar.get_x() + bar.get_width(), 0))[0]
+    return x1 - x0
+
+
+def test_token_lifetimes_24h_1h_2min(tmp_path, three_tokens):
+    ax = plot_token_lifetimes(three_tokens, now=NOW)
+    render(ax, tmp_path, "lifetimes")
+    bars = by_gid(ax.patches, "lifetime")
+    assert len(bars) == 3
+    # sorted by expiry: the 2-minute token on top; bars from not-before to expiry, relative to now
+    assert [(b.get_x(), b.get_x() + b.get_width()) for b in bars] == [(-30, 90), (-300, 3300), (-900, 85800)]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["storage\n2 min token", "vault\n1 h token",
+                                                            "arm\n24 h 5 min token"]
+    # readable for all of them: every bar takes a real share of the plot width
+    axes_width = ax.get_window_extent().width
+    widths = [bar_pixels(ax, b) for b in bars]
+    assert all(w > 0.1 * axes_width for w in widths), widths
+    # marks: iat (decoded from the token), fetch time, planned refresh; a line for now
+    marks = {line.get_gid(): sorted(float(x) for x in line.get_xdata()) for line in ax.lines if line.get_gid() != "now"}
+    assert marks["issued (iat)"] == [-900, -300, -30]
+    assert marks["fetched"] == [-600, -300, -30]
+    assert marks["refresh planned"] == sorted(planned_refresh(t) - NOW for t in three_tokens) == [30, 3000, 42600]
+    assert list(by_gid(ax.lines, "now")[0].get_xdata()) == [0, 0]
+    assert [t.strip() for t in texts(ax)] == ["expires in 1 min 30 s", "expires in 55 min", "expires in 23 h 50 min"]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert "now\n00:00:00 UTC" in ticks and "+1 min" in ticks and "+24 h" in ticks and "-10 min" in ticks
+    assert ax.get_xscale() == "symlog"
+    assert legend_labels(ax) == ["valid (nbf to exp)", "issued (iat)", "fetched", "refresh planned",
+                                 "now: 2026-01-01"]
+    assert repr(ax.figure) == "<Figure size 800x300 with 1 Axes>"
+
+
+def test_token_lifetimes_expired_undecodable_and_cache(tmp_path):
+    expired = make_token("https://vault.azure.net", 3600, fetched_ago=3900, backdate=0)
+    opaque = make_token("api://my-api", 7200, fetched_ago=60, backdate=0, decodable=False)
+    cache = TokenCache(clock=lambda: NOW)
+    for tok in (expired, opaque):
+        cache.get(("http://127.0.0.1:1", tok.identity, tok.resource), lambda tok=tok: tok)
+    ax = plot_token_lifetimes(cache, now=NOW)
+    render(ax, tmp_path, "cache")
+    bars = by_gid(ax.patches, "lifetime")
+    assert len(bars) == 2 and bars[0].get_facecolor() != bars[1].get_facecolor()  # expired is grey
+    assert "expired 5 min ago" in [t.strip() for t in texts(ax)]
+    assert "expired" in legend_labels(ax)
+    assert len(by_gid(ax.lines, "issued (iat)")[0].get_xdata()) == 1  # only the decodable token has an iat
+    # the cache's plan is used
+    planned = [e["refresh_at"] - NOW for e in cache.entries()]
+    assert sorted(by_gid(ax.lines, "refresh planned")[0].get_xdata()) == sorted(planned)
+    assert [t.get_text() for t in ax.get_yticklabels()][1] == "api://my-api\n2 h token"
+
+
+def test_token_lifetimes_single_token_into_given_axes():
+    fig, ax = plt.subplots(figsize=(4, 2))
+    tok = make_token("https://management.azure.com/", 86400, fetched_ago=0)
+    assert plot_token_lifetimes(tok, now=NOW, ax=ax) is ax
+    assert ax.get_title() == "token lifetimes (1 token)"
+    with pytest.raises(TypeError, match="AccessTokens or a TokenCache"):
+        plot_token_lifetimes(42, now=NOW)
+
+
+def test_empty_inputs_still_draw(tmp_path):
+    from mi_notebook.retry import Timeline
+
+    assert plot_retry_timeline(Timeline()).get_title() == "no attempts"
+    ax = plot_token_lifetimes([], now=NOW)
+    render(ax, tmp_path, "no-tokens")
+    assert "no tokens" in texts(ax) and not by_gid(ax.patches, "lifetime")

@@ -1,0 +1,207 @@
+"""The token, decode and doctor commands through mi_notebook.cli.main, plus one real subprocess."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import VirtualClock, logged
+
+from mi_notebook.cli import main
+from mi_notebook.imds import ImdsClient
+
+pytestmark = pytest.mark.usefixtures("clean_connection")
+
+JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
+UNKNOWN_GUID = "11111111-2222-3333-4444-555555555555"
+
+
+@pytest.fixture
+def virtual_time(monkeypatch):
+    """Clients the commands build sleep on a virtual clock (retries take no real time)."""
+    clock = VirtualClock()
+    connect_module = importlib.import_module("mi_notebook.connect")
+    monkeypatch.setattr(connect_module, "ImdsClient",
+                        functools.partial(ImdsClient, sleep=clock.sleep, clock=clock))
+    return clock
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+# --- token ------------------------------------------------------------------------------------------------
+def test_token_is_redacted_by_default(transport_emu, capsys):
+    code, out, err = run(capsys, "token", "arm", "--imds-url", transport_emu.imds_url)
+    assert code == 0
+    assert "Token for https://management.azure.com/ (system-assigned)" in out
+    assert "<redacted" in out and not JWT.search(out + err)
+    assert re.search(r"fingerprint\s+sha256:[0-9a-f]{8}", out)
+
+
+def test_token_json_is_shaped_like_az_and_shows_the_token_only_when_asked(transport_emu, capsys):
+    code, out, _ = run(capsys, "token", "vault", "--json", "--imds-url", transport_emu.imds_url)
+    assert code == 0
+    doc = json.loads(out)
+    for key in ("accessToken", "expiresOn", "expires_on", "resource", "tokenType", "identity", "fingerprint"):
+        assert key in doc
+    assert doc["resource"] == "https://vault.azure.net" and doc["tokenType"] == "Bearer"
+    assert not JWT.search(doc["accessToken"]) and doc["identity"] == "system-assigned"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", doc["expiresOn"])
+
+    user = transport_emu.vm.user_identities[0]
+    code, out, _ = run(capsys, "token", "vault", "--json", "--show-token", "--client-id", user.client_id,
+                       "--imds-url", transport_emu.imds_url)
+    doc = json.loads(out)
+    claims = transport_emu.verify(doc["accessToken"])
+    assert claims["appid"] == user.client_id and doc["expires_on"] == claims["exp"]
+    assert doc["fingerprint"].startswith("sha256:")
+
+
+def test_token_honours_the_environment(transport_emu, capsys, monkeypatch):
+    monkeypatch.setenv("MI_NOTEBOOK_IMDS_URL", transport_emu.imds_url)
+    code, out, _ = run(capsys, "token", "storage")
+    assert code == 0 and transport_emu.imds_url in out
+    assert len(logged(transport_emu, 1)) == 1
+
+
+def test_token_in_emulator_mode_says_so(capsys):
+    code, out, err = run(capsys, "token", "--mode", "emulator")
+    assert code == 0 and "Using the embedded emulator" in err and "(emulator)" in out
+
+
+def test_progress_while_retrying(transport_emu, capsys, virtual_time):
+    transport_emu.inject(503, "token", count=2)
+    code, out, err = run(capsys, "token", "arm", "--imds-url", transport_emu.imds_url)
+    assert code == 0
+    lines = [line for line in err.splitlines() if line.startswith("IMDS attempt")]
+    assert len(lines) == 2
+    assert re.fullmatch(r"IMDS attempt 1 of 5: HTTP 503 \w+; next attempt in \d+\.\d s", lines[0])
+    assert lines[1].startswith("IMDS attempt 2 of 5: HTTP 503")
+    assert "503, 503, 200" in out
+    assert len(virtual_time.slept) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "inject", "expected"),
+    [
+        (["--client-id", UNKNOWN_GUID], None, "IdentityNotFoundError"),
+        (["https://unknown.example.com/"], None, "InvalidResourceError"),
+        ([], (500, {"count": None}), "ServerError"),
+        ([], ("html", {"count": None}), "UnexpectedResponseError"),
+        (["--client-id", "not-a-guid"], None, "invalid input"),
+        (["not-an-alias"], None, "invalid input"),
+    ],
+)
+def test_token_errors_are_readable_and_exit_1(transport_emu, capsys, virtual_time, argv, inject, expected):
+    if inject:
+        transport_emu.inject(inject[0], "token", **inject[1])
+    code, out, err = run(capsys, "token", *argv, "--imds-url", transport_emu.imds_url)
+    assert code == 1 and out == ""
+    message = err[err.index("mi-notebook: "):]  # after any retry progress lines
+    assert expected in message and "Traceback" not in err
+    if "invalid input" not in expected:
+        assert "What to do:" in err
+    if "invalid input" in expected:
+        assert transport_emu.requests.filter(endpoint="token") == []
+
+
+def test_token_unreachable_endpoint(capsys, virtual_time):
+    from helpers import free_port
+
+    code, _, err = run(capsys, "token", "--imds-url", f"http://127.0.0.1:{free_port()}")
+    assert code == 1 and "EndpointUnreachableError" in err and "refused" in err
+
+
+# --- decode -----------------------------------------------------------------------------------------------
+def test_decode_argument_and_stdin(transport_emu, capsys, monkeypatch):
+    from mi_notebook.imds import ImdsClient as Client
+
+    with Client(url=transport_emu.imds_url) as client:
+        raw = client.request_token("arm").reveal()
+    code, out, _ = run(capsys, "decode", raw)
+    assert code == 0 and "https://management.azure.com/" in out and raw not in out
+    assert "signature NOT verified" in out
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(raw + "\n"))
+    code, out, _ = run(capsys, "decode", "-", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["payload"]["aud"] == "https://management.azure.com/" and raw not in out
+
+
+@pytest.mark.parametrize("bad", ["not-a-token", "a.b", "eyJhbGciOiJSUzI1NiJ9.!!!.sig"])
+def test_decode_bad_input(capsys, bad):
+    code, out, err = run(capsys, "decode", bad)
+    assert code == 1 and out == "" and "TokenDecodeError" in err
+
+
+def test_decode_empty_stdin(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = run(capsys, "decode")
+    assert code == 1 and "no token given" in err
+
+
+# --- doctor -----------------------------------------------------------------------------------------------
+def test_doctor_reports_endpoint_identities_and_clock(transport_emu, capsys, monkeypatch):
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    user = transport_emu.vm.user_identities[0]
+    code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url,
+                       "--client-id", user.client_id, "--client-id", UNKNOWN_GUID)
+    assert code == 0
+    assert f"explicit: {transport_emu.imds_url}" in out
+    assert "none set" in out
+    assert re.search(r"OK\s+system-assigned", out)
+    assert re.search(rf"OK\s+user-assigned \(client_id={user.client_id}\)", out)
+    assert re.search(rf"FAIL user-assigned \(client_id={UNKNOWN_GUID}\): IdentityNotFoundError, HTTP 400", out)
+    assert re.search(r"skew estimate .*: [+-]\d+ s: fine", out)
+    assert not JWT.search(out)
+
+
+def test_doctor_in_emulator_mode_lists_the_emulators_identities(capsys):
+    code, out, _ = run(capsys, "doctor", "--mode", "emulator")
+    assert code == 0 and "Using the embedded emulator" in out
+    assert len(re.findall(r"OK\s+user-assigned", out)) >= 1
+
+
+@pytest.mark.parametrize(("no_proxy", "verdict"), [("", "does NOT cover"), ("localhost,169.254.0.0/16", "covers"),
+                                                   ("169.254.169.254", "covers"), ("*", "covers")])
+def test_doctor_proxy_report(transport_emu, capsys, monkeypatch, no_proxy, verdict):
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:s3cret@127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    monkeypatch.delenv("no_proxy", raising=False)
+    code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url)
+    assert code == 0
+    assert "HTTPS_PROXY=http://user:***@127.0.0.1:3128" in out and "s3cret" not in out
+    assert f"{verdict} 169.254.169.254" in out
+
+
+def test_doctor_exit_1_when_nothing_answers(capsys):
+    from helpers import free_port
+
+    code, out, _ = run(capsys, "doctor", "--imds-url", f"http://127.0.0.1:{free_port()}")
+    assert code == 1 and "FAIL system-assigned: EndpointUnreachableError, no answer" in out
+
+
+# --- one real process ---------------------------------------------------------------------------------------
+def test_real_subprocess_token_arm():
+    exe = shutil.which("mi-notebook")
+    argv = [exe] if exe else [sys.executable, "-m", "mi_notebook"]
+    env = dict(os.environ, MI_NOTEBOOK_MODE="emulator")
+    env.pop("MI_NOTEBOOK_IMDS_URL", None)
+    proc = subprocess.run([*argv, "token", "arm"], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Token for https://management.azure.com/ (system-assigned)" in proc.stdout
+    assert "Using the embedded emulator" in proc.stderr
+    assert not JWT.search(proc.stdout + proc.stderr) and "Traceback" not in proc.stderr
