@@ -35,13 +35,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import threading
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._callable_module import make_callable
 from .identity import Identity
 from .imds import DEFAULT_TIMEOUT, IMDS_URL, TOKEN_PATH, ImdsClient
 from .resources import resolve_resource
@@ -133,7 +132,7 @@ class Connection:
         if on_attempt is not None:
             def fetch() -> AccessToken:
                 return self.client.request_token(key[2], key[1], on_attempt=on_attempt)
-        return (cache or _default_cache()).get(key, fetch, force_refresh=force_refresh)
+        return (cache if cache is not None else _default_cache()).get(key, fetch, force_refresh=force_refresh)
 
     def _key_for(self, resource: str, identity: Identity | str | None) -> tuple[CacheKey, Callable[[], AccessToken]]:
         ident = _coerce_identity(identity)
@@ -526,16 +525,4 @@ def _emulator_url(emu: Any) -> str:
     return str(emu.imds_url).rstrip("/")
 
 
-class _CallableModule(types.ModuleType):
-    """Makes ``mi.connect(...)`` work even when ``mi.connect`` is this module.
-
-    ``mi_notebook`` exposes the function ``connect`` lazily, but importing the submodule
-    ``mi_notebook.connect`` (``from .connect import ...`` anywhere) makes the import system set the
-    package attribute ``connect`` to the module, which would shadow the function.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Connection:
-        return connect(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, 'connect')

@@ -19,11 +19,10 @@ Example::
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._callable_module import make_callable
 from .identity import Identity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -208,12 +207,4 @@ def credential(identity: Identity | str | None = None, *, connection: Connection
     return ManagedIdentityTokenCredential(identity, connection=connection)
 
 
-class _CallableModule(types.ModuleType):
-    """Makes ``mi.credential(...)`` work even when ``mi.credential`` is this module (importing the
-    submodule sets the package attribute to it, shadowing the lazily exported function)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ManagedIdentityTokenCredential:
-        return credential(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, 'credential')

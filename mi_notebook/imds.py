@@ -59,6 +59,7 @@ import email.utils
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -280,10 +281,9 @@ class ImdsClient:
             rng=self.rng,
             on_attempt=on_attempt,
         )
-        last = answers[len(timeline)] if len(timeline) in answers else answers[max(answers)]
         if _is_success(outcome):
-            return self._token_from(outcome.value, resource_uri, ident, timeline, outcome, last)
-        raise self._error_from(outcome, last, timeline, resource_uri, ident)
+            return self._token_from(outcome.value, resource_uri, ident, timeline)
+        raise self._error_from(outcome, answers[max(answers)], timeline, resource_uri, ident)
 
     def get_json(
         self,
@@ -468,8 +468,6 @@ class ImdsClient:
         resource: str,
         identity: Identity,
         timeline: Timeline,
-        outcome: AttemptOutcome,
-        answer: ImdsAnswer,
     ) -> AccessToken:
         from .tokens import AccessToken
 
@@ -783,8 +781,15 @@ def _parse_retry_after(value: str | None, wall_clock: Callable[[], float]) -> fl
     return max(0.0, when.timestamp() - wall_clock())
 
 
+_TOKEN_VALUE = re.compile(r'("access_token"\s*:\s*)"[^"]*"?')
+_JWT_LIKE = re.compile(r"eyJ[\w-]*(?:\.[\w-]*)*")
+
+
 def _snippet(body: bytes, limit: int = 120) -> str:
+    """The start of a body for an error message, with anything token-like redacted (a cut-off
+    token answer still holds most of a token)."""
     text = " ".join(body.decode("utf-8", errors="replace").split())
+    text = _JWT_LIKE.sub("<redacted>", _TOKEN_VALUE.sub(r'\1"<redacted>"', text))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

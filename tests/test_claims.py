@@ -654,7 +654,7 @@ def test_emulator_single_user_quirk_is_caught():
     from mi_notebook.emulator import Emulator
     from mi_notebook.identity import Identity
 
-    with Emulator(seed=12, system_assigned=False, user_assigned=1, single_user_quirk=True, throttle=False,
+    with Emulator(seed=12, system_assigned=True, user_assigned=1, single_user_quirk=True, throttle=False,
                   arm=False) as emu:
         tok = _emulator_token(emu, Identity.system())
         check = status_of(decode(tok).checks(), "identity")

@@ -462,3 +462,14 @@ def test_request_log_records_arm_without_tokens(emu, system):
     assert rec.extra["action"] == "Microsoft.Compute/virtualMachines/read" and rec.extra["identity"] == emu.vm.name
     assert system.token not in json.dumps(rec.to_dict())
     assert rec.headers["Authorization"].startswith("Bearer sha256:")
+
+
+def test_simple_filters_and_unsupported_ones(emu, system):
+    path = f"{sub_path(emu)}/resourceGroups/{emu.vm.resource_group}/resources"
+    r = system.get(path, params={"$filter": "resourceType eq 'microsoft.managedidentity/userassignedidentities'"})
+    assert sorted(i["name"] for i in r.json()["value"]) == sorted(u.name for u in emu.vm.user_identities)
+    r = system.get(path, params={"$filter": f"name eq '{emu.vm.name}' and resourceType eq "
+                                            "'Microsoft.Compute/virtualMachines'"})
+    assert [i["id"] for i in r.json()["value"]] == [emu.vm.resource_id]
+    r = system.get(path, params={"$filter": "startswith(name, 'vm')"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidFilter"

@@ -208,19 +208,28 @@ def test_vm_without_identity(emu):
     assert_error(resp, body, 400, "invalid_request", "Identity not found")
 
 
-def test_single_user_assigned_without_system_needs_a_selector_by_default(emu):
+def test_single_user_assigned_without_system_is_picked_when_none_is_named(emu):
     with Emulator(throttle=False, system_assigned=False, user_assigned=1) as e:
-        resp, body = get(e, ok_params())
-        assert_error(resp, body, 400, "invalid_request", "Identity not found")
-        resp, body = get(e, ok_params(client_id=e.vm.user_identities[0].client_id))
-        assert resp.status == 200
-
-
-def test_single_user_quirk_option_gives_the_only_user_assigned_identity(emu):
-    with Emulator(throttle=False, system_assigned=False, user_assigned=1, single_user_quirk=True) as e:
         resp, body = get(e, ok_params())
         assert resp.status == 200
         assert e.verify(json.loads(body)["access_token"])["oid"] == e.vm.user_identities[0].object_id
+
+
+def test_system_and_one_user_assigned_gives_system_by_default(emu):
+    with Emulator(throttle=False, system_assigned=True, user_assigned=1) as e:
+        resp, body = get(e, ok_params())
+        assert resp.status == 200
+        assert e.verify(json.loads(body)["access_token"])["oid"] == e.vm.system_identity.object_id
+
+
+def test_single_user_quirk_option_answers_a_system_request_with_the_user_assigned_identity(emu):
+    with Emulator(throttle=False, system_assigned=True, user_assigned=1, single_user_quirk=True) as e:
+        resp, body = get(e, ok_params())
+        assert resp.status == 200
+        assert e.verify(json.loads(body)["access_token"])["oid"] == e.vm.user_identities[0].object_id
+        # naming an identity still gets exactly that one
+        resp, body = get(e, ok_params(object_id=e.vm.system_identity.object_id))
+        assert e.verify(json.loads(body)["access_token"])["oid"] == e.vm.system_identity.object_id
 
 
 def test_unknown_resource_is_invalid_resource_aadsts500011(emu):

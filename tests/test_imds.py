@@ -342,3 +342,14 @@ def test_the_token_never_appears_in_errors_or_reprs(transport_emu, make_imds_cli
                  token.timeline.summary(), str(info.value.to_dict())):
         assert secret not in text
         assert secret.split(".")[2] not in text
+
+
+@pytest.mark.parametrize("variant", ["short", "incomplete"])
+def test_a_cut_off_token_answer_leaks_no_token_fragment(transport_emu, make_imds_client, variant):
+    transport_emu.inject("truncated", "token", count=None, variant=variant)
+    with pytest.raises(errors.UnexpectedResponseError) as info:
+        make_imds_client().request_token("arm")
+    err = info.value
+    everything = " ".join([str(err), repr(err), str(err.to_dict()), err.timeline.summary(),
+                           *(str(a.to_dict()) for a in err.timeline)])
+    assert "eyJ" not in everything

@@ -48,8 +48,10 @@ class Emulator:
       ``user_assigned``: a count (default 2) or a list of names / dicts; ``token_lifetime`` (s, 86400).
     - ``throttle`` (default **True**): IMDS's documented limits (identity endpoint 20 requests/s and 5
       concurrent, instance metadata 5/s); tests and benchmarks that hammer it pass ``False``.
-    - ``latency``: seconds added to each identity-endpoint answer; ``single_user_quirk``: a VM with one
-      user-assigned and no system-assigned identity answers requests naming no identity with it.
+    - ``latency``: seconds added to each identity-endpoint answer; ``single_user_quirk``: a VM with a
+      system-assigned and exactly one user-assigned identity answers requests naming no identity with
+      the user-assigned one (the known quirk; off by default). Without a system-assigned identity, a
+      single user-assigned one is always picked when none is named, as documented.
     - ``clock``: epoch seconds for token times and rate windows (inject one for short-lived/expired tokens).
     - any other keyword is a :meth:`VirtualMachine.build` option (``name``, ``tags``, ``resource_group``,
       ``extra_resources``, ``role_assignments``, ...); ``vm`` passes a ready-made VM instead.

@@ -179,6 +179,15 @@ class ArmService:
     """Answers ARM requests for ``vm``. Time (token expiry, throttle refill) comes from ``clock``.
 
     ``base_url`` is a callable returning this server's base URL (for absolute ``nextLink`` values).
+
+    Example::
+
+        >>> from mi_notebook.emulator.keys import SigningKeys
+        >>> vm = VirtualMachine.build()
+        >>> svc = ArmService(vm, SigningKeys(), FaultQueue(), issuer=f"https://sts.windows.net/{vm.tenant_id}/")
+        >>> r = svc.handle(HttpRequest("GET", "", "/subscriptions", "api-version=2022-12-01", []))
+        >>> r.status, r.error
+        (401, 'AuthenticationFailed')
     """
 
     def __init__(self, vm: VirtualMachine, keys: SigningKeys, faults: FaultQueue, *, issuer: str,
@@ -422,6 +431,15 @@ class ArmService:
 
     def _page(self, request: HttpRequest, query: dict[str, str], items: list[dict[str, Any]],
               extra_body: dict[str, Any] | None = None) -> HttpResponse:
+        expression = query.get("$filter")
+        if expression is not None:
+            clauses = _parse_filter(expression)
+            if clauses is None:
+                return _error(400, "InvalidFilter",
+                              f"The $filter '{expression}' is not supported by the emulated Resource Manager: use "
+                              "resourceType eq '...', name eq '...' or location eq '...', joined with 'and'.")
+            items = [i for i in items
+                     if all(str(i.get(field, "")).lower() == value.lower() for field, value in clauses)]
         size = self.options.page_size
         top = query.get("$top")
         if top is not None:
@@ -516,6 +534,21 @@ def _read_action(rtype: str) -> str:
     return f"{rtype}/read"
 
 
+_FILTER_CLAUSE = re.compile(r"^\s*(resourceType|name|location)\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
+
+
+def _parse_filter(expression: str) -> list[tuple[str, str]] | None:
+    """``[(field, value)]`` for ``field eq 'value' [and ...]`` (field: resourceType, name, location), else None."""
+    clauses = []
+    for part in re.split(r"\s+and\s+", expression.strip(), flags=re.IGNORECASE):
+        match = _FILTER_CLAUSE.match(part)
+        if match is None:
+            return None
+        field = {"resourcetype": "type"}.get(match.group(1).lower(), match.group(1).lower())
+        clauses.append((field, match.group(2)))
+    return clauses
+
+
 def _encode_skiptoken(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
 
@@ -546,6 +579,13 @@ class ArmServer:
     The emulator's admin routes (``/__emulator__/...``) answer here too, so a process that only knows
     the ARM URL can inject faults. ``url`` and ``ca_bundle`` (None over plain http) are set by
     :meth:`start`; :meth:`stop` removes the generated certificate files.
+
+    Example::
+
+        >>> from mi_notebook.emulator import Emulator
+        >>> with Emulator() as emu:
+        ...     isinstance(emu.arm, ArmServer), emu.arm.url == emu.arm_url, emu.arm.options.page_size
+        (True, True, 3)
     """
 
     def __init__(self, emulator: Emulator, options: Mapping[str, Any] | ArmOptions | None = None) -> None:

@@ -61,7 +61,13 @@ def arm_time(epoch: float) -> str:
 
 @dataclass(frozen=True)
 class AuthResult:
-    """``claims`` when the token is good; otherwise ``code``, ``message`` and ``www_authenticate``."""
+    """``claims`` when the token is good; otherwise ``code``, ``message`` and ``www_authenticate``.
+
+    Example::
+
+        >>> AuthResult(code="AuthenticationFailed").ok
+        False
+    """
 
     claims: dict[str, Any] | None = field(default=None, repr=False)
     code: str | None = None
@@ -74,7 +80,14 @@ class AuthResult:
 
 
 class TokenCheck:
-    """Validates ARM bearer tokens issued by ``keys`` for ``tenant_id`` (issuer ``issuer``)."""
+    """Validates ARM bearer tokens issued by ``keys`` for ``tenant_id`` (issuer ``issuer``).
+
+    Example::
+
+        >>> check = TokenCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/")
+        >>> check.check("Bearer not-a-jwt").message
+        'The access token is invalid.'
+    """
 
     def __init__(self, keys: SigningKeys, *, tenant_id: str, issuer: str,
                  clock: Callable[[], float] = time.time) -> None:

@@ -38,7 +38,13 @@ GROUP_TYPE = "Microsoft.Resources/resourceGroups"
 
 @dataclass(frozen=True)
 class ResourceGroup:
-    """A resource group: ``name``, ``location``, ``tags``; ``id`` under ``subscription_id``."""
+    """A resource group: ``name``, ``location``, ``tags``; ``id`` under ``subscription_id``.
+
+    Example::
+
+        >>> ResourceGroup("s", "rg", "westeurope").record()["id"]
+        '/subscriptions/s/resourceGroups/rg'
+    """
 
     subscription_id: str
     name: str
@@ -77,7 +83,14 @@ def _iso(epoch: float) -> str:
 
 
 class ArmCatalog:
-    """The ARM view of ``vm``'s subscription. ``demo_data``: add the demo resource groups and resources."""
+    """The ARM view of ``vm``'s subscription. ``demo_data``: add the demo resource groups and resources.
+
+    Example::
+
+        >>> cat = ArmCatalog(VirtualMachine.build(), demo_data=False)
+        >>> [g.name for g in cat.groups()], len(cat.in_group("rg-notebooks"))
+        (['rg-notebooks'], 9)
+    """
 
     def __init__(self, vm: VirtualMachine, *, demo_data: bool = True) -> None:
         self.vm = vm

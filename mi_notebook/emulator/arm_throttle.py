@@ -29,7 +29,13 @@ READ_REFILL = 25.0
 
 
 class TokenBuckets:
-    """One bucket per key, each holding at most ``capacity`` tokens and gaining ``refill`` per second."""
+    """One bucket per key, each holding at most ``capacity`` tokens and gaining ``refill`` per second.
+
+    Example::
+
+        >>> TokenBuckets().take(("subscription", "s", "principal"))
+        (True, 249, 0.0)
+    """
 
     def __init__(self, *, capacity: int = READ_CAPACITY, refill: float = READ_REFILL,
                  clock: Callable[[], float] = time.time) -> None:

@@ -92,9 +92,9 @@ class ImdsService:
     """Answers IMDS requests for ``vm``. ``throttle``: enforce IMDS's documented limits (429 beyond).
 
     ``latency`` adds that many seconds to every identity-endpoint answer (IMDS asking Entra), which is
-    what makes the 5-concurrent-requests limit reachable; ``single_user_quirk``: with no
-    system-assigned identity and exactly one user-assigned one, a request naming no identity gets
-    that one. ``stop`` is an event that cuts waits short at shutdown.
+    what makes the 5-concurrent-requests limit reachable; ``single_user_quirk``: with a
+    system-assigned and exactly one user-assigned identity, a request naming no identity gets the
+    user-assigned one (the known quirk). ``stop`` is an event that cuts waits short at shutdown.
     """
 
     def __init__(self, vm: VirtualMachine, issuer: TokenIssuer, faults: FaultQueue, *, throttle: bool = True,

@@ -54,6 +54,13 @@ class TlsMaterial:
     """Where the generated files are: ``ca_bundle`` (CA certificate, PEM), ``cert_file``, ``key_file``.
 
     ``directory`` is the private temporary directory holding all three (mode 0700).
+
+    Example::
+
+        >>> tls = TlsMaterial.generate(["localhost"])
+        >>> tls.hosts, os.path.dirname(tls.ca_bundle) == tls.directory
+        (('localhost',), True)
+        >>> tls.cleanup()
     """
 
     directory: str

@@ -271,9 +271,11 @@ class VirtualMachine:
 
         Raises ``LookupError("Identity not found")`` when nothing matches and
         ``LookupError("Multiple user assigned identities...")`` when no selector is given, there is
-        no system-assigned identity and several user-assigned ones. ``single_user_quirk``: with no
-        system-assigned identity and exactly one user-assigned one, no selector picks that one
-        (the documented behaviour of IMDS).
+        no system-assigned identity and several user-assigned ones. With no system-assigned identity
+        and exactly one user-assigned one, no selector picks that one (documented IMDS behaviour).
+        ``single_user_quirk``: with a system-assigned identity *and* exactly one user-assigned one, no
+        selector picks the user-assigned one (the known quirk: a system-assigned request may return
+        the user-assigned identity's token).
         """
         given = [(k, v) for k, v in (("client_id", client_id), ("object_id", object_id),
                                      ("resource_id", resource_id)) if v is not None]
@@ -281,10 +283,10 @@ class VirtualMachine:
             raise ValueError("at most one of client_id, object_id, resource_id")
         if not given:
             system = self.system_identity
-            if system is not None:
-                return system
             users = self.user_identities
-            if len(users) == 1 and single_user_quirk:
+            if system is not None:
+                return users[0] if single_user_quirk and len(users) == 1 else system
+            if len(users) == 1:
                 return users[0]
             if len(users) > 1:
                 raise LookupError(MULTIPLE_IDENTITIES)

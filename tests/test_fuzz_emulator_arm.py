@@ -1,0 +1,111 @@
+"""The emulator's ARM side fuzzed with garbage requests over TLS (test_emulator_fuzz.py does the IMDS side):
+every answer is one ARM documents (never a 500 ARM would not send), errors come in ARM's
+``{"error": {"code", "message"}}`` envelope, and the server keeps serving."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import reliability_report as rr  # noqa: E402
+
+from mi_notebook.emulator import Emulator  # noqa: E402
+
+FUZZ = settings(max_examples=150, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def emu():
+    with Emulator(throttle=False, seed="arm-fuzz") as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def token(emu):
+    import requests
+
+    return requests.get(emu.token_url, headers={"Metadata": "true"}, timeout=5,
+                        params={"api-version": "2018-02-01", "resource": "https://management.azure.com/"}
+                        ).json()["access_token"]
+
+
+@FUZZ
+@given(value=rr.arm_request_strategy())
+def test_garbage_arm_requests_get_documented_answers(emu, token, value):
+    rr.arm_fuzz_case(emu, token, value)
+
+
+@settings(max_examples=100, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=200))
+def test_random_bytes_inside_tls_never_break_the_server(emu, raw):
+    # TLS has no half-close: a server still waiting for a request line (only blank lines so far) or for
+    # an announced body may rightly keep waiting; anything else must be answered or closed at once
+    head = raw.split(b"\r\n\r\n", 1)[0].lower()
+    may_wait = not raw.strip() or b"content-length" in head or b"transfer-encoding" in head
+    try:
+        answer = rr.arm_exchange(emu, raw + b"\r\n\r\n", timeout=1.0 if may_wait else 5.0)
+    except TimeoutError:
+        assert may_wait, raw
+        return
+    if answer is not None:
+        status, headers, body = answer
+        assert status in rr.ARM_ALLOWED, (status, body[:200])
+
+
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(min_size=1, max_size=300))
+def test_plain_garbage_on_the_tls_port_is_refused_quietly(emu, raw):
+    """Not even a TLS handshake: the server drops the connection and goes on."""
+    host, port = emu.arm_url.split("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        try:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(1024)
+        except OSError:
+            pass
+
+
+def test_the_fuzz_reaches_success_and_every_error_class(emu, token):
+    """Not vacuous: the same request shapes produce 200, 400, 401, 403/404 and 405."""
+    seen = set()
+    shapes = [("GET", ["subscriptions", "{s}", "resourcegroups", "{rg}"], "api-version=2021-04-01", "valid", b""),
+              ("GET", ["subscriptions", "{s}", "resourcegroups", "{rg}"], "", "valid", b""),
+              ("GET", ["subscriptions", "{s}", "resourcegroups", "{rg}"], "api-version=2021-04-01", "none", b""),
+              ("GET", ["subscriptions", "nope"], "api-version=2021-04-01", "valid", b""),
+              ("DELETE", ["subscriptions", "{s}"], "api-version=2021-04-01", "valid", b"")]
+    for method, segs, query, auth, body in shapes:
+        path = "/" + "/".join(s.replace("{s}", emu.vm.subscription_id).replace("{rg}", emu.vm.resource_group)
+                              for s in segs)
+        lines = [f"{method} {path}{'?' + query if query else ''} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+        if auth == "valid":
+            lines.append(f"Authorization: Bearer {token}")
+        answer = rr.arm_exchange(emu, ("\r\n".join(lines) + "\r\n\r\n").encode())
+        rr.check_arm_answer(answer, method)
+        seen.add(answer[0])
+    assert {200, 400, 401} <= seen and seen & {403, 404} and seen & {405, 403}
+
+
+def test_arm_still_serves_after_the_fuzzing(emu):
+    assert rr.arm_still_serving(emu)
+    assert not [r for r in emu.requests.filter(service="arm") if r.status is not None and r.status >= 500]
+
+
+def test_tls_is_required(emu):
+    """Plain http to the ARM port gets no ARM answer (the token would travel in clear otherwise)."""
+    import requests
+
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(emu.arm_url.replace("https://", "http://") + "/subscriptions", timeout=5)
+    assert isinstance(ssl.create_default_context(cafile=emu.ca_bundle), ssl.SSLContext)
