@@ -257,7 +257,7 @@ class ArmClient:
             raise ValueError(f"verify must be True, False or a CA bundle path, got {verify!r}")
         if isinstance(verify, str) and not os.path.isfile(verify):
             raise ValueError(f"verify names a CA bundle that does not exist: {verify!r}")
-        self.identity = _coerce_identity(identity)
+        self.identity = Identity.parse(identity)
         self._connection = connection
         if url is None:
             url, found_verify = _locate_arm(connection)
@@ -775,15 +775,6 @@ def _retry_after(value: str | None, wall_clock: Callable[[], float]) -> float | 
         return None
     return max(0.0, when.timestamp() - wall_clock())
 
-
-def _coerce_identity(identity: Identity | str | None) -> Identity:
-    if identity is None:
-        return Identity.system()
-    if isinstance(identity, Identity):
-        return identity
-    if isinstance(identity, str):
-        return Identity.parse(identity)
-    raise ValueError(f"identity must be an Identity or text such as 'system' / a client id, got {identity!r}")
 
 
 def arm(identity: Identity | str | None = None, **kwargs: Any) -> ArmClient:

@@ -135,7 +135,7 @@ class Connection:
         return (cache if cache is not None else _default_cache()).get(key, fetch, force_refresh=force_refresh)
 
     def _key_for(self, resource: str, identity: Identity | str | None) -> tuple[CacheKey, Callable[[], AccessToken]]:
-        ident = _coerce_identity(identity)
+        ident = Identity.parse(identity)
         key = CacheKey(self.endpoint, ident, resolve_resource(resource))
 
         def fetch() -> AccessToken:
@@ -465,15 +465,6 @@ class CacheKey(tuple):
     def __reduce__(self) -> tuple[Any, ...]:
         return (CacheKey, tuple(self))
 
-
-def _coerce_identity(identity: Identity | str | None) -> Identity:
-    if identity is None:
-        return Identity.system()
-    if isinstance(identity, Identity):
-        return identity
-    if isinstance(identity, str):
-        return Identity.parse(identity)
-    raise ValueError(f"identity must be an Identity or text such as 'system' / a client id, got {identity!r}")
 
 
 def _explicit(url: str, why: str, client_for: Callable[[str], ImdsClient]) -> Connection:

@@ -19,11 +19,16 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._callable_module import make_callable
 from .identity import Identity
+from .tokens import default_cache
+
+# The module itself: `from . import connect` could give the function of that name (see _callable_module).
+_connect = importlib.import_module(".connect", __package__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connect import Connection
@@ -102,14 +107,12 @@ class ManagedIdentityTokenCredential:
     """
 
     def __init__(self, identity: Identity | str | None = None, *, connection: Connection | None = None) -> None:
-        if identity is None:
-            self.identity = Identity.system()
-        elif isinstance(identity, (Identity, str)):
-            self.identity = identity if isinstance(identity, Identity) else Identity.parse(identity)
-        else:
-            raise ValueError(f"identity must be an Identity or text such as 'system'; got {identity!r}")
+        self.identity = Identity.parse(identity)  # ValueError for bad input
         self.connection = connection
         self._closed = False
+        # the last cached token handed out and its SDK shape (both immutable), reused while the cache
+        # keeps serving that same token object
+        self._last: tuple[AccessToken, SdkAccessToken] | None = None
 
     # --- azure-core protocols ----------------------------------------------------------------
     def get_token(
@@ -130,6 +133,13 @@ class ManagedIdentityTokenCredential:
             True
             >>> conn.close()
         """
+        if claims is None and len(scopes) == 1:
+            cached = self._cached(scopes[0])
+            if cached is not None:  # the hot path: SDK clients ask before every request
+                last = self._last
+                if last is None or last[0] is not cached:
+                    last = self._last = (cached, SdkAccessToken(cached.reveal(), cached.expires_on))
+                return last[1]
         token = self._fetch(scopes, claims=claims, method="get_token")
         return SdkAccessToken(token.reveal(), int(token.expires_on))
 
@@ -170,6 +180,17 @@ class ManagedIdentityTokenCredential:
         return f"ManagedIdentityTokenCredential({self.identity}, {where})"
 
     # --- internals ---------------------------------------------------------------------------
+    def _cached(self, scope: str) -> AccessToken | None:
+        """The token through the cache when this scope was resolved before on a live connection, else None."""
+        conn = self.connection if self.connection is not None else _connect._current
+        if conn is None or conn.closed:
+            return None
+        try:
+            key, fetch = conn._keys[scope, self.identity]
+        except (KeyError, TypeError):
+            return None
+        return default_cache().get(key, fetch)
+
     def _fetch(self, scopes: tuple[str, ...], *, claims: str | None, method: str) -> AccessToken:
         if len(scopes) != 1:
             got = "none" if not scopes else f"{len(scopes)}: {', '.join(map(repr, scopes))}"
@@ -179,9 +200,7 @@ class ManagedIdentityTokenCredential:
         scope = scopes[0]
         if not isinstance(scope, str) or not scope.strip():
             raise ValueError(f"the scope must be a non-empty string; got {scope!r}")
-        from .connect import _current_or_connect
-
-        conn = self.connection if self.connection is not None else _current_or_connect()
+        conn = self.connection if self.connection is not None else _connect._current_or_connect()
         return conn.get_token(scope, identity=self.identity, force_refresh=bool(claims))
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .claims import Check, Claims, format_duration
+from .retry import FRAME_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -50,18 +51,8 @@ TOKENS_COLUMNS = (
     "refresh_at",
     "fingerprint",
 )
-# the same columns Timeline.to_frame() documents
-TIMELINE_COLUMNS = (
-    "attempt",
-    "start_s",
-    "duration_s",
-    "status",
-    "error",
-    "outcome",
-    "wait_s",
-    "wait_reason",
-    "exception",
-)
+# the columns Timeline.to_frame() documents
+TIMELINE_COLUMNS = FRAME_COLUMNS
 
 
 def claims_frame(claims: Claims, now: float | None = None) -> pd.DataFrame:

@@ -234,7 +234,7 @@ class ImdsClient:
             ...     "vault", Identity.user(client_id="11111111-2222-3333-4444-555555555555"))[2]
             ('client_id', '11111111-2222-3333-4444-555555555555')
         """
-        ident = _coerce_identity(identity)
+        ident = Identity.parse(identity)
         params = [("api-version", self.api_version), ("resource", resolve_resource(resource))]
         params.extend(ident.query_params().items())
         return params
@@ -262,28 +262,13 @@ class ImdsClient:
             >>> tok.resource, len(tok.timeline), tok.source
             ('https://vault.azure.net', 1, 'imds')
         """
-        ident = _coerce_identity(identity)
+        ident = Identity.parse(identity)
         params = self.token_params(resource, ident)
         resource_uri = params[1][1]
-        answers: dict[int, ImdsAnswer] = {}
-
-        def send(number: int) -> AttemptOutcome:
-            outcome, answer = self._send_token_request(params)
-            answers[number] = answer
-            return outcome
-
-        outcome, timeline = execute(
-            send,
-            self.retry,
-            clock=self.clock,
-            sleep=self.sleep,
-            wall_clock=self.wall_clock,
-            rng=self.rng,
-            on_attempt=on_attempt,
-        )
+        outcome, last, timeline = self._with_retries(lambda: self._send_token_request(params), on_attempt)
         if _is_success(outcome):
             return self._token_from(outcome.value, resource_uri, ident, timeline)
-        raise self._error_from(outcome, answers[max(answers)], timeline, resource_uri, ident)
+        raise self._error_from(outcome, last, timeline, resource_uri, ident)
 
     def get_json(
         self,
@@ -307,11 +292,22 @@ class ImdsClient:
         """
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/', got {path!r}")
-        answers: dict[int, ImdsAnswer] = {}
+        outcome, last, timeline = self._with_retries(
+            lambda: self._send(self.url + path, list(params or []), expect_token=False), on_attempt
+        )
+        if _is_success(outcome):
+            return outcome.value, timeline
+        raise self._error_from(outcome, last, timeline, None, None, what="instance metadata request")
+
+    def _with_retries(
+        self, send_once: Callable[[], tuple[AttemptOutcome, ImdsAnswer]], on_attempt: OnAttempt | None
+    ) -> tuple[AttemptOutcome, ImdsAnswer, Timeline]:
+        """Apply the retry policy to ``send_once``; returns the final outcome, its raw answer, the timeline."""
+        answers: list[ImdsAnswer] = []
 
         def send(number: int) -> AttemptOutcome:
-            outcome, answer = self._send(self.url + path, list(params or []), expect_token=False)
-            answers[number] = answer
+            outcome, answer = send_once()
+            answers.append(answer)
             return outcome
 
         outcome, timeline = execute(
@@ -323,10 +319,7 @@ class ImdsClient:
             rng=self.rng,
             on_attempt=on_attempt,
         )
-        last = answers[max(answers)]
-        if _is_success(outcome):
-            return outcome.value, timeline
-        raise self._error_from(outcome, last, timeline, None, None, what="instance metadata request")
+        return outcome, answers[-1], timeline
 
     def close(self) -> None:
         """Close the session if this client created it."""
@@ -638,15 +631,6 @@ def classify_failure(
 def _is_success(outcome: AttemptOutcome) -> bool:
     return outcome.ok and outcome.value is not None
 
-
-def _coerce_identity(identity: Identity | str | None) -> Identity:
-    if identity is None:
-        return Identity.system()
-    if isinstance(identity, Identity):
-        return identity
-    if isinstance(identity, str):
-        return Identity.parse(identity)
-    raise ValueError(f"identity must be an Identity or text such as 'system' / a client id, got {identity!r}")
 
 
 def _normalise_timeout(timeout: float | tuple[float, float]) -> tuple[float, float]:

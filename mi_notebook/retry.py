@@ -493,31 +493,9 @@ class Timeline:
             >>> simulate(RetryPolicy.documented(), [503, 200]).to_frame()["status"].tolist()
             [503, 200]
         """
-        try:
-            from .frames import timeline_frame
-        except ImportError:
-            timeline_frame = None
-        if timeline_frame is not None:
-            return timeline_frame(self)
-        import pandas as pd
+        from .frames import timeline_frame  # presentation lives in frames.py
 
-        rows = [
-            {
-                "attempt": a.number,
-                "start_s": a.start,
-                "duration_s": a.duration,
-                "status": a.status,
-                "error": a.error,
-                "outcome": a.outcome,
-                "wait_s": a.wait,
-                "wait_reason": a.wait_reason,
-                "exception": a.exception,
-            }
-            for a in self.attempts
-        ]
-        frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
-        frame["status"] = frame["status"].astype("Int64")
-        return frame
+        return timeline_frame(self)
 
 
 OnAttempt = Callable[[Attempt, "float | None", int], None]

@@ -85,7 +85,7 @@ def test_the_fuzz_reaches_success_and_every_error_class(emu, token):
               ("GET", ["subscriptions", "{s}", "resourcegroups", "{rg}"], "api-version=2021-04-01", "none", b""),
               ("GET", ["subscriptions", "nope"], "api-version=2021-04-01", "valid", b""),
               ("DELETE", ["subscriptions", "{s}"], "api-version=2021-04-01", "valid", b"")]
-    for method, segs, query, auth, body in shapes:
+    for method, segs, query, auth, _body in shapes:
         path = "/" + "/".join(s.replace("{s}", emu.vm.subscription_id).replace("{rg}", emu.vm.resource_group)
                               for s in segs)
         lines = [f"{method} {path}{'?' + query if query else ''} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]

@@ -186,3 +186,13 @@ def test_the_regenerate_script_uses_the_test_environment():
     assert "export MI_NOTEBOOK_MODE=emulator" in text
     assert "tests/_guard" in text and "MI_NOTEBOOK_LOOPBACK_GUARD=1" in text
     assert re.search(r"unset [^\n]*MI_NOTEBOOK_IMDS_URL[^\n]*MPLBACKEND", text)
+
+
+def test_the_emulators_ids_are_seeded_so_the_notebooks_compare_them_unsanitized():
+    from mi_notebook.emulator import Emulator
+
+    first, second = Emulator(), Emulator()  # not started: the VM is built from the seed alone
+    ids = lambda emu: [emu.vm.subscription_id, emu.vm.tenant_id, emu.vm.vm_id,  # noqa: E731
+                       *[(i.client_id, i.object_id) for i in emu.vm.identities]]
+    assert ids(first) == ids(second)
+    assert ids(Emulator(seed=1)) != ids(first)

@@ -346,3 +346,30 @@ def test_progress_text_variants():
     assert panels.progress_text(a, None, 5) == "<b>Attempt 5 of 5</b>: ReadTimeout, giving up"
     b = Attempt(number=1, start=0, duration=0.1, status=429, outcome="retried", wait=3, wait_reason="retry-after")
     assert panels.progress_text(b, 3.0, 5) == "<b>Attempt 1 of 5</b>: HTTP 429, retrying in 3.0 s (Retry-After)"
+
+
+def test_opaque_token_is_shown_without_claims(conn, monkeypatch):
+    import time
+
+    from mi_notebook.tokens import AccessToken
+
+    now = int(time.time())
+    opaque = AccessToken("not-a-jwt-but-a-token", resource="https://vault.azure.net", fetched_at=now,
+                         expires_on=now + 3600, endpoint=conn.endpoint)
+    monkeypatch.setattr(connect_module, "get_token", lambda *a, **k: opaque)
+    ex = explorer()
+    ex.on_get()
+    assert ex.token is opaque and ex.error_panel.value == ""
+    assert "Not decoded" in ex.checks_card.value and ex.claims_card.value == ""
+    assert opaque.fingerprint in ex.token_card.value and "not-a-jwt" not in ex.token_card.value
+    assert is_png(ex.lifetime_chart.value)
+
+
+def test_arm_explorer_token_failure_is_one_panel(conn, emu):
+    emu.inject(500, endpoint="token", count=None)
+    ex = ArmExplorer(f"client_id={emu.vm.identities[1].client_id}", executor=SyncExecutor(),
+                     list_identities=False)
+    ex.on_list()
+    assert set(ex.errors) == {"subscriptions"} and ex.error_panel.value.count("mi-error-panel") == 1
+    assert "Azure failed on its side" in ex.error_panel.value and ex.groups_html.value == ""
+    assert not ex.list_button.disabled and ex.group.disabled

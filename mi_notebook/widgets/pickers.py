@@ -94,6 +94,14 @@ def default_identity_lister() -> list[Any]:
 
     Raises ``ModuleNotFoundError`` when the ARM client is not installed, or its own errors
     (``ArmError``, ``ManagedIdentityError``) when listing fails.
+
+    Example::
+
+        >>> from mi_notebook.connect import connect, disconnect
+        >>> _ = connect(mode="emulator")
+        >>> [(row["kind"], row["name"]) for row in default_identity_lister()][0]
+        ('system', 'vm-notebook')
+        >>> disconnect()
     """
     from ..arm import arm
 

@@ -24,7 +24,7 @@ from typing import Any
 import ipywidgets as w
 
 from .. import html as _h
-from ..errors import ManagedIdentityError
+from ..errors import ManagedIdentityError, TokenDecodeError
 from ..identity import Identity
 from . import panels
 from ._executor import default_executor
@@ -190,10 +190,26 @@ class TokenExplorer:
             chart.layout.display = "none"
 
     def _show_token(self, token: Any) -> None:
-        from ..charts import plot_retry_timeline, plot_token_lifetimes
-        from ..tokens import default_cache
+        self.token_card.value = token._repr_html_()
+        try:
+            claims = token.claims
+        except TokenDecodeError as exc:  # an opaque (non-JWT) token: still a token, nothing to decode
+            self.checks_card.value = _h.card("Checks", [panels.note(f"Not decoded: {exc.message}")])
+            self.claims_card.value = ""
+        else:
+            self._show_claims(token, claims)
+        self._show_charts(token)
+        self.token = token
+        self.progress.bar_style = "success"
+        if token.source == "cache":
+            self.status.value = panels.note(
+                "Served from the cache (still fresh): tick \u201cskip the cache\u201d to ask IMDS again.",
+                colour="#1a7f37")
+        else:
+            summary = token.timeline.summary() if token.timeline is not None else "done"
+            self.status.value = panels.note(f"Got a token: {summary}.", colour="#1a7f37")
 
-        claims = token.claims
+    def _show_claims(self, token: Any, claims: Any) -> None:
         checks = claims.checks()
         worst = next((s for s in ("problem", "warning", "ok") if any(c.status == s for c in checks)), "skipped")
         self.checks_card.value = _h.card(
@@ -206,7 +222,10 @@ class TokenExplorer:
             ['<details open style="margin:2px 0"><summary style="cursor:pointer;color:#57606a">'
              "what the token says, claim by claim</summary>" + table + "</details>"],
             footer=f"decoded locally (signature not verified); token {token.fingerprint}, never shown")
-        self.token_card.value = token._repr_html_()
+
+    def _show_charts(self, token: Any) -> None:
+        from ..charts import plot_retry_timeline, plot_token_lifetimes
+        from ..tokens import default_cache
 
         cache = default_cache()
         mine = [t for t in cache.tokens() if t.endpoint == token.endpoint] or [token]
@@ -220,15 +239,6 @@ class TokenExplorer:
             self.timeline_chart.layout.display = ""
         else:
             self.timeline_chart.layout.display = "none"
-        self.token = token
-        self.progress.bar_style = "success"
-        if token.source == "cache":
-            self.status.value = panels.note(
-                "Served from the cache (still fresh): tick \u201cskip the cache\u201d to ask IMDS again.",
-                colour="#1a7f37")
-        else:
-            summary = token.timeline.summary() if token.timeline is not None else "done"
-            self.status.value = panels.note(f"Got a token: {summary}.", colour="#1a7f37")
 
     def _show_error(self, exc: ManagedIdentityError) -> None:
         from ..charts import plot_retry_timeline

@@ -60,10 +60,11 @@ def _missing(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    path = os.environ.get("MI_NOTEBOOK_CHROMIUM") or next(
-        (p for p in CHROMIUM_CANDIDATES if os.access(p, os.X_OK)), None)
+    override = os.environ.get("MI_NOTEBOOK_CHROMIUM")  # another chromium binary, e.g. to test the skip
+    candidates = (override,) if override else CHROMIUM_CANDIDATES
+    path = next((p for p in candidates if os.access(p, os.X_OK)), None)
     if not path:
-        _missing("Debian's chromium is not installed (apt-get install chromium)")
+        _missing(f"no chromium executable at {' or '.join(candidates)} (apt-get install chromium)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
