@@ -6,6 +6,7 @@ outside pytest, against the embedded emulator on loopback, in virtual time, and 
 as a Markdown table (the content of ``docs/reliability.md``)::
 
     python bench/reliability_report.py                 # everything, ~20 s
+    python bench/reliability_report.py --update        # ... and rewrite the figures in docs/reliability.md
     python bench/reliability_report.py --examples 50   # fewer fuzz examples per property
 
 Sections:
@@ -64,7 +65,13 @@ LEAK_WINDOW = 40
 
 
 class VirtualClock:
-    """A monotonic clock that moves only when slept on (the client's injected ``clock`` and ``sleep``)."""
+    """A monotonic clock that moves only when slept on (the client's injected ``clock`` and ``sleep``).
+
+    Example::
+
+        >>> c = VirtualClock(); c.sleep(2.0); c(), c.slept
+        (2.0, [2.0])
+    """
 
     def __init__(self, start: float = 0.0) -> None:
         self.now = start
@@ -182,7 +189,13 @@ def case_by_id(case_id: str) -> FaultCase:
 
 
 def time_bound(case: FaultCase, attempts: int, policy: RetryPolicy = POLICY) -> float:
-    """The most virtual time ``policy`` may spend over ``attempts`` attempts of this fault."""
+    """The most virtual time ``policy`` may spend over ``attempts`` attempts of this fault.
+
+    Example::
+
+        >>> time_bound(case_by_id("token:500"), 3), time_bound(case_by_id("arm:429"), 5)
+        (9.6, 20.0)
+    """
     if not case.retried:
         return 0.0
     if case.name == "410":
@@ -423,6 +436,14 @@ def only_clear_errors(call: Callable[[], Any]) -> BaseException | None:
     """Run ``call``; return the ValueError / ManagedIdentityError it raised (with a message), or None.
 
     Any other exception propagates: that is the bug a fuzz test is looking for.
+
+    Example::
+
+        >>> type(only_clear_errors(lambda: int("x"))).__name__
+        'ValueError'
+        >>> only_clear_errors(lambda: [][1])
+        Traceback (most recent call last):
+        IndexError: list index out of range
     """
     try:
         call()
@@ -488,7 +509,13 @@ class InputBench:
 
 
 def run_cli(argv: list[str], stdin: str = "") -> tuple[int, str, str]:
-    """``mi_notebook.cli.main(argv)`` in process: ``(exit code, stdout, stderr)``; argparse's exit is a code."""
+    """``mi_notebook.cli.main(argv)`` in process: ``(exit code, stdout, stderr)``; argparse's exit is a code.
+
+    Example::
+
+        >>> run_cli(["--nope"])[0]
+        2
+    """
     from mi_notebook.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -680,8 +707,11 @@ def find_leaks(texts: dict[str, list[str]], tokens: Iterable[str], window: int =
 
     Example::
 
-        >>> find_leaks({"log": ["x" + "s" * 39 + "y", "ok"]}, ["A" + "s" * 45 + "B"], window=40)
-        [('log', 'xsssssssssssssssssssssssssssssssssssssssy')]
+        >>> token = "A" + "s" * 45 + "B"
+        >>> find_leaks({"log": ["x" + "s" * 40 + "y", "ok"]}, [token]) == [("log", "x" + "s" * 40 + "y")]
+        True
+        >>> find_leaks({"log": ["x" + "s" * 39 + "y"]}, [token])  # 39 characters: not a piece of 40
+        []
     """
     pieces: set[str] = set()
     for token in tokens:
@@ -699,14 +729,11 @@ def find_leaks(texts: dict[str, list[str]], tokens: Iterable[str], window: int =
 def collect_secret_surfaces() -> SecretsReport:
     """Run every scenario that touches a token and keep everything a user or a log could see.
 
-    Scenarios: success, each error class, the cache, the credential, ARM (success, 403, 401 refresh,
-    errors), claims, frames, charts' text, the CLI (text and ``--json``, without ``--show-token``),
-    the widgets' HTML where available. The raw tokens are read on the emulator's side (its issuer's
-    cache) and from ``.reveal()``, only to know what to search for.
+    Scenarios: success, each error class, the cache, the credential, ARM (success, lists, a 403, a
+    500 on every attempt), claims, frames, charts' text, the widgets' state, the CLI (text and
+    ``--json``, without ``--show-token``). The raw tokens are read on the emulator's side (every
+    token its issuer hands out) and from ``.reveal()``, only to know what to search for.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import importlib
 
     from mi_notebook.arm import ArmClient
@@ -714,9 +741,10 @@ def collect_secret_surfaces() -> SecretsReport:
     from mi_notebook.credential import credential
     from mi_notebook.emulator import Emulator
     from mi_notebook.identity import Identity
-    from mi_notebook.tokens import TokenCache, default_cache
+    from mi_notebook.tokens import default_cache
 
     connect_module = importlib.import_module("mi_notebook.connect")
+    saved_env = {name: os.environ.get(name) for name in ("MI_NOTEBOOK_ARM_URL", "MI_NOTEBOOK_ARM_CA_BUNDLE")}
     report = SecretsReport()
     clock = VirtualClock()
     with capture_logs() as logs, Emulator(throttle=False, seed="secrets") as emu:
@@ -732,6 +760,8 @@ def collect_secret_surfaces() -> SecretsReport:
         def issued() -> None:
             report.tokens.update(t.access_token for t in emu.issuer.cached())
 
+        # ARM for anything that locates it from the environment (widgets, mi.arm()): the emulator's
+        os.environ["MI_NOTEBOOK_ARM_URL"], os.environ["MI_NOTEBOOK_ARM_CA_BUNDLE"] = emu.arm_url, emu.ca_bundle
         conn = connect_module.connect(emu.imds_url)
         conn.client.sleep, conn.client.clock = clock.sleep, clock
         conn.arm_url = emu.arm_url  # type: ignore[attr-defined]
@@ -821,12 +851,14 @@ def collect_secret_surfaces() -> SecretsReport:
                 code, out, err = run_cli(argv)
                 report.add("cli", out, err)
             issued()
-            # a cache on its own clock: expiry and refresh messages
-            short = TokenCache(clock=lambda: 0.0)
-            report.add("cache", repr(short))
         finally:
             connect_module.disconnect()
             default_cache().clear()
+            for name, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         report.add("log", *logs.texts)
         issued()
     return report
@@ -951,7 +983,7 @@ class CallClock:
         return self.start + self._n * self.step
 
 
-def run_token_load(threads: int = 64, calls: int = 1000, *, lifetime: int = 300, step: float = 0.25,
+def run_token_load(threads: int = 64, calls: int = 1000, *, lifetime: int = 300, step: float = 0.5,
                    burst: int = 4, pause: float = 0.015, time_limit: float = 60.0) -> LoadResult:
     """``threads`` x ``calls`` ``get_token`` over 3 identities x 2 resources, 429 / 500 bursts injected.
 
@@ -1142,8 +1174,20 @@ def _fuzz_counts(examples: int) -> dict[str, int]:
 
     counts: dict[str, int] = {}
     with InputBench() as bench:
-        counts["mi.get_token(resource, identity=...)"] = run_property(
+        counts["Connection.get_token(resource, identity=...)"] = run_property(
             st.tuples(s["resource"], s["identity"]), lambda v: bench.get_token(*v), examples)
+        import importlib
+
+        import mi_notebook as mi
+
+        connect_module = importlib.import_module("mi_notebook.connect")
+        connect_module.connect(bench.emu.imds_url, retry=RetryPolicy.no_retry())
+        try:
+            counts["mi.get_token(resource, identity=...)"] = run_property(
+                st.tuples(s["resource"], s["identity"]),
+                lambda v: only_clear_errors(lambda: mi.get_token(v[0], identity=v[1])), examples)
+        finally:
+            connect_module.disconnect()
         counts["credential().get_token(scope)"] = run_property(
             s["scope"], bench.credential_get_token, examples)
         counts["ImdsClient.request_token"] = run_property(
@@ -1172,7 +1216,8 @@ def build_report(examples: int = 200, threads: int = 64, calls: int = 1000) -> s
     secrets = collect_secret_surfaces()
     leaks = secrets.leaks()
     load = run_token_load(threads, calls)
-    storm_token = run_emulator_storm(200, path="token", throttle=True, latency=0.2)
+    storm_token = run_emulator_storm(200, path="token", throttle=True)
+    storm_slow = run_emulator_storm(200, path="token", throttle=True, latency=2.0)
     storm_instance = run_emulator_storm(200, path="instance", throttle=True)
     storm_open = run_emulator_storm(200, path="token", throttle=False)
 
@@ -1188,15 +1233,18 @@ def build_report(examples: int = 200, threads: int = 64, calls: int = 1000) -> s
                  f"in {len(secrets.texts)} surfaces, every {LEAK_WINDOW}-char piece searched) |")
     lines.append(f"| IMDS requests per key per refresh, under load | {load.requests_per_refresh:.2f} "
                  f"({sum(load.answers_200.values())} token answers for {sum(load.refreshes.values())} refreshes "
-                 f"of {load.keys} keys) |")
+                 f"of {load.keys} keys, {load.lifetime} s tokens, {load.virtual_seconds:,.0f} s of virtual time) |")
     lines.append(f"| errors surfaced to callers under load | {len(load.errors)} of {load.threads * load.calls:,} "
                  f"calls ({load.threads} threads x {load.calls:,}; {load.failed_answers} injected 429/500 "
                  f"answers absorbed; {load.seconds:.1f} s; {load.alive} threads stuck) |")
+    lines.append("| packets to anything but loopback | {non_loopback} (the test suite's guard, installed) |")
     lines.append(f"| emulator, 200 concurrent token requests, throttling on | "
                  f"{_statuses(storm_token)}; {storm_token.unanswered} unanswered; serving after: "
                  f"{'yes' if storm_token.serving_after else 'NO'} |")
     lines.append(f"| emulator, 200 concurrent instance-metadata requests, throttling on | "
                  f"{_statuses(storm_instance)}; {storm_instance.unanswered} unanswered |")
+    lines.append(f"| emulator, 200 concurrent token requests, throttling on, 2 s latency | "
+                 f"{_statuses(storm_slow)}; {storm_slow.unanswered} unanswered |")
     lines.append(f"| emulator, 200 concurrent token requests, throttling off | "
                  f"{_statuses(storm_open)}; {storm_open.unanswered} unanswered |")
     lines += ["", "### The fault matrix", "",
@@ -1230,14 +1278,48 @@ def _cell(r: CaseResult) -> str:
     return f"{mark}: {shown}; {r.total:.1f} s <= {r.bound:.1f} s"
 
 
+START_MARKER = "<!-- reliability figures: generated by bench/reliability_report.py, do not edit -->"
+END_MARKER = "<!-- end of generated figures -->"
+
+
+def update_document(path: Path, report: str) -> None:
+    """Replace the text between the two markers in ``path`` with ``report``."""
+    text = path.read_text(encoding="utf-8")
+    head, found, rest = text.partition(START_MARKER)
+    _, found_end, tail = rest.partition(END_MARKER)
+    if not (found and found_end):
+        raise SystemExit(f"{path} lacks the markers {START_MARKER!r} ... {END_MARKER!r}")
+    path.write_text(f"{head}{START_MARKER}\n{report}\n{END_MARKER}{tail}", encoding="utf-8")
+
+
+def install_loopback_guard() -> Any:
+    """The test suite's guard (tests/_guard): any non-loopback connection or name lookup is refused."""
+    guard_dir = str(ROOT / "tests" / "_guard")
+    if guard_dir not in sys.path:
+        sys.path.insert(0, guard_dir)
+    import loopback_guard
+
+    loopback_guard.install()
+    return loopback_guard
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=200, help="hypothesis examples per property")
     parser.add_argument("--threads", type=int, default=64)
     parser.add_argument("--calls", type=int, default=1000, help="get_token calls per thread")
+    parser.add_argument("--update", metavar="FILE", nargs="?", const=str(ROOT / "docs" / "reliability.md"),
+                        help="also replace the figures between the markers in FILE (default docs/reliability.md)")
     ns = parser.parse_args(argv)
-    print(build_report(ns.examples, ns.threads, ns.calls))
-    return 0
+    os.environ.setdefault("MI_NOTEBOOK_MODE", "emulator")  # nothing may probe 169.254.169.254
+    guard = install_loopback_guard()
+    report = build_report(ns.examples, ns.threads, ns.calls).replace("{non_loopback}", str(len(guard.violations)))
+    print(report)
+    if ns.update:
+        update_document(Path(ns.update), report)
+    for violation in guard.violations:
+        print(f"non-loopback traffic attempted: {violation}", file=sys.stderr)
+    return 1 if guard.violations else 0
 
 
 if __name__ == "__main__":

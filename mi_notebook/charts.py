@@ -343,6 +343,16 @@ def _token_name(token: Any) -> str:
     return alias or str(token.resource)
 
 
+def _identity_name(token: Any) -> str:
+    """``system`` or ``user <first 8 of the selector>``: enough to tell rows apart in a chart."""
+    identity = getattr(token, "identity", None)
+    selector = getattr(identity, "selector", None)
+    if not selector:
+        return "system"
+    value = str(selector[1])
+    return "user " + (value.rsplit("/", 1)[-1] if selector[0] == "resource_id" else value[:8])
+
+
 def _rel_label(x: float) -> str:
     if x == 0:
         return "now"
@@ -371,7 +381,7 @@ def plot_token_lifetimes(
         >>> tok = AccessToken("a.b.c", resource="https://management.azure.com/", fetched_at=0, expires_on=86400)
         >>> ax = plot_token_lifetimes([tok], now=600)
         >>> [t.get_text() for t in ax.get_yticklabels()]
-        ['arm\\n24 h token']
+        ['arm · system\\n24 h token']
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -390,7 +400,7 @@ def plot_token_lifetimes(
     for i, tok in enumerate(items):
         start, end = _not_before(tok) - when, float(tok.expires_on) - when
         expired = end <= 0
-        ax.barh(i, end - start, left=start, height=0.5, color=COLOURS["expired" if expired else "valid"],
+        ax.barh(i, end - start, left=start, height=0.45, color=COLOURS["expired" if expired else "valid"],
                 alpha=0.85, gid="lifetime")
         iat = _issued_at(tok)
         if iat is not None:
@@ -398,8 +408,10 @@ def plot_token_lifetimes(
         marks["fetched"].append((float(tok.fetched_at) - when, i))
         marks["refresh planned"].append((planned_refresh(tok, cache) - when, i))
         left = "expired " + format_duration(-end) + " ago" if expired else "expires in " + format_duration(end)
-        ax.text(end, i, f"  {left}", va="center", ha="left", fontsize=8)
-        labels.append(f"{_token_name(tok)}\n{format_duration(float(tok.expires_on) - _not_before(tok))} token")
+        # under the bar's end: clear of the markers on the bar and of the legend beside the axes
+        ax.text(end, i + 0.27, left, va="top", ha="right", fontsize=7, color="#24292f", gid="time-left")
+        labels.append(f"{_token_name(tok)} · {_identity_name(tok)}\n"
+                      f"{format_duration(float(tok.expires_on) - _not_before(tok))} token")
         lows.append(start)
         highs.append(end)
     styles = {"issued (iat)": ("v", "#555555"), "fetched": ("o", "white"), "refresh planned": ("D", COLOURS["retried"])}
@@ -422,7 +434,7 @@ def plot_token_lifetimes(
         return math.copysign((10 ** abs(y) - 1) * _LINTHRESH, y)
 
     span = fwd(hi) - fwd(lo)
-    ax.set_xlim(inv(fwd(lo) - 0.04 * span), inv(fwd(hi) + 0.3 * span))
+    ax.set_xlim(inv(fwd(lo) - 0.04 * span), inv(fwd(hi) + 0.08 * span))
     xmin, xmax = ax.get_xlim()
     ticks = sorted({0.0} | {s * t for t in _TICKS for s in (-1, 1) if xmin <= s * t <= xmax})
     ax.xaxis.set_major_locator(FixedLocator(ticks))

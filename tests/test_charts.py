@@ -207,8 +207,9 @@ def test_token_lifetimes_24h_1h_2min(tmp_path, three_tokens):
     assert len(bars) == 3
     # sorted by expiry: the 2-minute token on top; bars from not-before to expiry, relative to now
     assert [(b.get_x(), b.get_x() + b.get_width()) for b in bars] == [(-30, 90), (-300, 3300), (-900, 85800)]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["storage\n2 min token", "vault\n1 h token",
-                                                            "arm\n24 h 5 min token"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["storage · system\n2 min token",
+                                                            "vault · system\n1 h token",
+                                                            "arm · system\n24 h 5 min token"]
     # readable for all of them: every bar takes a real share of the plot width
     axes_width = ax.get_window_extent().width
     widths = [bar_pixels(ax, b) for b in bars]
@@ -244,7 +245,7 @@ def test_token_lifetimes_expired_undecodable_and_cache(tmp_path):
     # the cache's plan is used
     planned = [e["refresh_at"] - NOW for e in cache.entries()]
     assert sorted(by_gid(ax.lines, "refresh planned")[0].get_xdata()) == sorted(planned)
-    assert [t.get_text() for t in ax.get_yticklabels()][1] == "api://my-api\n2 h token"
+    assert [t.get_text() for t in ax.get_yticklabels()][1] == "api://my-api · system\n2 h token"
 
 
 def test_token_lifetimes_single_token_into_given_axes():

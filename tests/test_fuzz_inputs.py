@@ -44,6 +44,30 @@ def test_get_token_with_any_resource_and_identity(bench, resource, identity):
         assert len(bench.emu.requests) == before  # bad input: refused before any request
 
 
+@pytest.fixture(scope="module")
+def current(bench):
+    """``mi.get_token``'s own path (the module function with its hot-path memo) on the bench's emulator."""
+    import importlib
+
+    connect_module = importlib.import_module("mi_notebook.connect")
+    from mi_notebook.tokens import default_cache
+
+    connect_module.disconnect()
+    conn = connect_module.connect(bench.emu.imds_url, retry=rr.RetryPolicy.no_retry())
+    yield conn
+    connect_module.disconnect()
+    default_cache().clear()
+
+
+@FUZZ
+@given(resource=S["resource"], identity=S["identity"])
+def test_mi_get_token_with_any_resource_and_identity(current, resource, identity):
+    import mi_notebook as mi
+
+    rr.only_clear_errors(lambda: mi.get_token(resource, identity=identity))
+    rr.only_clear_errors(lambda: mi.get_token(resource, identity=identity))  # again: the memoised path
+
+
 @FUZZ
 @given(scope=S["scope"])
 def test_credential_get_token_with_any_scope(bench, scope):

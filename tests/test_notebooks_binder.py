@@ -198,9 +198,9 @@ def test_post_build_turns_off_jupyterlab_news_and_update_checks(tmp_path):
 
 
 def test_the_launch_badge_opens_the_first_notebook():
-    sections = (ROOT / "docs" / "readme-sections.md").read_text(encoding="utf-8")
+    sections = (ROOT / "README.md").read_text(encoding="utf-8")
     badge = re.search(r"\(https://mybinder\.org/v2/gh/([\w.-]+)/([\w.-]+)/HEAD\?urlpath=lab/tree/([^)\s]+)\)", sections)
-    assert badge, "no mybinder.org launch link in docs/readme-sections.md"
+    assert badge, "no mybinder.org launch link in README.md"
     assert "https://mybinder.org/badge_logo.svg" in sections
     target = ROOT / badge.group(3)
     assert target.name.startswith("01-") and target.exists(), f"the badge opens {badge.group(3)}, which is not notebook 1"

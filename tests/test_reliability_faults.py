@@ -132,3 +132,21 @@ def test_the_time_bound_is_the_policys_worst_case():
     assert rr.time_bound(plain, 5) == pytest.approx((2 + 6 + 14 + 30) * 1.2)
     assert rr.time_bound(rr.case_by_id("arm:429"), 5) == 20.0  # ARM's own Retry-After: 5 s
     assert rr.time_bound(rr.case_by_id("token:410"), 7) == 130.0  # 70 s window + the longest wait
+
+
+def test_the_report_scripts_examples_run():
+    import doctest
+
+    result = doctest.testmod(rr, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 5 and result.failed == 0
+
+
+def test_the_figures_in_the_document_are_replaced_between_the_markers(tmp_path):
+    doc = tmp_path / "reliability.md"
+    doc.write_text(f"# title\n\n{rr.START_MARKER}\nold figures\n{rr.END_MARKER}\n\nexplanations\n")
+    rr.update_document(doc, "| figure | value |")
+    text = doc.read_text()
+    assert "old figures" not in text and "| figure | value |" in text
+    assert text.startswith("# title") and text.endswith("explanations\n")
+    shipped = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+    assert rr.START_MARKER in shipped.read_text() and "| fault cases passed |" in shipped.read_text()

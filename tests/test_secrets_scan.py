@@ -3,9 +3,11 @@
 The run (bench/reliability_report.py ``collect_secret_surfaces``) covers success for three identities
 and three resources, the cache, each error class (404, 429, 500, time-out, dropped connection, HTML,
 truncated JSON, bad ``expires_on``, unknown identity, unknown resource, bad input, undecodable JWT), the
-Azure SDK credential, ARM (lists, a 403, a 500 on every attempt), claims, frames, charts' text and the CLI
-without ``--show-token``, with a DEBUG handler on the root logger and on urllib3 / requests. The tokens
-searched for are read on the emulator's side (every token its issuer handed out), plus ``.reveal()``.
+Azure SDK credential, ARM (lists, a 403, a 500 on every attempt), claims, frames, charts' text, the
+widgets' state (TokenExplorer with a token and with an error, ArmExplorer) and the CLI without
+``--show-token``, with a DEBUG handler on the root logger and on urllib3 / requests. The tokens searched
+for are read on the emulator's side (every token its issuer handed out), plus ``.reveal()``. Stored
+notebook outputs are scanned for JWT-shaped strings.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def test_no_token_leaks_anywhere_over_a_full_run(run):
 @pytest.mark.timeout(60)
 def test_the_run_saw_every_surface(run):
     """The scan is not vacuous: each surface produced text, and DEBUG records of the HTTP stack were caught."""
-    expected = {"token", "cache", "credential", "arm", "arm-error", "claims", "charts", "cli", "log",
+    expected = {"token", "cache", "credential", "arm", "arm-error", "claims", "charts", "cli", "log", "widgets",
                 "error:404", "error:429", "error:500", "error:hang", "error:drop", "error:html", "error:truncated",
                 "error:bad-expires", "error:identity", "error:resource", "error:bad-input", "error:decode"}
     assert expected <= set(run.texts), expected - set(run.texts)
@@ -62,6 +64,8 @@ def test_the_run_saw_every_surface(run):
     assert "urllib3.connectionpool" in logs and "DEBUG" in logs  # the wire-level records were captured
     cli = "\n".join(run.texts["cli"])
     assert "sha256:" in cli  # the CLI shows the fingerprint instead
+    widgets = "\n".join(run.texts["widgets"])
+    assert "sha256:" in widgets and "HTTP 500" in widgets  # a token card and an error panel were rendered
     assert run.scanned_chars > 50_000
 
 

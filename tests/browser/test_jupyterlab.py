@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -164,5 +164,15 @@ def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir)
     if os.environ.get("MI_NOTEBOOK_UPDATE_SCREENSHOTS") == "1":
         target = REPO / "docs" / "images" / "token-explorer.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shots[0], target)
+        _save_small_png(shots[0], target)
         print("updated:", target)
+
+
+def _save_small_png(source: Path, target: Path) -> None:
+    """The README copy: the explorer down to the claims table (cards, checks, charts), 256 colours."""
+    from PIL import Image
+
+    with Image.open(source) as shot:
+        width, height = shot.size
+        top = shot.crop((0, 0, width, min(height, int(width * 1.35)))).convert("RGB")
+        top.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
