@@ -557,7 +557,7 @@ class ArmClient:
             requests.utils.get_environ_proxies(url)
         try:
             response = self.session.get(url, params=query, headers=headers, timeout=self.timeout,
-                                        allow_redirects=False, verify=self.verify, proxies=proxies)
+                                        allow_redirects=False, verify=self.verify, proxies=proxies, stream=True)
         except requests.exceptions.SSLError as exc:
             # A TLS failure is not transient: do not retry it, explain it.
             return AttemptOutcome(exception=exc, request_id=client_request_id, retryable=False), {"tls": True}
@@ -573,6 +573,13 @@ class ArmClient:
             answer["ratelimit"] = int(remaining)
         retry_after = _retry_after(response.headers.get("Retry-After"), self.wall_clock)
         retryable = status == 429 or 500 <= status <= 599
+        try:
+            with response:
+                response.content  # noqa: B018 - read here: a body cut short in transit still has a status
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
+            answer["problem"] = "truncated"  # a transport failure: retried, and ARM did answer
+            return AttemptOutcome(status=status, request_id=request_id, retry_after=retry_after,
+                                  exception=exc, retryable=True), answer
         try:
             document = response.json()
         except ValueError as exc:
@@ -615,6 +622,11 @@ class ArmClient:
             return cls(f"Azure Resource Manager at {self.url} {what} ({type(exc).__name__}).", **common,
                        hint="Check network access to ARM (proxy settings in HTTPS_PROXY / NO_PROXY, firewall, "
                             "NSG outbound rules), then try again.")
+        if answer.get("problem") == "truncated":
+            return errors.UnexpectedResponseError(
+                f"{self.url} answered {path} with HTTP {status}, but the connection closed before the whole body "
+                f"arrived ({type(outcome.exception).__name__}).", status=status, **common,
+                hint="A network problem between this machine and ARM, or a proxy cutting answers short; try again.")
         if outcome.exception is not None or 300 <= status <= 399:
             kind = answer.get("problem")
             said = ("an HTML page" if kind == "html" else f"a redirect to {answer.get('location')!r} (not followed)"
@@ -736,6 +748,14 @@ def _locate_arm(connection: Connection | None) -> tuple[str, bool | str | None]:
         return env_url, os.environ.get(ENV_ARM_CA_BUNDLE) or None
     if getattr(conn, "kind", None) == "emulator":
         raise ValueError("this emulator has no ARM side (started with arm=False); pass url=... explicitly")
+    imds_host = urlsplit(str(getattr(conn, "endpoint", ""))).hostname or ""
+    if getattr(conn, "kind", None) == "explicit" and _is_loopback(imds_host):
+        # Tokens from a loopback IMDS (an emulator in another process) mean nothing to Azure's ARM.
+        raise ValueError(
+            f"IMDS is the loopback endpoint {conn.endpoint}, so Azure's ARM would reject its tokens: "
+            f"set {ENV_ARM_URL} (and {ENV_ARM_CA_BUNDLE}) to the ARM and CA lines `mi-notebook emulator` "
+            "printed, or pass url=... explicitly"
+        )
     return ARM_URL, None
 
 

@@ -332,3 +332,19 @@ def test_instance_metadata_read_once_per_client(make_conn, clock):
         client.resources()
     assert len(emu.requests.filter(service="imds", endpoint="instance")) == 1
     assert clock.slept == []
+
+
+def test_explicit_loopback_imds_needs_to_be_told_where_arm_is(clean_connection, monkeypatch):
+    # An emulator in another process (`mi-notebook emulator`) reached by URL: its tokens mean nothing to
+    # Azure's ARM, so the client must ask for MI_NOTEBOOK_ARM_URL instead of calling management.azure.com.
+    monkeypatch.delenv("MI_NOTEBOOK_ARM_URL", raising=False)
+    with Emulator(throttle=False) as emu:
+        conn = mi.connect(imds_url=emu.imds_url)
+        assert conn.kind == "explicit"
+        with pytest.raises(ValueError, match="MI_NOTEBOOK_ARM_URL"):
+            ArmClient(connection=conn)
+        monkeypatch.setenv("MI_NOTEBOOK_ARM_URL", emu.arm_url)
+        monkeypatch.setenv("MI_NOTEBOOK_ARM_CA_BUNDLE", emu.ca_bundle)
+        with ArmClient(connection=conn) as client:
+            assert client.vm()["name"] == emu.vm.name
+        mi.connect.disconnect()
