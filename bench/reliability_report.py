@@ -56,35 +56,12 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from mi_notebook import errors  # noqa: E402
-from mi_notebook.retry import RetryPolicy  # noqa: E402
+from mi_notebook.retry import RetryPolicy, VirtualClock  # noqa: E402
 
 POLICY = RetryPolicy()  # the default: documented waits with +-20 % jitter, 410 window 70 s
 READ_TIMEOUT = 0.1  # seconds of real time a "hang" costs per attempt
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 LEAK_WINDOW = 40
-
-
-class VirtualClock:
-    """A monotonic clock that moves only when slept on (the client's injected ``clock`` and ``sleep``).
-
-    Example::
-
-        >>> c = VirtualClock(); c.sleep(2.0); c(), c.slept
-        (2.0, [2.0])
-    """
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
 
 
 # =====================================================================================================
@@ -122,6 +99,17 @@ class FaultCase:
         return None
 
 
+#: faults below HTTP, and a 200 that is not the service's JSON: the same outcome at every endpoint
+_TRANSPORT_ROWS: list[tuple[Any, ...]] = [
+    ("hang", {"fault": "hang", "seconds": 1.0}, True, errors.ImdsTimeoutError, None, False),
+    ("drop", {"fault": "drop"}, True, errors.EndpointUnreachableError, None, False),
+    ("truncated-short", {"fault": "truncated", "variant": "short"}, False, errors.UnexpectedResponseError, 200, False),
+    ("truncated-incomplete", {"fault": "truncated", "variant": "incomplete"}, True,
+     errors.UnexpectedResponseError, 200, False),
+    ("html-200", {"fault": "html"}, False, errors.UnexpectedResponseError, 200, False),
+]
+
+
 def _imds_cases(endpoint: str) -> list[FaultCase]:
     E = errors
     rows: list[tuple[str, dict[str, Any], bool, type[errors.ManagedIdentityError], int | None, bool]] = [
@@ -134,12 +122,7 @@ def _imds_cases(endpoint: str) -> list[FaultCase]:
         ("503", {"fault": 503}, True, E.ServerError, 503, True),
         ("503-retry-after", {"fault": 503, "retry_after": 1}, True, E.ServerError, 503, True),
         ("504", {"fault": 504}, True, E.ServerError, 504, True),
-        ("hang", {"fault": "hang", "seconds": 1.0}, True, E.ImdsTimeoutError, None, False),
-        ("drop", {"fault": "drop"}, True, E.EndpointUnreachableError, None, False),
-        ("truncated-short", {"fault": "truncated", "variant": "short"}, False, E.UnexpectedResponseError, 200, False),
-        ("truncated-incomplete", {"fault": "truncated", "variant": "incomplete"}, True,
-         E.UnexpectedResponseError, 200, False),
-        ("html-200", {"fault": "html"}, False, E.UnexpectedResponseError, 200, False),
+        *_TRANSPORT_ROWS,
         ("html-502", {"fault": "html", "status": 502}, False, E.UnexpectedResponseError, 502, False),
     ]
     if endpoint == "token":
@@ -167,12 +150,7 @@ def _arm_cases() -> list[FaultCase]:
         ("503", {"fault": 503}, True, E.ArmError, 503, True),
         ("503-retry-after", {"fault": 503, "retry_after": 1}, True, E.ArmError, 503, True),
         ("504", {"fault": 504}, True, E.ArmError, 504, True),
-        ("hang", {"fault": "hang", "seconds": 1.0}, True, E.ImdsTimeoutError, None, False),
-        ("drop", {"fault": "drop"}, True, E.EndpointUnreachableError, None, False),
-        ("truncated-short", {"fault": "truncated", "variant": "short"}, False, E.UnexpectedResponseError, 200, False),
-        ("truncated-incomplete", {"fault": "truncated", "variant": "incomplete"}, True,
-         E.UnexpectedResponseError, 200, False),
-        ("html-200", {"fault": "html"}, False, E.UnexpectedResponseError, 200, False),
+        *_TRANSPORT_ROWS,
         ("html-502", {"fault": "html", "status": 502}, True, E.UnexpectedResponseError, 502, False),
     ]
     return [FaultCase("arm", *row) for row in rows]
@@ -1171,9 +1149,10 @@ def _fuzz_counts(examples: int) -> dict[str, int]:
     from hypothesis import strategies as st
 
     counts: dict[str, int] = {}
+    resource_and_identity = st.tuples(s["resource"], s["identity"])
     with InputBench() as bench:
         counts["Connection.get_token(resource, identity=...)"] = run_property(
-            st.tuples(s["resource"], s["identity"]), lambda v: bench.get_token(*v), examples)
+            resource_and_identity, lambda v: bench.get_token(*v), examples)
         import importlib
 
         import mi_notebook as mi
@@ -1182,14 +1161,14 @@ def _fuzz_counts(examples: int) -> dict[str, int]:
         connect_module.connect(bench.emu.imds_url, retry=RetryPolicy.no_retry())
         try:
             counts["mi.get_token(resource, identity=...)"] = run_property(
-                st.tuples(s["resource"], s["identity"]),
+                resource_and_identity,
                 lambda v: only_clear_errors(lambda: mi.get_token(v[0], identity=v[1])), examples)
         finally:
             connect_module.disconnect()
         counts["credential().get_token(scope)"] = run_property(
             s["scope"], bench.credential_get_token, examples)
         counts["ImdsClient.request_token"] = run_property(
-            st.tuples(s["resource"], s["identity"]), lambda v: bench.request_token(*v), examples)
+            resource_and_identity, lambda v: bench.request_token(*v), examples)
         counts["ArmClient.get(path)"] = run_property(s["arm_path"], bench.arm_get, examples)
         counts["ArmClient.list(path)"] = run_property(s["arm_path"], bench.arm_list, examples)
         counts["mi-notebook CLI main([...])"] = run_property(
@@ -1237,15 +1216,13 @@ def build_report(examples: int = 200, threads: int = 64, calls: int = 1000) -> s
                  f"calls ({load.threads} threads x {load.calls:,}; {load.failed_answers} injected 429/500 "
                  f"answers absorbed; {load.seconds:.1f} s; {load.alive} threads stuck) |")
     lines.append("| packets to anything but loopback | {non_loopback} (the test suite's guard, installed) |")
-    lines.append(f"| emulator, 200 concurrent token requests, throttling on | "
-                 f"{_statuses(storm_token)}; {storm_token.unanswered} unanswered; serving after: "
-                 f"{'yes' if storm_token.serving_after else 'NO'} |")
-    lines.append(f"| emulator, 200 concurrent instance-metadata requests, throttling on | "
-                 f"{_statuses(storm_instance)}; {storm_instance.unanswered} unanswered |")
-    lines.append(f"| emulator, 200 concurrent token requests, throttling on, 2 s latency | "
-                 f"{_statuses(storm_slow)}; {storm_slow.unanswered} unanswered |")
-    lines.append(f"| emulator, 200 concurrent token requests, throttling off | "
-                 f"{_statuses(storm_open)}; {storm_open.unanswered} unanswered |")
+    for what, storm in (("token requests, throttling on", storm_token),
+                        ("instance-metadata requests, throttling on", storm_instance),
+                        ("token requests, throttling on, 2 s latency", storm_slow),
+                        ("token requests, throttling off", storm_open)):
+        after = f"; serving after: {'yes' if storm.serving_after else 'NO'}" if storm is storm_token else ""
+        lines.append(f"| emulator, {storm.connections} concurrent {what} | "
+                     f"{_statuses(storm)}; {storm.unanswered} unanswered{after} |")
     lines += ["", "### The fault matrix", "",
               "| endpoint | fault | retried | error when every attempt fails | first attempt only | every attempt |",
               "|---|---|---|---|---|---|"]

@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "Attempt": "retry",
     "Timeline": "retry",
     "simulate": "retry",
+    "VirtualClock": "retry",
     "AccessToken": "tokens",
     "TokenCache": "tokens",
     "default_cache": "tokens",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ __all__ = [
     "AttemptOutcome",
     "RetryPolicy",
     "Timeline",
+    "VirtualClock",
     "execute",
     "simulate",
 ]
@@ -614,17 +616,34 @@ def execute(
                 slept_since_gone += wait
 
 
-class _VirtualClock:
-    """A clock that only moves when someone sleeps (or an attempt "takes" time)."""
+class VirtualClock:
+    """A clock that only moves when slept on (or when ``now`` is set): pass it as ``clock``, its ``sleep`` as ``sleep``.
 
-    def __init__(self) -> None:
-        self.now = 0.0
+    Retries then cost no real time: the waits are computed and recorded in ``slept``, not slept
+    (``simulate``, the demo's retry episode, tests and benchmarks). A negative wait is no wait.
+    ``sleep`` is thread-safe, so many threads' retries may share one clock.
+
+    Example::
+
+        >>> clock = VirtualClock(); clock.sleep(2.5); clock.sleep(-1); clock(), clock.slept
+        (2.5, [2.5, 0.0])
+        >>> VirtualClock(1_800_000_000.0)()
+        1800000000.0
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
 
     def __call__(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        self.now += seconds
+        wait = max(0.0, float(seconds))
+        with self._lock:
+            self.slept.append(wait)
+            self.now += wait
 
 
 def _simulated_outcome(item: Any, number: int) -> AttemptOutcome:
@@ -678,7 +697,7 @@ def simulate(
     outcomes = [_simulated_outcome(item, i + 1) for i, item in enumerate(items)]
     if attempt_duration < 0 or (timeout_duration is not None and timeout_duration < 0):
         raise ValueError("simulate: durations must be >= 0 seconds")
-    clock = _VirtualClock()
+    clock = VirtualClock()
 
     def send(number: int) -> AttemptOutcome:
         outcome = outcomes[min(number, len(outcomes)) - 1]

@@ -85,9 +85,8 @@ def make_imds_client(transport_emu, virtual_clock):
         client.close()
 
 
-@pytest.fixture
-def clean_connection():
-    """No current connection and an empty process-wide token cache, before and after the test."""
+def _forget_connection() -> None:
+    """Close the current connection (stopping its emulator) and empty the process-wide token cache."""
     import importlib
 
     connect_module = importlib.import_module("mi_notebook.connect")
@@ -95,6 +94,19 @@ def clean_connection():
 
     connect_module.disconnect()
     default_cache().clear()
+
+
+@pytest.fixture
+def clean_connection():
+    """No current connection and an empty process-wide token cache, before and after the test."""
+    _forget_connection()
     yield
-    connect_module.disconnect()
-    default_cache().clear()
+    _forget_connection()
+
+
+@pytest.fixture(scope="module")
+def clean_connection_module():
+    """``clean_connection`` once around a whole module (for module-scoped fixtures that connect)."""
+    _forget_connection()
+    yield
+    _forget_connection()

@@ -22,23 +22,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+
+# The tests' clock: it moves only when slept on (or when ``now`` is set). One instance can be shared
+# by everything that tells time in a test: the client's ``clock`` and ``sleep``, a
+# ``TokenCache(clock=...)``, the emulator's ``clock`` (start it at an epoch time then).
+from mi_notebook.retry import VirtualClock  # noqa: F401 - re-exported: tests import it from here
 
 LOOPBACK = "127.0.0.1"
-
-
-class VirtualClock:
-    """A monotonic clock that moves only when ``sleep`` is called (tenacity-style injected sleep)."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def free_port() -> int:
@@ -116,6 +107,39 @@ class StubServer:
                 conn.close()
 
 
+class JsonAnswerHandler(BaseHTTPRequestHandler):
+    """An ``http.server`` handler answering each GET with ``answer()``'s ``(status, body)`` as JSON, quietly.
+
+    Subclass it and define ``answer`` (``self.path`` and ``self.headers`` are the request's).
+
+    Example::
+
+        >>> from http.server import ThreadingHTTPServer
+        >>> class Hello(JsonAnswerHandler):
+        ...     def answer(self): return 200, b'{"hello": "world"}'
+        >>> server = ThreadingHTTPServer((LOOPBACK, 0), Hello)
+        >>> threading.Thread(target=server.serve_forever, daemon=True).start()
+        >>> import requests
+        >>> requests.get(f"http://{LOOPBACK}:{server.server_address[1]}/").json()
+        {'hello': 'world'}
+        >>> server.shutdown(); server.server_close()
+    """
+
+    def answer(self) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        status, body = self.answer()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def canned(response: bytes) -> Callable[[socket.socket, bytes], None]:
     """A handler that sends ``response`` as is."""
 
@@ -162,18 +186,10 @@ GCP_LIKE = http_response(
     {"Content-Type": "text/html; charset=UTF-8", "Metadata-Flavor": "Google", "Server": "Metadata Server for VM"},
     "Not Found",
 )
-IMDS_LIKE = http_response(
-    400,
-    b'{"error":"invalid_request","error_description":"Required metadata header not specified"}',
-    {"Content-Type": "application/json; charset=utf-8", "Server": "IMDS/150.870.65.1684"},
-    "Bad Request",
-)
-IMDS_LIKE_NO_SERVER = http_response(
-    400,
-    b'{"error":"invalid_request","error_description":"Required metadata header not specified"}',
-    {"Content-Type": "application/json; charset=utf-8"},
-    "Bad Request",
-)
+_NO_METADATA_HEADER = b'{"error":"invalid_request","error_description":"Required metadata header not specified"}'
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
+IMDS_LIKE = http_response(400, _NO_METADATA_HEADER, {**_JSON, "Server": "IMDS/150.870.65.1684"}, "Bad Request")
+IMDS_LIKE_NO_SERVER = http_response(400, _NO_METADATA_HEADER, _JSON, "Bad Request")
 NGINX_404 = http_response(404, b"<html><body><h1>404 Not Found</h1></body></html>",
                           {"Content-Type": "text/html", "Server": "nginx"}, "Not Found")
 

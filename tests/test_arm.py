@@ -7,7 +7,7 @@ import random
 
 import pytest
 import requests
-from helpers import StubServer, canned, http_response
+from helpers import StubServer, VirtualClock, canned, http_response
 
 import mi_notebook as mi
 from mi_notebook import errors
@@ -19,24 +19,10 @@ from mi_notebook.retry import RetryPolicy
 START = 1_800_000_000.0
 
 
-class SharedClock:
-    """Virtual epoch time shared by the emulator (token times, throttle refill) and the client's sleeps."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def clock():
-    return SharedClock()
+    """Virtual epoch time shared by the emulator (token times, throttle refill) and the client's sleeps."""
+    return VirtualClock(START)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from helpers import JsonAnswerHandler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -551,19 +552,11 @@ def test_entra_keys_url_is_built_from_the_tenant_and_never_contacted_here(key, m
     assert claims.verified
 
 
-class _JwksHandler(http.server.BaseHTTPRequestHandler):
+class _JwksHandler(JsonAnswerHandler):
     routes: dict[str, tuple[int, bytes]] = {}
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        status, body = self.routes.get(self.path, (404, b'{"error": "not found"}'))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+    def answer(self) -> tuple[int, bytes]:
+        return self.routes.get(self.path, (404, b'{"error": "not found"}'))
 
 
 @pytest.fixture(scope="module")

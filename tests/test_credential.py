@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
-from helpers import logged
+from helpers import JsonAnswerHandler, logged
 
 from mi_notebook.connect import connect
 from mi_notebook.credential import (
@@ -31,18 +31,10 @@ class RecordingServer:
     def __init__(self) -> None:
         seen = self.seen = []
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
+        class Handler(JsonAnswerHandler):
+            def answer(self) -> tuple[int, bytes]:
                 seen.append({"path": self.path, "headers": dict(self.headers)})
-                body = json.dumps({"value": []}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
+                return 200, json.dumps({"value": []}).encode()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

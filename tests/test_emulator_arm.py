@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from helpers import VirtualClock
 
 from mi_notebook.emulator import Emulator
 from mi_notebook.emulator.keys import SigningKeys
@@ -20,14 +21,6 @@ ARM = "https://management.azure.com/"
 START = 1_800_000_000.0
 RG_VERSION = "2025-04-01"
 VM_VERSION = "2024-07-01"
-
-
-class FakeClock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def token_for(emu: Emulator, resource: str = ARM, **selector: str) -> str:
@@ -61,7 +54,7 @@ class Caller:
 
 @pytest.fixture(scope="module")
 def clock():
-    return FakeClock()
+    return VirtualClock(START)
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +381,7 @@ def test_common_headers(emu, system):
 
 
 def test_throttling_token_bucket_in_virtual_time():
-    clock = FakeClock()
+    clock = VirtualClock(START)
     with Emulator(clock=clock, arm={"read_capacity": 3, "read_refill": 0.5}) as e:
         system, user1 = Caller(e, token_for(e)), Caller(e, token_for(e, client_id=e.vm.user_identities[0].client_id))
         path = e.vm.resource_group_id

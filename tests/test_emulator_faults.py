@@ -9,20 +9,14 @@ import time
 
 import pytest
 import requests
+from helpers import VirtualClock
 
 from mi_notebook.emulator import Emulator
 
 ARM = "https://management.azure.com/"
 PARAMS = {"api-version": "2018-02-01", "resource": ARM}
 H = {"Metadata": "true"}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+START = 1_800_000_000.0
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +243,7 @@ def test_admin_requests_jwks_vm_tokens_health(emu):
 
 # ---- throttling ---------------------------------------------------------------------------------------
 def test_identity_endpoint_allows_20_per_second_then_429_until_the_window_moves():
-    clock = FakeClock()
+    clock = VirtualClock(START)
     with Emulator(throttle=True, clock=clock) as e, requests.Session() as s:
         statuses = [token(e, s).status_code for _ in range(25)]
         assert statuses == [200] * 20 + [429] * 5
@@ -260,7 +254,7 @@ def test_identity_endpoint_allows_20_per_second_then_429_until_the_window_moves(
 
 
 def test_identity_endpoint_allows_5_concurrent_requests():
-    with Emulator(throttle=True, clock=FakeClock(), latency=0.3) as e:
+    with Emulator(throttle=True, clock=VirtualClock(START), latency=0.3) as e:
         barrier = threading.Barrier(8)
         statuses: list[int] = []
         lock = threading.Lock()

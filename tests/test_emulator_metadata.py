@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from helpers import VirtualClock
 
 from mi_notebook.emulator import Emulator
 
@@ -146,13 +147,7 @@ def test_x_forwarded_for_on_instance(emu, http):
 
 
 def test_instance_metadata_throttle_is_5_per_second():
-    class Clock:
-        now = 1_800_000_000.0
-
-        def __call__(self):
-            return self.now
-
-    clock = Clock()
+    clock = VirtualClock(1_800_000_000.0)
     with Emulator(throttle=True, clock=clock) as e, requests.Session() as s:
         statuses = [s.get(e.imds_url + "/metadata/instance", params={"api-version": V}, headers=H,
                           timeout=5).status_code for _ in range(6)]

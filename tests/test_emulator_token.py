@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import jwt
 import pytest
 import requests
+from helpers import VirtualClock
 
 from mi_notebook.emulator import Emulator
 
@@ -18,17 +19,9 @@ TOKEN = "/metadata/identity/oauth2/token"
 START = 1_800_000_000.0
 
 
-class FakeClock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(scope="module")
 def clock():
-    return FakeClock()
+    return VirtualClock(START)
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +234,7 @@ def test_unknown_resource_is_invalid_resource_aadsts500011(emu):
 
 
 def test_throttled_body():
-    with Emulator(throttle=True, clock=FakeClock()) as e:
+    with Emulator(throttle=True, clock=VirtualClock(START)) as e:
         statuses = []
         for _ in range(21):
             resp, body = get(e, ok_params())
@@ -345,7 +338,7 @@ def test_token_near_expiry_is_replaced(emu, clock):
 
 
 def test_short_lifetime_and_expired_tokens_with_the_injected_clock():
-    clock = FakeClock()
+    clock = VirtualClock(START)
     with Emulator(throttle=False, clock=clock, token_lifetime=60) as e:
         payload = json.loads(get(e, ok_params())[1])
         assert int(payload["expires_in"]) == 60

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from helpers import VirtualClock
 
 import mi_notebook as mi
 from mi_notebook import errors
@@ -19,22 +20,9 @@ pytestmark = pytest.mark.timeout(30)
 START = 1_800_000_000.0
 
 
-class SharedClock:
-    def __init__(self) -> None:
-        self.now = START
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def clock():
-    return SharedClock()
+    return VirtualClock(START)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from helpers import VirtualClock
 
 from mi_notebook.retry import (
     Attempt,
@@ -24,24 +25,9 @@ from mi_notebook.retry import (
 DOCUMENTED = [0.0, 2.0, 6.0, 14.0, 30.0]
 
 
-class VirtualTime:
-    """A clock that moves only when slept on or when a scripted attempt "takes" time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 def run(answers, policy=None, *, duration=0.1, on_attempt=None, rng=None):
     """execute() against scripted outcomes (ints, "timeout", or AttemptOutcome); the last repeats."""
-    vt = VirtualTime()
+    vt = VirtualClock(1000.0)
     calls: list[int] = []
 
     def send(n: int) -> AttemptOutcome:
@@ -57,7 +43,7 @@ def run(answers, policy=None, *, duration=0.1, on_attempt=None, rng=None):
     outcome, timeline = execute(
         send,
         policy or RetryPolicy(jitter=0),
-        clock=vt.clock,
+        clock=vt,
         sleep=vt.sleep,
         wall_clock=lambda: 1_700_000_000.0,
         rng=rng,
@@ -348,7 +334,7 @@ def test_on_attempt_is_called_after_each_attempt_with_the_next_wait():
 
 def test_on_attempt_runs_before_the_sleep():
     order = []
-    vt = VirtualTime()
+    vt = VirtualClock(1000.0)
 
     def send(n):
         order.append(f"send {n}")
@@ -357,7 +343,7 @@ def test_on_attempt_runs_before_the_sleep():
     def sleep(s):
         order.append(f"sleep {s:g}")
 
-    execute(send, RetryPolicy(jitter=0), clock=vt.clock, sleep=sleep,
+    execute(send, RetryPolicy(jitter=0), clock=vt, sleep=sleep,
             on_attempt=lambda a, w, m: order.append(f"attempt {a.number}"))
     assert order == ["send 1", "attempt 1", "sleep 2", "send 2", "attempt 2"]
 

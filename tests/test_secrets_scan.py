@@ -30,20 +30,6 @@ def run(clean_connection_module):
     return rr.collect_secret_surfaces()
 
 
-@pytest.fixture(scope="module")
-def clean_connection_module():
-    import importlib
-
-    connect_module = importlib.import_module("mi_notebook.connect")
-    from mi_notebook.tokens import default_cache
-
-    connect_module.disconnect()
-    default_cache().clear()
-    yield
-    connect_module.disconnect()
-    default_cache().clear()
-
-
 @pytest.mark.timeout(60)
 def test_no_token_leaks_anywhere_over_a_full_run(run):
     assert len(run.tokens) >= 9  # 3 identities x 3 resources at least

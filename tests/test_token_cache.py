@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from helpers import VirtualClock
 
 from mi_notebook.identity import Identity
 from mi_notebook.tokens import AccessToken, CacheStats, TokenCache, default_cache, refresh_at
@@ -16,18 +17,10 @@ T0 = 1_800_000_000.0
 WAIT = 10.0  # upper bound for any thread hand-over in these tests (normally milliseconds)
 
 
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Fetcher:
     """A fetch function issuing numbered tokens that live ``lifetime`` seconds from the clock's now."""
 
-    def __init__(self, clock: Clock, lifetime: float = 86_400, *, same_token: bool = False) -> None:
+    def __init__(self, clock: VirtualClock, lifetime: float = 86_400, *, same_token: bool = False) -> None:
         self.clock = clock
         self.lifetime = lifetime
         self.calls = 0
@@ -51,8 +44,8 @@ class Fetcher:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> VirtualClock:
+    return VirtualClock(T0)
 
 
 def test_miss_then_hits(clock):
@@ -118,7 +111,7 @@ def test_a_24h_token_over_a_day(clock):
 
 
 def _calls_until_expiry(retry_hold: float) -> int:
-    clock = Clock()
+    clock = VirtualClock(T0)
     cache = TokenCache(clock=clock, retry_hold=retry_hold)
     fetch = Fetcher(clock, 600, same_token=True)  # 10 minutes left: refresh at 5 minutes
     cache.get(KEY, fetch)
@@ -318,7 +311,7 @@ def test_waiting_callers_get_the_leaders_exception():
 
 @pytest.mark.timeout(30)
 def test_callers_with_a_valid_token_do_not_wait_for_the_refresh():
-    clock = Clock()
+    clock = VirtualClock(T0)
     cache = TokenCache(clock=clock)
     cache.get(KEY, Fetcher(clock, 86_400))
     clock.now = T0 + 50_000  # refresh due, token still valid for hours

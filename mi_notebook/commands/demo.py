@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..retry import VirtualClock  # the retry episode's waits cost no time
 from ._common import (
     EXIT_OK,
     add_connection_arguments,
@@ -78,25 +79,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_connection_arguments(parser)
     parser.set_defaults(func=guarded(run))
     return parser
-
-
-class VirtualClock:
-    """A monotonic clock that only moves when slept on: the retry episode's waits cost no time.
-
-    Example::
-
-        >>> clock = VirtualClock(); clock.sleep(2.5); clock()
-        2.5
-    """
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, float(seconds))
 
 
 def run(ns: argparse.Namespace) -> int:

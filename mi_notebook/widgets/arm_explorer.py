@@ -26,6 +26,7 @@ import ipywidgets as w
 from ..errors import ArmError, ManagedIdentityError
 from ..identity import Identity
 from . import panels
+from ._display import widget_bundle
 from ._executor import default_executor
 from .pickers import IdentityPicker
 
@@ -33,9 +34,7 @@ __all__ = ["ArmExplorer"]
 
 logger = logging.getLogger(__name__)
 
-_TITLE = ('<div style="' + panels.FONT + ';font-size:15px;font-weight:600;margin:2px 0 6px 0">'
-          "ARM Explorer "
-          '<span style="font-weight:400;color:#57606a;font-size:12px">what this identity may read</span></div>')
+_TITLE = panels.title("ARM Explorer", "what this identity may read")
 
 
 def _default_client(identity: Identity) -> Any:
@@ -230,10 +229,7 @@ class ArmExplorer:
     # --- display -------------------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         self.identity_picker.load_identities()
-        data = self.widget._repr_mimebundle_(**kwargs)
-        if data is not None:
-            data["text/plain"] = repr(self)
-        return data
+        return widget_bundle(self, self.widget, **kwargs)
 
     def __repr__(self) -> str:
         identity = self.identity_picker.identity

@@ -41,6 +41,7 @@ __all__ = [
     "rbac_panel",
     "redact",
     "results_table",
+    "title",
 ]
 
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px"
@@ -243,6 +244,18 @@ def results_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[ob
     n = len(rows)
     content = _h.table(list(columns), rows) if rows else f'<div style="color:#57606a">{_esc(empty)}</div>'
     return _h.card(f"{title} ({n} item{'s' if n != 1 else ''})", [content])
+
+
+def title(name: str, subtitle: str) -> str:
+    """A widget's heading: its ``name`` in bold, then ``subtitle`` in small muted text (escaped).
+
+    >>> "ARM Explorer" in title("ARM Explorer", "what this identity may read")
+    True
+    >>> "&lt;b&gt;" in title("Token Explorer", "<b>")
+    True
+    """
+    return (f'<div style="{FONT};font-size:15px;font-weight:600;margin:2px 0 6px 0">{_esc(name)} '
+            f'<span style="font-weight:400;color:#57606a;font-size:12px">{_esc(subtitle)}</span></div>')
 
 
 def note(text: str, *, colour: str = "#57606a") -> str:

@@ -36,6 +36,7 @@ import ipywidgets as w
 from ..identity import Identity
 from ..resources import list_resources, resolve_resource
 from . import panels
+from ._display import widget_bundle
 from ._executor import default_executor
 
 __all__ = ["CUSTOM", "IdentityPicker", "ResourcePicker", "default_identity_lister"]
@@ -260,10 +261,7 @@ class IdentityPicker:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         self.load_identities()
-        data = self.widget._repr_mimebundle_(**kwargs)
-        if data is not None:
-            data["text/plain"] = repr(self)
-        return data
+        return widget_bundle(self, self.widget, **kwargs)
 
     def __repr__(self) -> str:
         chosen = str(self._identity) if self._identity is not None else "invalid"
@@ -356,10 +354,7 @@ class ResourcePicker:
             callback(self)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        data = self.widget._repr_mimebundle_(**kwargs)
-        if data is not None:
-            data["text/plain"] = repr(self)
-        return data
+        return widget_bundle(self, self.widget, **kwargs)
 
     def __repr__(self) -> str:
         return f"ResourcePicker({self._resource or 'invalid'})"

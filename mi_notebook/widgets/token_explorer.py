@@ -27,6 +27,7 @@ from .. import html as _h
 from ..errors import ManagedIdentityError, TokenDecodeError
 from ..identity import Identity
 from . import panels
+from ._display import widget_bundle
 from ._executor import default_executor
 from .pickers import IdentityPicker, ResourcePicker
 
@@ -34,9 +35,10 @@ __all__ = ["TokenExplorer"]
 
 logger = logging.getLogger(__name__)
 
-_TITLE = ('<div style="' + panels.FONT + ';font-size:15px;font-weight:600;margin:2px 0 6px 0">'
-          "Token Explorer "
-          '<span style="font-weight:400;color:#57606a;font-size:12px">{where}</span></div>')
+
+
+def _title() -> str:
+    return panels.title("Token Explorer", _where())
 
 
 def _where() -> str:
@@ -84,7 +86,7 @@ class TokenExplorer:
 
         self.identity_picker = IdentityPicker(identity, list_identities=list_identities, executor=executor)
         self.resource_picker = ResourcePicker(resource)
-        self.title = w.HTML(_TITLE.format(where=_h.esc(_where())))
+        self.title = w.HTML(_title())
         self.button = w.Button(description="Get token", button_style="primary", icon="key",
                                tooltip="Ask the identity endpoint for a token (served from the cache when fresh)",
                                layout=w.Layout(width="140px"))
@@ -176,7 +178,7 @@ class TokenExplorer:
             logger.exception("TokenExplorer: unexpected error")
             self._show_problem(exc, panels.bug_panel(exc))
         finally:
-            self.title.value = _TITLE.format(where=_h.esc(_where()))
+            self.title.value = _title()
             self.progress.layout.display = "none"  # the status line says how it ended
             with self._lock:
                 self.running = False
@@ -260,10 +262,7 @@ class TokenExplorer:
     # --- display -------------------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         self.identity_picker.load_identities()
-        data = self.widget._repr_mimebundle_(**kwargs)
-        if data is not None:
-            data["text/plain"] = repr(self)
-        return data
+        return widget_bundle(self, self.widget, **kwargs)
 
     def __repr__(self) -> str:
         identity = self.identity_picker.identity

@@ -47,6 +47,13 @@ def _assert_no_widget_errors(page) -> None:
     assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
 
 
+def _screenshot_without_errors(page, element, path: Path) -> Path:
+    """Check that no widget error or traceback shows on ``page``, then save ``element``'s screenshot."""
+    _assert_no_widget_errors(page)
+    element.screenshot(path=str(path))
+    return path
+
+
 def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir):
     from playwright.sync_api import expect, sync_playwright
 
@@ -95,10 +102,7 @@ def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir)
                 assert explorer.locator(chart).evaluate("img => img.complete && img.naturalWidth > 300")
             expect(explorer.locator(".mi-progress")).to_contain_text("Got a token: 1 attempt")
             expect(button).to_be_enabled()
-            _assert_no_widget_errors(page)
-            clean = artifacts_dir / "token-explorer.png"
-            explorer.screenshot(path=str(clean))
-            shots.append(clean)
+            shots.append(_screenshot_without_errors(page, explorer, artifacts_dir / "token-explorer.png"))
 
             # a failing fetch: IMDS answers 500 until cleared; skip the cache so IMDS is asked
             assert _admin(imds_url, "/faults", method="POST", body={"fault": 500, "endpoint": "token", "count": None}) == 201
@@ -114,10 +118,7 @@ def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir)
             expect(explorer.locator(".mi-claims table")).to_have_count(0)
             expect(explorer.locator(".mi-progress")).to_contain_text("Failed")
             expect(button).to_be_enabled()
-            _assert_no_widget_errors(page)
-            failed = artifacts_dir / "token-explorer-error.png"
-            explorer.screenshot(path=str(failed))
-            shots.append(failed)
+            shots.append(_screenshot_without_errors(page, explorer, artifacts_dir / "token-explorer-error.png"))
             _admin(imds_url, "/faults", method="DELETE")
 
             # ArmExplorer: what the system-assigned identity may read, then a 403 as the RBAC lesson
@@ -132,9 +133,7 @@ def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir)
             expect(group).to_be_enabled()
             group.select_option(label="rg-notebooks")
             expect(arm.locator(".mi-arm-resources")).to_contain_text("vm-notebook")
-            _assert_no_widget_errors(page)
-            arm.screenshot(path=str(artifacts_dir / "arm-explorer.png"))
-            shots.append(artifacts_dir / "arm-explorer.png")
+            shots.append(_screenshot_without_errors(page, arm, artifacts_dir / "arm-explorer.png"))
 
             stranger = next(n for n in arm_by_name.evaluate("s => Array.from(s.options).map(o => o.text)")
                             if n.startswith("id-notebook-2"))
@@ -144,9 +143,7 @@ def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir)
             expect(rbac).to_contain_text("403: this identity may not do that (RBAC)")
             expect(rbac).to_contain_text("Microsoft.Resources/subscriptions/resourceGroups/read")
             expect(rbac).to_contain_text("az role assignment create")
-            _assert_no_widget_errors(page)
-            arm.screenshot(path=str(artifacts_dir / "arm-explorer-rbac.png"))
-            shots.append(artifacts_dir / "arm-explorer-rbac.png")
+            shots.append(_screenshot_without_errors(page, arm, artifacts_dir / "arm-explorer-rbac.png"))
             page.screenshot(path=str(artifacts_dir / "jupyterlab-page.png"))
         except Exception:
             with_page = locals().get("page")
