@@ -79,6 +79,7 @@ __all__ = [
     "ArmList",
     "arm",
     "default_api_version",
+    "is_loopback_host",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,14 @@ def default_api_version(path: str) -> str:
     return API_VERSIONS.get(namespace, API_VERSIONS[None])
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (``127.0.0.0/8``, ``::1``); never resolves a name.
+
+    Example::
+
+        >>> is_loopback_host("127.0.0.1"), is_loopback_host("[::1]"), is_loopback_host("127.example.com")
+        (True, True, False)
+    """
     if host.lower() == "localhost":
         return True
     try:
@@ -140,7 +148,7 @@ def _check_base_url(url: str) -> str:
         raise ValueError(f"the ARM url must be a base url (no path, query or fragment), got {url!r}")
     if parts.username or parts.password:
         raise ValueError("the ARM url must not carry user credentials")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(
             f"refusing to send a bearer token over plain http to {parts.hostname}: use https "
             "(http is allowed only to a loopback address such as the emulator on 127.0.0.1)"
@@ -553,7 +561,7 @@ class ArmClient:
                    "User-Agent": USER_AGENT, "x-ms-client-request-id": client_request_id,
                    "x-ms-correlation-request-id": correlation_id}
         host = urlsplit(url).hostname or ""
-        proxies = {"http": None, "https": None, "all": None} if _is_loopback(host) else \
+        proxies = {"http": None, "https": None, "all": None} if is_loopback_host(host) else \
             requests.utils.get_environ_proxies(url)
         try:
             response = self.session.get(url, params=query, headers=headers, timeout=self.timeout,
@@ -749,7 +757,7 @@ def _locate_arm(connection: Connection | None) -> tuple[str, bool | str | None]:
     if getattr(conn, "kind", None) == "emulator":
         raise ValueError("this emulator has no ARM side (started with arm=False); pass url=... explicitly")
     imds_host = urlsplit(str(getattr(conn, "endpoint", ""))).hostname or ""
-    if getattr(conn, "kind", None) == "explicit" and _is_loopback(imds_host):
+    if getattr(conn, "kind", None) == "explicit" and is_loopback_host(imds_host):
         # Tokens from a loopback IMDS (an emulator in another process) mean nothing to Azure's ARM.
         raise ValueError(
             f"IMDS is the loopback endpoint {conn.endpoint}, so Azure's ARM would reject its tokens: "

@@ -188,8 +188,9 @@ def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
 
     import requests
 
-    host = (urlsplit(endpoint).hostname or "").lower()
-    if not (host == "localhost" or host.startswith("127.") or host == "::1"):
+    from ..arm import is_loopback_host
+
+    if not is_loopback_host(urlsplit(endpoint).hostname or ""):
         return None
     try:
         with requests.Session() as session:
