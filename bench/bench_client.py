@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from azure.identity import ManagedIdentityCredential
+    from mi_notebook.connect import connect, disconnect
 
     import mi_notebook as mi
-    from mi_notebook.connect import connect, disconnect
     from mi_notebook.emulator import Emulator
     from mi_notebook.tokens import TokenCache
 

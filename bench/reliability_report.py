@@ -280,6 +280,7 @@ class FaultBench:
 
     def _connection(self, clock: VirtualClock, rng: random.Random) -> tuple[Any, Any]:
         from mi_notebook.connect import Connection
+
         from mi_notebook.imds import ImdsClient
 
         client = ImdsClient(url=self.emu.imds_url, retry=POLICY, sleep=clock.sleep, clock=clock,
@@ -447,6 +448,7 @@ class InputBench:
         from mi_notebook.arm import ArmClient
         from mi_notebook.connect import Connection
         from mi_notebook.credential import credential
+
         from mi_notebook.imds import ImdsClient
         from mi_notebook.tokens import TokenCache
 
@@ -713,8 +715,9 @@ def collect_secret_surfaces() -> SecretsReport:
     import importlib
 
     from mi_notebook.arm import ArmClient
-    from mi_notebook.claims import decode
     from mi_notebook.credential import credential
+
+    from mi_notebook.claims import decode
     from mi_notebook.emulator import Emulator
     from mi_notebook.identity import Identity
     from mi_notebook.tokens import default_cache
@@ -972,6 +975,7 @@ def run_token_load(threads: int = 64, calls: int = 1000, *, lifetime: int = 300,
     the load test checks.
     """
     from mi_notebook.connect import Connection
+
     from mi_notebook.emulator import Emulator
     from mi_notebook.identity import Identity
     from mi_notebook.imds import ImdsClient

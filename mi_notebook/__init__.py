@@ -29,16 +29,20 @@ _LAZY: dict[str, str] = {
     "Attempt": "retry",
     "Timeline": "retry",
     "simulate": "retry",
-    "VirtualClock": "retry",
+    "VirtualClock": "clock",
+    "Clock": "clock",
     "AccessToken": "tokens",
-    "TokenCache": "tokens",
-    "default_cache": "tokens",
+    "TokenCache": "cache",
+    "default_cache": "cache",
     "decode": "claims",
     "Claims": "claims",
     # errors
     "ManagedIdentityError": "errors",
     "EndpointUnreachableError": "errors",
     "ImdsTimeoutError": "errors",
+    "EndpointTimeoutError": "errors",
+    "HostConfigurationError": "errors",
+    "UnsupportedHostError": "errors",
     "IdentityNotFoundError": "errors",
     "MultipleIdentitiesError": "errors",
     "InvalidResourceError": "errors",
@@ -51,12 +55,13 @@ _LAZY: dict[str, str] = {
     "ArmError": "errors",
     # transport
     "ImdsClient": "imds",
-    "connect": "connect",
-    "get_token": "connect",
-    "credential": "credential",
-    "ManagedIdentityTokenCredential": "credential",
-    "ArmClient": "arm",
-    "arm": "arm",
+    "connect": "connection",
+    "get_token": "connection",
+    "disconnect": "connection",
+    "credential": "sdk_credential",
+    "ManagedIdentityTokenCredential": "sdk_credential",
+    "ArmClient": "arm_client",
+    "arm": "arm_client",
     # presentation
     "plot_retry_timeline": "charts",
     "plot_token_lifetimes": "charts",
@@ -83,6 +88,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .cache import TokenCache  # noqa: F401
     from .identity import Identity  # noqa: F401
     from .retry import Attempt, RetryPolicy, Timeline, simulate  # noqa: F401
-    from .tokens import AccessToken, TokenCache  # noqa: F401
+    from .tokens import AccessToken  # noqa: F401

@@ -28,8 +28,9 @@ from .claims import format_duration, format_utc
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
+    from .cache import TokenCache
     from .retry import Attempt, RetryPolicy, Timeline
-    from .tokens import AccessToken, TokenCache
+    from .tokens import AccessToken
 
 __all__ = [
     "COLOURS",

@@ -99,8 +99,12 @@ class EndpointUnreachableError(ManagedIdentityError, ConnectionError):
     )
 
 
-class ImdsTimeoutError(EndpointUnreachableError, TimeoutError):
-    """IMDS (or ARM) accepted no connection, or sent no answer, within the time-out."""
+class EndpointTimeoutError(EndpointUnreachableError, TimeoutError):
+    """An endpoint (a token endpoint, ARM, a key server) accepted no connection, or sent no answer, in time."""
+
+
+class ImdsTimeoutError(EndpointTimeoutError):
+    """IMDS accepted no connection, or sent no answer, within the time-out."""
 
 
 # --- IMDS answered, and said no --------------------------------------------------------------------
@@ -166,6 +170,24 @@ class UnexpectedResponseError(ManagedIdentityError):
     )
 
 
+# --- this machine's set-up ----------------------------------------------------------------------------
+class HostConfigurationError(ManagedIdentityError, ValueError):
+    """A managed-identity host's setting is unusable: an environment variable that is not a URL, an
+    empty secret, an Arc key file outside its directory or too large, a challenge without a realm.
+    The message names the variable, file or header."""
+
+    default_hint = "Fix or unset the named setting; the host normally sets it, so check how this process was started."
+
+
+class UnsupportedHostError(ManagedIdentityError):
+    """This host hands out managed-identity tokens in a way mi-notebook does not speak (Service Fabric)."""
+
+    default_hint = (
+        "Use azure-identity's ManagedIdentityCredential on this host, or run the notebook where "
+        "mi-notebook's sources work (a VM, Azure ML, App Service, Arc, Cloud Shell)."
+    )
+
+
 # --- local problems ----------------------------------------------------------------------------------
 class TokenDecodeError(ManagedIdentityError, ValueError):
     """A string that is not a decodable JWT (bad segments, base64, JSON, or an encrypted JWE)."""
@@ -174,18 +196,45 @@ class TokenDecodeError(ManagedIdentityError, ValueError):
 
 
 class ArmError(ManagedIdentityError):
-    """Azure Resource Manager said no; ``code`` and ``arm_message`` are ARM's own words."""
+    """Azure Resource Manager said no; ``code`` and ``arm_message`` are ARM's own words.
+
+    ``correlation_id`` is ARM's ``x-ms-correlation-request-id``; ``principal_id`` the object id the
+    token was for; ``action`` and ``scope`` what a 403 said was refused where.
+
+    Example::
+
+        >>> err = ArmError("ARM refused.", code="AuthorizationFailed", status=403, action="read", scope="/s")
+        >>> err.error, err.action, err.to_dict()["scope"]
+        ('AuthorizationFailed', 'read', '/s')
+    """
 
     default_hint = ""
 
-    def __init__(self, message: str, *, code: str | None = None, arm_message: str | None = None, **kw: Any):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        arm_message: str | None = None,
+        correlation_id: str | None = None,
+        principal_id: str | None = None,
+        action: str | None = None,
+        scope: str | None = None,
+        **kw: Any,
+    ) -> None:
         self.code = code
         self.arm_message = arm_message
+        self.correlation_id = correlation_id
+        self.principal_id = principal_id
+        self.action = action
+        self.scope = scope
         kw.setdefault("error", code)
         kw.setdefault("error_description", arm_message)
         super().__init__(message, **kw)
 
-    def to_dict(self) -> dict[str, Any]:  # noqa: D102 - same as the base, plus ARM's code
+    def to_dict(self) -> dict[str, Any]:
+        """The base's plain data plus ARM's code, correlation id, principal, action and scope."""
         data = super().to_dict()
-        data["code"] = self.code
+        data.update(code=self.code, correlation_id=self.correlation_id, principal_id=self.principal_id,
+                    action=self.action, scope=self.scope)
         return data

@@ -24,8 +24,9 @@ from .retry import FRAME_COLUMNS
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from .cache import TokenCache
     from .retry import Timeline
-    from .tokens import AccessToken, TokenCache
+    from .tokens import AccessToken
 
 __all__ = [
     "CLAIMS_COLUMNS",
@@ -113,7 +114,7 @@ def planned_refresh(token: AccessToken, cache: TokenCache | None = None) -> floa
     """When the cache plans to replace ``token`` (epoch s).
 
     The cache's own plan when it has one for this token (``cache.refresh_at(token)``, or its
-    ``entries()``), else :func:`mi_notebook.tokens.refresh_at`: half-way through a token that had
+    ``entries()``), else :func:`mi_notebook.cache.refresh_at`: half-way through a token that had
     2 h or more left when fetched, otherwise 5 minutes before expiry but not before half-way.
 
     Example::
@@ -130,7 +131,7 @@ def planned_refresh(token: AccessToken, cache: TokenCache | None = None) -> floa
         for entry in cache.entries() if callable(getattr(cache, "entries", None)) else ():
             if entry.get("token") is token and entry.get("refresh_at") is not None:
                 return float(entry["refresh_at"])
-    from .tokens import refresh_at
+    from .cache import refresh_at
 
     return refresh_at(token)
 

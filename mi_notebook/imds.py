@@ -4,7 +4,7 @@
 with ``api-version``, ``resource`` and at most one of ``client_id`` / ``object_id`` / ``msi_res_id``,
 header ``Metadata: true``), through the retry machinery of :mod:`mi_notebook.retry`, and turns the
 last answer into an :class:`~mi_notebook.tokens.AccessToken` or one error of :mod:`mi_notebook.errors`.
-It does not cache: :mod:`mi_notebook.connect` puts the process-wide cache in front of it.
+It does not cache: :mod:`mi_notebook.connection` puts the process-wide cache in front of it.
 
 Transport decisions (each one fixes a failure seen in other clients):
 
@@ -61,7 +61,6 @@ import logging
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -73,9 +72,11 @@ from requests.exceptions import ChunkedEncodingError, ConnectTimeout, ReadTimeou
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from . import errors
+from .clock import SYSTEM_CLOCK, Clock
 from .identity import Identity
 from .resources import resolve_resource
 from .retry import AttemptOutcome, RetryPolicy, execute
+from .tokens import as_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from .retry import Attempt, Timeline
@@ -162,14 +163,18 @@ class ImdsAnswer:
     server: str | None = None
     problem: str | None = None
     exception: BaseException | None = None
+    emulator: bool = False  # the answer carried the emulator's X-Mi-Notebook-Emulator header
 
 
 class ImdsClient:
     """Requests managed-identity tokens from IMDS (or anything speaking its protocol), with retries.
 
     ``url`` is the base of the endpoint (``http://169.254.169.254``, or an emulator's
-    ``http://127.0.0.1:PORT``); the token path is appended. ``retry`` is the policy, ``sleep`` and
-    ``clock`` are injectable so tests run in virtual time, ``timeout`` is ``(connect, read)`` in
+    ``http://127.0.0.1:PORT``); the token path is appended. ``retry`` is the policy, ``clock`` a
+    :class:`~mi_notebook.clock.Clock` (a ``VirtualClock`` runs retries in virtual time),
+    ``source`` what the tokens are labelled as (``"imds"``, or ``"emulator"``: an answer carrying the
+    emulator's ``X-Mi-Notebook-Emulator`` header is labelled so whatever this says),
+    ``timeout`` is ``(connect, read)`` in
     seconds (a single number is used for both). ``session`` may be a caller's ``requests.Session``:
     proxies are bypassed and redirects refused on it too. Thread-safe (requests' connection pool is).
 
@@ -186,15 +191,13 @@ class ImdsClient:
     def __init__(
         self,
         url: str = IMDS_URL,
+        *,
         retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
         api_version: str = DEFAULT_API_VERSION,
-        *,
-        wall_clock: Callable[[], float] = time.time,
-        rng: Any = None,
+        source: str = "imds",
     ) -> None:
         parts = urlsplit(url or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -203,10 +206,12 @@ class ImdsClient:
             raise ValueError(f"IMDS url must be a base url without query or fragment, got {url!r}")
         self.url = url.rstrip("/")
         self.retry = retry if retry is not None else RetryPolicy()
-        self.sleep = sleep
+        if not isinstance(clock, Clock):
+            raise ValueError(f"clock must be a mi_notebook.clock.Clock (e.g. VirtualClock()); got {clock!r}")
         self.clock = clock
-        self.wall_clock = wall_clock
-        self.rng = rng
+        if source not in ("imds", "emulator"):
+            raise ValueError(f"source must be 'imds' or 'emulator'; got {source!r}")
+        self.source = source
         self.timeout = _normalise_timeout(timeout)
         if not api_version or not isinstance(api_version, str):
             raise ValueError(f"api_version must be a non-empty string, got {api_version!r}")
@@ -260,14 +265,14 @@ class ImdsClient:
             >>> with Emulator() as emu, ImdsClient(url=emu.imds_url) as client:
             ...     tok = client.request_token("vault")
             >>> tok.resource, len(tok.timeline), tok.source
-            ('https://vault.azure.net', 1, 'imds')
+            ('https://vault.azure.net', 1, 'emulator')
         """
         ident = Identity.parse(identity)
         params = self.token_params(resource, ident)
         resource_uri = params[1][1]
         outcome, last, timeline = self._with_retries(lambda: self._send_token_request(params), on_attempt)
         if _is_success(outcome):
-            return self._token_from(outcome.value, resource_uri, ident, timeline)
+            return self._token_from(outcome.value, resource_uri, ident, timeline, emulator=last.emulator)
         raise self._error_from(outcome, last, timeline, resource_uri, ident)
 
     def get_json(
@@ -310,15 +315,7 @@ class ImdsClient:
             answers.append(answer)
             return outcome
 
-        outcome, timeline = execute(
-            send,
-            self.retry,
-            clock=self.clock,
-            sleep=self.sleep,
-            wall_clock=self.wall_clock,
-            rng=self.rng,
-            on_attempt=on_attempt,
-        )
+        outcome, timeline = execute(send, self.retry, clock=self.clock, on_attempt=on_attempt)
         return outcome, answers[-1], timeline
 
     def close(self) -> None:
@@ -388,7 +385,7 @@ class ImdsClient:
         request_id = headers.get("x-ms-request-id") or headers.get("x-ms-client-request-id") or client_request_id
         content_type = headers.get("Content-Type")
         server = headers.get("Server")
-        retry_after = _parse_retry_after(headers.get("Retry-After"), self.wall_clock)
+        retry_after = _parse_retry_after(headers.get("Retry-After"), self.clock.wall)
 
         def outcome(**kw: Any) -> AttemptOutcome:
             return AttemptOutcome(status=status, request_id=request_id, retry_after=retry_after, **kw)
@@ -444,12 +441,13 @@ class ImdsClient:
         error_code, description = _error_fields(document)
         if 200 <= status < 300:
             if expect_token:
-                problem = _token_body_problem(document, self.wall_clock())
+                problem = _token_body_problem(document, self.clock.wall())
                 if problem:
                     exc = _UnexpectedAnswer(f"HTTP {status} but {problem}")
                     answer = ImdsAnswer("json", status, content_type, None, None, server, problem, exc)
                     return outcome(exception=exc), answer
-            answer = ImdsAnswer("json", status, content_type, None, None, server)
+            answer = ImdsAnswer("json", status, content_type, None, None, server,
+                                emulator="X-Mi-Notebook-Emulator" in headers)
             return outcome(value=document), answer
         answer = ImdsAnswer("json", status, content_type, snippet, None, server)
         return outcome(error=error_code, error_description=description), answer
@@ -461,15 +459,18 @@ class ImdsClient:
         resource: str,
         identity: Identity,
         timeline: Timeline,
+        *,
+        emulator: bool,
     ) -> AccessToken:
         from .tokens import AccessToken
 
-        return AccessToken.from_imds_response(
+        return AccessToken.from_response(
             document,
+            source="emulator" if emulator else self.source,  # type: ignore[arg-type]
             identity=identity,
             resource_requested=resource,
             endpoint=self.url,
-            fetched_at=self.wall_clock(),
+            fetched_at=self.clock.wall(),
             timeline=timeline,
         )
 
@@ -729,22 +730,8 @@ def _token_body_problem(document: dict[str, Any], now: float) -> str | None:
             f"({int(now - expires_on)} s ago)"
         )
     for name in ("not_before", "expires_in"):
-        if document.get(name) not in (None, "") and _opt_int(document.get(name)) is None:
+        if document.get(name) not in (None, "") and as_int(document.get(name)) is None:
             return f"{name} is not a number ({_snippet_value(document.get(name))})"
-    return None
-
-
-def _opt_int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value == value and abs(value) < 1e15 else None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit() or (text.startswith("-") and text[1:].isdigit()):
-            return int(text)
     return None
 
 

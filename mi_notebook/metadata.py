@@ -177,9 +177,9 @@ def api_versions(client: ImdsClient | None = None) -> list[str]:
 def _client(client: ImdsClient | None) -> ImdsClient:
     if client is not None:
         return client
-    from .connect import _current_or_connect
+    from .connection import current_or_connect
 
-    return _current_or_connect().client
+    return current_or_connect().client
 
 
 def _parse_vm_resource_id(resource_id: str, sub: str, group: str, name: str) -> tuple[str, str, str]:

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from .clock import SYSTEM_CLOCK, Clock, VirtualClock
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -40,7 +40,6 @@ __all__ = [
     "AttemptOutcome",
     "RetryPolicy",
     "Timeline",
-    "VirtualClock",
     "execute",
     "simulate",
 ]
@@ -494,10 +493,18 @@ class Timeline:
 
             >>> simulate(RetryPolicy.documented(), [503, 200]).to_frame()["status"].tolist()
             [503, 200]
+            >>> simulate(RetryPolicy.documented(), ["timeout", 200]).to_frame()["exception"].notna().tolist()
+            [True, False]
         """
-        from .frames import timeline_frame  # presentation lives in frames.py
+        import pandas as pd
 
-        return timeline_frame(self)
+        rows = [
+            (a.number, a.start, a.duration, a.status, a.error, a.outcome, a.wait, a.wait_reason, a.exception)
+            for a in self.attempts
+        ]
+        frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+        frame["status"] = frame["status"].astype("Int64")  # integers with gaps (time-outs have none)
+        return frame
 
 
 OnAttempt = Callable[[Attempt, "float | None", int], None]
@@ -519,14 +526,12 @@ def execute(
     send: Callable[[int], AttemptOutcome],
     policy: RetryPolicy,
     *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], Any] = time.sleep,
-    wall_clock: Callable[[], float] = time.time,
-    rng: random.Random | None = None,
+    clock: Clock = SYSTEM_CLOCK,
     on_attempt: OnAttempt | None = None,
 ) -> tuple[AttemptOutcome, Timeline]:
     """Call ``send(attempt_number)`` until it succeeds or the policy says stop.
 
+    ``clock`` (a :class:`~mi_notebook.clock.Clock`) measures, sleeps and draws the jitter.
     Returns the last :class:`AttemptOutcome` and the :class:`Timeline`; it never raises for HTTP
     answers (the caller turns the outcome into a value or an error). Exceptions raised by ``send``
     itself are not caught: the transport reports time-outs and connection errors as outcomes.
@@ -541,23 +546,23 @@ def execute(
     Example::
 
         >>> answers = iter([AttemptOutcome(status=503), AttemptOutcome(status=200, value="ok")])
-        >>> slept = []
-        >>> outcome, timeline = execute(lambda n: next(answers), RetryPolicy(jitter=0),
-        ...                             sleep=slept.append, clock=lambda: 0.0)
-        >>> outcome.value, slept, timeline.summary()
-        ('ok', [2.0], '2 attempts over 0.0 s: 503, 200')
+        >>> clock = VirtualClock()
+        >>> outcome, timeline = execute(lambda n: next(answers), RetryPolicy(jitter=0), clock=clock)
+        >>> outcome.value, clock.slept, timeline.summary()
+        ('ok', [2.0], '2 attempts over 2.0 s: 503, 200')
     """
-    started_at = wall_clock()
-    t0 = clock()
+    monotonic, sleep, rng = clock.monotonic, clock.sleep, clock.rng
+    started_at = clock.wall()
+    t0 = monotonic()
     attempts: list[Attempt] = []
     gone_clock: float | None = None  # clock() at the start of the first 410 attempt
     slept_since_gone = 0.0
     number = 0
     while True:
         number += 1
-        begin = clock()
+        begin = monotonic()
         outcome = send(number)
-        end = clock()
+        end = monotonic()
 
         if outcome.status == GONE and gone_clock is None:
             gone_clock = begin
@@ -616,36 +621,6 @@ def execute(
                 slept_since_gone += wait
 
 
-class VirtualClock:
-    """A clock that only moves when slept on (or when ``now`` is set): pass it as ``clock``, its ``sleep`` as ``sleep``.
-
-    Retries then cost no real time: the waits are computed and recorded in ``slept``, not slept
-    (``simulate``, the demo's retry episode, tests and benchmarks). A negative wait is no wait.
-    ``sleep`` is thread-safe, so many threads' retries may share one clock.
-
-    Example::
-
-        >>> clock = VirtualClock(); clock.sleep(2.5); clock.sleep(-1); clock(), clock.slept
-        (2.5, [2.5, 0.0])
-        >>> VirtualClock(1_800_000_000.0)()
-        1800000000.0
-    """
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        wait = max(0.0, float(seconds))
-        with self._lock:
-            self.slept.append(wait)
-            self.now += wait
-
-
 def _simulated_outcome(item: Any, number: int) -> AttemptOutcome:
     if isinstance(item, AttemptOutcome):
         return item
@@ -697,7 +672,7 @@ def simulate(
     outcomes = [_simulated_outcome(item, i + 1) for i, item in enumerate(items)]
     if attempt_duration < 0 or (timeout_duration is not None and timeout_duration < 0):
         raise ValueError("simulate: durations must be >= 0 seconds")
-    clock = VirtualClock()
+    clock = _SimulationClock(started_at, rng)
 
     def send(number: int) -> AttemptOutcome:
         outcome = outcomes[min(number, len(outcomes)) - 1]
@@ -706,13 +681,14 @@ def simulate(
         clock.sleep(took)
         return outcome
 
-    _, timeline = execute(
-        send,
-        policy,
-        clock=clock,
-        sleep=clock.sleep,
-        wall_clock=lambda: started_at,
-        rng=rng,
-        on_attempt=on_attempt,
-    )
+    _, timeline = execute(send, policy, clock=clock, on_attempt=on_attempt)
     return timeline
+
+
+class _SimulationClock(VirtualClock):
+    """Virtual time whose wall clock stays at ``started_at`` (a simulated timeline starts there)."""
+
+    def __init__(self, started_at: float, rng: random.Random | None) -> None:
+        super().__init__(0.0, seed=None)
+        object.__setattr__(self, "rng", rng)
+        object.__setattr__(self, "wall", lambda: started_at)

@@ -64,18 +64,14 @@ def virtual_clock():
 @pytest.fixture
 def make_imds_client(transport_emu, virtual_clock):
     """Build ImdsClients against ``transport_emu`` in virtual time (jitter from a seeded rng)."""
-    import random
-
     from mi_notebook.imds import ImdsClient
 
     clients = []
 
     def make(**kw):
         kw.setdefault("url", transport_emu.imds_url)
-        kw.setdefault("sleep", virtual_clock.sleep)
         kw.setdefault("clock", virtual_clock)
         kw.setdefault("timeout", (1.0, 2.0))
-        kw.setdefault("rng", random.Random(7))
         client = ImdsClient(**kw)
         clients.append(client)
         return client
@@ -89,8 +85,8 @@ def _forget_connection() -> None:
     """Close the current connection (stopping its emulator) and empty the process-wide token cache."""
     import importlib
 
-    connect_module = importlib.import_module("mi_notebook.connect")
-    from mi_notebook.tokens import default_cache
+    connect_module = importlib.import_module("mi_notebook.connection")
+    from mi_notebook.cache import default_cache
 
     connect_module.disconnect()
     default_cache().clear()

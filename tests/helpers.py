@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler
 # The tests' clock: it moves only when slept on (or when ``now`` is set). One instance can be shared
 # by everything that tells time in a test: the client's ``clock`` and ``sleep``, a
 # ``TokenCache(clock=...)``, the emulator's ``clock`` (start it at an epoch time then).
-from mi_notebook.retry import VirtualClock  # noqa: F401 - re-exported: tests import it from here
+from mi_notebook.clock import VirtualClock  # noqa: F401 - re-exported: tests import it from here
 
 LOOPBACK = "127.0.0.1"
 

@@ -3,15 +3,13 @@ and 5xx retries in virtual time, and the rules that keep the token safe (https o
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import requests
 from helpers import StubServer, VirtualClock, canned, http_response
 
 import mi_notebook as mi
 from mi_notebook import errors
-from mi_notebook.arm import ArmClient, ArmList, default_api_version
+from mi_notebook.arm_client import ArmClient, ArmList, default_api_version
 from mi_notebook.emulator import Emulator
 from mi_notebook.metadata import instance_metadata
 from mi_notebook.retry import RetryPolicy
@@ -33,7 +31,7 @@ def make_conn(clean_connection, clock):
         return mi.connect(mode="emulator", emulator_factory=lambda: Emulator(**emu_kw))
 
     yield make
-    mi.connect.disconnect()
+    mi.disconnect()
 
 
 @pytest.fixture
@@ -42,11 +40,8 @@ def conn(make_conn):
 
 
 def client_for(conn, clock, **kw) -> ArmClient:
-    kw.setdefault("sleep", clock.sleep)
     kw.setdefault("clock", clock)
-    kw.setdefault("wall_clock", clock)
     kw.setdefault("retry", RetryPolicy(jitter=0))
-    kw.setdefault("rng", random.Random(1))
     return ArmClient(connection=conn, **kw)
 
 
@@ -224,7 +219,7 @@ def test_subscriptions_resources_and_rbac_views(conn, clock):
 def test_module_factory_uses_the_emulators_url_and_ca(conn):
     client = mi.arm(identity="system")
     assert client.url == conn.emulator.arm_url and client.verify == conn.emulator.ca_bundle
-    import mi_notebook.arm  # noqa: F401 - the submodule must not shadow the factory
+    import mi_notebook.arm_client  # noqa: F401 - the submodule must not shadow the factory
 
     assert isinstance(mi.arm(), ArmClient)
     assert "Bearer" not in repr(client)
@@ -333,4 +328,4 @@ def test_explicit_loopback_imds_needs_to_be_told_where_arm_is(clean_connection, 
         monkeypatch.setenv("MI_NOTEBOOK_ARM_CA_BUNDLE", emu.ca_bundle)
         with ArmClient(connection=conn) as client:
             assert client.vm()["name"] == emu.vm.name
-        mi.connect.disconnect()
+        mi.disconnect()

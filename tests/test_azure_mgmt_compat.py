@@ -29,7 +29,7 @@ SCOPES = ["https://management.azure.com/.default"]
 def conn(clean_connection):
     connection = mi.connect(mode="emulator", emulator_factory=lambda: Emulator(throttle=False, seed=5))
     yield connection
-    mi.connect.disconnect()
+    mi.disconnect()
 
 
 def sdk_kwargs(emu: Emulator) -> dict:
@@ -101,4 +101,4 @@ def test_sdk_refuses_plain_http_which_is_why_the_emulator_speaks_tls(clean_conne
         with pytest.raises(ServiceRequestError, match="(?i)https|TLS|bearer"):
             client.resource_groups.get(emu.vm.resource_group)
         assert not emu.requests.filter(service="arm")
-        mi.connect.disconnect()
+        mi.disconnect()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 import io
 import json
@@ -28,9 +27,9 @@ UNKNOWN_GUID = "11111111-2222-3333-4444-555555555555"
 def virtual_time(monkeypatch):
     """Clients the commands build sleep on a virtual clock (retries take no real time)."""
     clock = VirtualClock()
-    connect_module = importlib.import_module("mi_notebook.connect")
+    connect_module = importlib.import_module("mi_notebook.connection")
     monkeypatch.setattr(connect_module, "ImdsClient",
-                        functools.partial(ImdsClient, sleep=clock.sleep, clock=clock))
+                        lambda *a, **kw: ImdsClient(*a, **{**kw, "clock": clock}))
     return clock
 
 

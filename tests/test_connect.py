@@ -19,7 +19,8 @@ from helpers import (
     logged,
 )
 
-from mi_notebook.connect import (
+from mi_notebook.cache import default_cache
+from mi_notebook.connection import (
     Connection,
     classify_probe_answer,
     connect,
@@ -29,7 +30,6 @@ from mi_notebook.connect import (
     probe_imds,
 )
 from mi_notebook.identity import Identity
-from mi_notebook.tokens import default_cache
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
 
@@ -57,7 +57,7 @@ def test_explicit_url_argument_is_used_as_is(transport_emu):
     assert conn.kind == "explicit" and conn.endpoint == transport_emu.imds_url
     assert conn.emulator is None and current() is conn
     assert "because it was passed to connect()" in conn.reason
-    assert get_token("arm").source == "imds"
+    assert get_token("arm").source == "emulator"  # the emulator marks its answers, whatever the URL
 
 
 def test_explicit_url_from_the_environment(transport_emu, monkeypatch):
@@ -186,7 +186,7 @@ def test_get_token_caches_per_endpoint_identity_and_resource(transport_emu):
     connect(transport_emu.imds_url)
     first = get_token("arm")
     second = get_token("https://management.azure.com/")
-    assert first.source == "imds" and second.source == "cache"
+    assert not first.from_cache and second.from_cache and first.source == second.source == "emulator"
     assert second.reveal() == first.reveal()
     assert len(logged(transport_emu, 1)) == 1
 
@@ -202,7 +202,7 @@ def test_force_refresh_asks_imds_again(transport_emu):
     connect(transport_emu.imds_url)
     get_token("arm")
     again = get_token("arm", force_refresh=True)
-    assert again.source == "imds"
+    assert not again.from_cache
     assert len(logged(transport_emu, 2)) == 2
 
 

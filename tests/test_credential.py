@@ -9,15 +9,15 @@ from http.server import ThreadingHTTPServer
 import pytest
 from helpers import JsonAnswerHandler, logged
 
-from mi_notebook.connect import connect
-from mi_notebook.credential import (
+from mi_notebook.cache import refresh_at
+from mi_notebook.connection import connect
+from mi_notebook.identity import Identity
+from mi_notebook.sdk_credential import (
     ManagedIdentityTokenCredential,
     SdkAccessToken,
     SdkAccessTokenInfo,
     credential,
 )
-from mi_notebook.identity import Identity
-from mi_notebook.tokens import refresh_at
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import re
@@ -112,8 +111,8 @@ def test_real_imds_gets_no_faults_and_the_episode_is_labelled_simulated(transpor
 
 def test_demo_reports_an_unreachable_endpoint_without_a_traceback(tmp_path, capsys, monkeypatch):
     clock = VirtualClock()  # the documented retries of a refused connection, in virtual time
-    monkeypatch.setattr(importlib.import_module("mi_notebook.connect"), "ImdsClient",
-                        functools.partial(ImdsClient, sleep=clock.sleep, clock=clock))
+    monkeypatch.setattr(importlib.import_module("mi_notebook.connection"), "ImdsClient",
+                        lambda *a, **kw: ImdsClient(*a, **{**kw, "clock": clock}))
     code, out, err = run_demo(capsys, "--imds-url", "http://127.0.0.1:9", "--out", str(tmp_path))
     assert code == 1
     assert "IMDS attempt 1 of 5" in err  # progress while retrying

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import mi_notebook as mi
-from mi_notebook.arm import ENV_ARM_CA_BUNDLE, ENV_ARM_URL
+from mi_notebook.arm_client import ENV_ARM_CA_BUNDLE, ENV_ARM_URL
 
 
 def _lines(proc: subprocess.Popen, n: int, timeout: float = 15.0) -> list[str]:
@@ -60,7 +60,7 @@ def test_command_prints_arm_and_ca_and_a_client_uses_them(served, clean_connecti
     assert (client.url, client.verify) == (arm[4:], ca[3:])
     vm = client.vm()
     assert vm["identity"]["type"] == "SystemAssigned, UserAssigned"
-    mi.connect.disconnect()
+    mi.disconnect()
     proc.terminate()
     assert proc.wait(timeout=10) == 0
     assert not os.path.exists(ca[3:])  # the CA's temp dir goes with the emulator

@@ -6,8 +6,6 @@ policy's bound, the right error type carrying status and description, and no oth
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from helpers import VirtualClock, logged
 
@@ -70,9 +68,8 @@ def run(emu, fault_id: str, count: int | None):
     emu.requests.clear()
     options = dict(options)
     emu.inject(options.pop("fault"), "token", count=count, **options)
-    clock = VirtualClock()
-    client = ImdsClient(url=emu.imds_url, retry=POLICY, sleep=clock.sleep, clock=clock,
-                        timeout=(1.0, READ_TIMEOUT), rng=random.Random(fault_id))
+    clock = VirtualClock(seed=fault_id)
+    client = ImdsClient(url=emu.imds_url, retry=POLICY, clock=clock, timeout=(1.0, READ_TIMEOUT))
     try:
         return client, clock, client.request_token("arm")
     except errors.ManagedIdentityError as exc:  # anything else fails the test as unhandled

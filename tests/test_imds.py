@@ -9,6 +9,7 @@ from helpers import StubServer, canned, free_port, http_response, logged
 
 from mi_notebook import errors
 from mi_notebook import imds as imds_module
+from mi_notebook.clock import Clock
 from mi_notebook.identity import Identity
 from mi_notebook.imds import TOKEN_PATH, ImdsClient, classify_failure
 from mi_notebook.retry import AttemptOutcome, RetryPolicy
@@ -33,7 +34,7 @@ def test_system_request_is_exactly_the_documented_one(transport_emu, make_imds_c
     assert not any(name.lower() == "x-forwarded-for" for name in record.headers)
     assert record.status == 200
     assert token.resource == ARM and token.identity == Identity.system()
-    assert token.source == "imds" and token.endpoint == transport_emu.imds_url
+    assert token.source == "emulator" and token.endpoint == transport_emu.imds_url
     assert len(token.timeline) == 1 and token.timeline[0].outcome == "success"
 
 
@@ -125,7 +126,7 @@ def test_multiple_identities():
     from mi_notebook.emulator import Emulator
 
     with Emulator(throttle=False, system_assigned=False, user_assigned=2) as emu:
-        client = ImdsClient(url=emu.imds_url, sleep=lambda s: None)
+        client = ImdsClient(url=emu.imds_url, clock=Clock(sleep=lambda s: None))
         with pytest.raises(errors.MultipleIdentitiesError) as info:
             client.request_token("arm")
         assert info.value.status == 400
@@ -244,7 +245,7 @@ def test_redirects_are_never_followed():
         location = target.url + TOKEN_PATH
         redirect = http_response(302, b"", {"Location": location}, "Found")
         with StubServer(canned(redirect)) as stub:
-            client = ImdsClient(url=stub.url, sleep=lambda s: None)
+            client = ImdsClient(url=stub.url, clock=Clock(sleep=lambda s: None))
             with pytest.raises(errors.UnexpectedResponseError) as info:
                 client.request_token("arm")
             client.close()
@@ -314,7 +315,7 @@ def test_proxies_in_the_environment_are_bypassed(transport_emu, monkeypatch, cap
         monkeypatch.delenv("no_proxy", raising=False)
         monkeypatch.setattr(imds_module, "_proxy_warned", False)
         with caplog.at_level(logging.WARNING, logger="mi_notebook.imds"):
-            client = ImdsClient(url=transport_emu.imds_url, sleep=lambda s: None)
+            client = ImdsClient(url=transport_emu.imds_url, clock=Clock(sleep=lambda s: None))
             client.request_token("arm")
             client.request_token("vault")
             # a caller's session that trusts the environment and has its own proxies is bypassed too

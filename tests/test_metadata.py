@@ -6,7 +6,7 @@ import pytest
 from helpers import logged
 
 from mi_notebook import errors
-from mi_notebook.connect import connect
+from mi_notebook.connection import connect
 from mi_notebook.metadata import (
     INSTANCE_API_VERSION,
     InstanceMetadata,

@@ -4,17 +4,15 @@ emulator's clock, the cache's clock and every client's sleep are one shared cloc
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from helpers import VirtualClock
 
 import mi_notebook as mi
 from mi_notebook import errors
-from mi_notebook.arm import ArmClient
+from mi_notebook.arm_client import ArmClient
+from mi_notebook.cache import TokenCache
 from mi_notebook.emulator import Emulator
 from mi_notebook.retry import RetryPolicy
-from mi_notebook.tokens import TokenCache
 
 pytestmark = pytest.mark.timeout(30)
 START = 1_800_000_000.0
@@ -22,27 +20,20 @@ START = 1_800_000_000.0
 
 @pytest.fixture
 def clock():
-    return VirtualClock(START)
+    return VirtualClock(START, seed=5)
 
 
 @pytest.fixture
 def conn(clean_connection, clock, monkeypatch):
-    connection = mi.connect(mode="emulator", emulator_factory=lambda: Emulator(
+    connection = mi.connect(mode="emulator", clock=clock, emulator_factory=lambda: Emulator(
         throttle=False, clock=clock, seed="arm-token", token_lifetime=600, arm={"page_size": 2}))
-    client = connection.client
-    client.sleep, client.clock, client.wall_clock, client.rng = clock.sleep, clock, clock, random.Random(5)
-    # the process-wide cache on the same virtual clock
-    import importlib
-
-    connect_module = importlib.import_module("mi_notebook.connect")
-    monkeypatch.setattr(connect_module, "_cache_ref", [TokenCache(clock=clock)])
+    connection.cache = TokenCache(clock=clock)  # a cache on the same virtual clock
     yield connection
-    mi.connect.disconnect()
+    mi.disconnect()
 
 
 def arm_client(conn, clock) -> ArmClient:
-    return ArmClient(connection=conn, sleep=clock.sleep, clock=clock, wall_clock=clock,
-                     retry=RetryPolicy(jitter=0), rng=random.Random(1), timeout=(1.0, 0.2))
+    return ArmClient(connection=conn, clock=clock, retry=RetryPolicy(jitter=0), timeout=(1.0, 0.2))
 
 
 TOKEN_FAULTS = [
@@ -70,17 +61,14 @@ def test_arm_call_without_a_token_raises_the_token_endpoints_error(conn, clock, 
     emu.clear_faults()
 
 
-def skewed_cache(monkeypatch) -> None:
+def skewed_cache(conn) -> None:
     """A cache whose clock stands still: it believes its token valid while ARM (the emulator's clock)
     finds it expired, as with clock skew between the VM and ARM."""
-    import importlib
-
-    monkeypatch.setattr(importlib.import_module("mi_notebook.connect"), "_cache_ref",
-                        [TokenCache(clock=lambda: START)])
+    conn.cache = TokenCache(clock=VirtualClock(START))
 
 
 def test_a_401_refresh_that_meets_a_failing_imds_raises_imds_error(conn, clock, monkeypatch):
-    skewed_cache(monkeypatch)
+    skewed_cache(conn)
     emu = conn.emulator
     client = arm_client(conn, clock)
     client.token()
@@ -109,7 +97,7 @@ def test_an_expired_token_is_refreshed_before_arm_sees_it_and_a_failing_imds_is_
 
 
 def test_a_401_refresh_that_meets_one_imds_fault_recovers(conn, clock, monkeypatch):
-    skewed_cache(monkeypatch)
+    skewed_cache(conn)
     emu = conn.emulator
     client = arm_client(conn, clock)
     old = client.token()

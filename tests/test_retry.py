@@ -13,6 +13,7 @@ import time
 import pytest
 from helpers import VirtualClock
 
+from mi_notebook.clock import Clock
 from mi_notebook.retry import (
     Attempt,
     AttemptOutcome,
@@ -43,10 +44,7 @@ def run(answers, policy=None, *, duration=0.1, on_attempt=None, rng=None):
     outcome, timeline = execute(
         send,
         policy or RetryPolicy(jitter=0),
-        clock=vt,
-        sleep=vt.sleep,
-        wall_clock=lambda: 1_700_000_000.0,
-        rng=rng,
+        clock=Clock(monotonic=vt, wall=lambda: 1_700_000_000.0, sleep=vt.sleep, rng=rng),
         on_attempt=on_attempt,
     )
     return outcome, timeline, vt, calls
@@ -226,7 +224,7 @@ def test_send_exceptions_propagate():
         raise RuntimeError("bug in the transport")
 
     with pytest.raises(RuntimeError, match="bug in the transport"):
-        execute(send, RetryPolicy(), sleep=lambda s: None)
+        execute(send, RetryPolicy(), clock=Clock(sleep=lambda s: None))
 
 
 # --- Retry-After ------------------------------------------------------------------------------------------
@@ -314,7 +312,7 @@ def test_410_with_a_frozen_clock_terminates():
         return AttemptOutcome(status=410)
 
     slept = []
-    outcome, t = execute(send, RetryPolicy(jitter=0), clock=lambda: 0.0, sleep=slept.append)
+    outcome, t = execute(send, RetryPolicy(jitter=0), clock=Clock(monotonic=lambda: 0.0, sleep=slept.append))
     assert outcome.status == 410
     assert sum(slept) >= 70.0 and len(calls) < 20
 
@@ -343,7 +341,7 @@ def test_on_attempt_runs_before_the_sleep():
     def sleep(s):
         order.append(f"sleep {s:g}")
 
-    execute(send, RetryPolicy(jitter=0), clock=vt, sleep=sleep,
+    execute(send, RetryPolicy(jitter=0), clock=Clock(monotonic=vt, sleep=sleep),
             on_attempt=lambda a, w, m: order.append(f"attempt {a.number}"))
     assert order == ["send 1", "attempt 1", "sleep 2", "send 2", "attempt 2"]
 

@@ -20,11 +20,11 @@ from helpers import StubServer, canned, header_of, http_response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import reliability_report as rr  # noqa: E402
-
-from mi_notebook import errors  # noqa: E402
 from mi_notebook.arm import ArmClient  # noqa: E402
 from mi_notebook.connect import Connection  # noqa: E402
 from mi_notebook.credential import credential  # noqa: E402
+
+from mi_notebook import errors  # noqa: E402
 from mi_notebook.emulator import Emulator  # noqa: E402
 from mi_notebook.imds import ImdsClient  # noqa: E402
 from mi_notebook.metadata import instance_metadata  # noqa: E402

@@ -8,8 +8,9 @@ import time
 import pytest
 from helpers import VirtualClock
 
+from mi_notebook.cache import CacheStats, TokenCache, default_cache, refresh_at
 from mi_notebook.identity import Identity
-from mi_notebook.tokens import AccessToken, CacheStats, TokenCache, default_cache, refresh_at
+from mi_notebook.tokens import AccessToken
 
 ARM = "https://management.azure.com/"
 KEY = ("http://127.0.0.1:5000", Identity.system(), ARM)
@@ -52,10 +53,10 @@ def test_miss_then_hits(clock):
     cache = TokenCache(clock=clock)
     fetch = Fetcher(clock)
     first = cache.get(KEY, fetch)
-    assert first.source == "imds" and first.reveal() == "token-1"
+    assert first.from_cache is False and first.reveal() == "token-1"
     clock.now += 60
     second = cache.get(KEY, fetch)
-    assert second.source == "cache" and second.reveal() == "token-1" and second == first
+    assert second.from_cache and second.reveal() == "token-1" and second == first
     assert fetch.calls == 1
     assert cache.stats == CacheStats(fetches=1, hits=1, failures=0, shared=0, refreshes=0)
     assert cache.tokens() == [first] and len(cache) == 1
@@ -87,10 +88,10 @@ def test_refresh_ahead_happens_at_the_right_virtual_time(clock, lifetime, refres
     assert refresh_at(cache.tokens()[0]) == T0 + refresh_after
     assert cache.refresh_at(cache.tokens()[0]) == T0 + refresh_after
     clock.now = T0 + refresh_after - 1
-    assert cache.get(KEY, fetch).source == "cache" and fetch.calls == 1
+    assert cache.get(KEY, fetch).from_cache and fetch.calls == 1
     clock.now = T0 + refresh_after
     refreshed = cache.get(KEY, fetch)
-    assert refreshed.source == "imds" and refreshed.reveal() == "token-2" and fetch.calls == 2
+    assert refreshed.from_cache is False and refreshed.reveal() == "token-2" and fetch.calls == 2
     assert cache.stats.refreshes == 1
     # the next refresh is scheduled from the new token
     clock.now = T0 + refresh_after + refresh_after - 1
@@ -136,7 +137,7 @@ def test_failed_refresh_serves_the_valid_token_and_holds_off_30s(clock):
     clock.now = T0 + 43_200
     fetch.fail_with = ConnectionError("IMDS unreachable")
     served = cache.get(KEY, fetch)
-    assert served.reveal() == "token-1" and served.source == "cache"
+    assert served.reveal() == "token-1" and served.from_cache
     assert fetch.calls == 2 and cache.stats.failures == 1
     entry = cache.entries()[0]
     assert entry["last_error"] == "ConnectionError: IMDS unreachable"
@@ -170,7 +171,7 @@ def test_failure_without_a_valid_token_raises_and_is_not_held_off(clock):
         cache.get(KEY, fetch)
     assert fetch.calls == 2 and cache.tokens() == []
     fetch.fail_with = None
-    assert cache.get(KEY, fetch).source == "imds"
+    assert cache.get(KEY, fetch).from_cache is False
 
 
 def test_expired_token_is_never_served(clock):
@@ -190,7 +191,7 @@ def test_force_refresh(clock):
     fetch = Fetcher(clock)
     cache.get(KEY, fetch)
     fresh = cache.get(KEY, fetch, force_refresh=True)
-    assert fresh.reveal() == "token-2" and fresh.source == "imds" and fetch.calls == 2
+    assert fresh.reveal() == "token-2" and fresh.from_cache is False and fetch.calls == 2
     assert cache.get(KEY, fetch).reveal() == "token-2"
     # an explicit refresh that fails raises (the caller asked for a new token) ...
     fetch.fail_with = RuntimeError("boom")
@@ -228,7 +229,7 @@ def test_base_exceptions_propagate_and_release_the_key(clock):
         cache.get(KEY, fetch)
     fetch.fail_with = None
     clock.now += 31
-    assert cache.get(KEY, fetch).source == "imds"
+    assert cache.get(KEY, fetch).from_cache is False
 
 
 def test_entries_and_repr_never_show_the_token(clock):
@@ -331,7 +332,7 @@ def test_callers_with_a_valid_token_do_not_wait_for_the_refresh():
     for t in threads:
         t.join(WAIT)
     assert time.monotonic() - began < WAIT / 2
-    assert all(r.reveal() == "token-1" and r.source == "cache" for r in results)
+    assert all(r.reveal() == "token-1" and r.from_cache for r in results)
     release.set()
     leader[0].join(WAIT)
     assert leader_result[0].reveal() == "token-new"

@@ -46,10 +46,11 @@ def imds_body(token: str | None = None, **changes) -> dict:
 def parse(body: dict, **kw) -> AccessToken:
     kw.setdefault("identity", Identity.system())
     kw.setdefault("resource_requested", ARM)
+    kw.setdefault("source", "imds")
     kw.setdefault("endpoint", "http://127.0.0.1:5000")
     kw.setdefault("fetched_at", FETCHED_AT)
     kw.setdefault("timeline", None)
-    return AccessToken.from_imds_response(body, **kw)
+    return AccessToken.from_response(body, **kw)
 
 
 @pytest.fixture
@@ -95,7 +96,8 @@ def test_repr_is_stable_and_informative(token):
         "AccessToken(resource='https://management.azure.com/', identity=system-assigned, "
         f"expires_on=2026-11-27T14:02:40Z, fingerprint='{token.fingerprint}', source='imds')"
     )
-    assert str(token) == f"Bearer token for {ARM} (system-assigned), expires 2026-11-27T14:02:40Z, {token.fingerprint}"
+    assert str(token) == (f"Bearer token for {ARM} (system-assigned), expires 2026-11-27T14:02:40Z, "
+                          f"{token.fingerprint}, issued by Azure IMDS (this VM)")
 
 
 def test_logging_never_shows_the_token(token, secret, caplog):
@@ -157,16 +159,16 @@ def test_constructor_errors_do_not_echo_the_token():
 
 
 def test_token_is_immutable(token):
-    with pytest.raises(AttributeError, match="immutable"):
+    with pytest.raises(AttributeError, match="cannot assign to field 'expires_on'"):
         token.expires_on = 0  # type: ignore[misc]
-    with pytest.raises(AttributeError, match="immutable"):
+    with pytest.raises(AttributeError, match="cannot delete field 'resource'"):
         del token.resource
     with pytest.raises(AttributeError):
         token._secret = "other"  # type: ignore[misc]
 
 
-# --- from_imds_response --------------------------------------------------------------------------------
-def test_from_imds_response_reads_the_documented_body(secret):
+# --- from_response --------------------------------------------------------------------------------
+def test_from_response_reads_the_documented_body(secret):
     timeline = simulate(RetryPolicy.documented(), [500, 200])
     tok = parse(imds_body(secret), timeline=timeline, identity=Identity.user(client_id=CLIENT_ID))
     assert tok.reveal() == secret
@@ -262,11 +264,24 @@ def test_fingerprint_tells_tokens_apart(secret):
     assert a == parse(imds_body(secret)) and hash(a) == hash(parse(imds_body(secret)))
 
 
-def test_with_source_keeps_everything_else(token):
-    cached = token.with_source("cache")
-    assert cached.source == "cache" and token.source == "imds"
+def test_served_from_cache_keeps_everything_else(token):
+    cached = token.served_from_cache()
+    assert cached.from_cache and not token.from_cache and cached.source == token.source == "imds"
     assert cached == token and cached.reveal() == token.reveal() and cached.fetched_at == token.fetched_at
-    assert token.with_source("imds") is token
+    assert cached.served_from_cache() is cached
+
+
+@pytest.mark.parametrize("source", ["imds", "azureml", "appservice", "arc", "cloudshell", "emulator"])
+def test_every_surface_names_who_issued_the_token(secret, source):
+    tok = parse(imds_body(secret), source=source)
+    for cached in (tok, tok.served_from_cache()):
+        assert f"source={source!r}" in repr(cached)
+        assert cached.issuer_label in str(cached) and cached.issuer_label in cached._repr_html_()
+    if source == "emulator":
+        for cached in (tok, tok.served_from_cache()):
+            assert all("emulator" in text for text in (repr(cached), str(cached), cached._repr_html_()))
+    else:
+        assert "emulator" not in repr(tok) + str(tok) + tok._repr_html_()
 
 
 def test_claims_are_decoded_lazily_once(monkeypatch, token, secret):
@@ -283,7 +298,7 @@ def test_claims_are_decoded_lazily_once(monkeypatch, token, secret):
     assert token.claims == {"decoded": True}
     assert token.claims == {"decoded": True}
     assert calls == [token]  # decoded from the AccessToken itself, so checks get its context
-    assert token.with_source("cache").claims == {"decoded": True} and len(calls) == 1
+    assert token.served_from_cache().claims == {"decoded": True} and len(calls) == 1
 
 
 def test_defaults_for_a_hand_made_token():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import random
 import threading
+import time
 
 import pytest
 
@@ -13,7 +13,6 @@ pytest.importorskip("ipywidgets")
 from helpers import VirtualClock  # noqa: E402
 
 from mi_notebook.errors import ArmError  # noqa: E402
-from mi_notebook.imds import ImdsClient  # noqa: E402
 from mi_notebook.resources import WELL_KNOWN_RESOURCES  # noqa: E402
 from mi_notebook.widgets import (  # noqa: E402
     ArmExplorer,
@@ -25,7 +24,7 @@ from mi_notebook.widgets import (  # noqa: E402
 )
 from mi_notebook.widgets.pickers import CUSTOM  # noqa: E402
 
-connect_module = importlib.import_module("mi_notebook.connect")
+connect_module = importlib.import_module("mi_notebook.connection")
 
 PNG = b"\x89PNG"
 UNKNOWN_GUID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
@@ -33,7 +32,7 @@ UNKNOWN_GUID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 
 @pytest.fixture
 def clock():
-    return VirtualClock()
+    return VirtualClock(time.time())  # its wall clock stamps fetched_at, so it starts at the real now
 
 
 @pytest.fixture
@@ -41,11 +40,8 @@ def conn(clean_connection, clock):
     """The current connection: an emulator (IMDS + ARM, no rate limits) and a virtual-time client."""
     from mi_notebook.emulator import Emulator
 
-    connection = connect_module.connect(mode="emulator", emulator_factory=lambda: Emulator(throttle=False))
-    connection.client.close()
-    connection.client = ImdsClient(url=connection.endpoint, sleep=clock.sleep, clock=clock,
-                                   rng=random.Random(7), timeout=(1.0, 2.0))
-    yield connection
+    yield connect_module.connect(mode="emulator", clock=clock, timeout=(1.0, 2.0),
+                                 emulator_factory=lambda: Emulator(throttle=False))
 
 
 @pytest.fixture
@@ -136,7 +132,7 @@ def test_get_token_shows_card_claims_and_charts(conn, emu):
     ex.button.click()  # the same path as the browser (handler errors would be swallowed: check effects)
 
     token = ex.token
-    assert token is not None and ex.error is None and token.source == "imds"
+    assert token is not None and ex.error is None and not token.from_cache
     assert token.resource == "https://graph.microsoft.com/"
     raw = token.reveal()
     shown = ex.token_card.value + ex.claims_card.value + ex.status.value + ex.error_panel.value + "".join(seen)
@@ -154,10 +150,10 @@ def test_get_token_shows_card_claims_and_charts(conn, emu):
     assert "embedded emulator at " + conn.endpoint in ex.title.value
 
     ex.on_get()  # second time: from the cache, said so
-    assert ex.token.source == "cache" and "Served from the cache" in ex.status.value
+    assert ex.token.from_cache and "Served from the cache" in ex.status.value
     ex.force_refresh.value = True
     ex.on_get()
-    assert ex.token.source == "imds"
+    assert not ex.token.from_cache
 
 
 def test_retries_show_live_progress_in_virtual_time(conn, emu, clock):

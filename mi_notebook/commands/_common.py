@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..connect import Connection
+    from ..connection import Connection
     from ..identity import Identity
 
 EXIT_OK = 0
@@ -58,7 +58,7 @@ def identity_from_args(ns: argparse.Namespace) -> Identity:
 
 def connection_from_args(ns: argparse.Namespace) -> Connection:
     """Connect as the options (or, without them, the environment) say."""
-    from ..connect import connect
+    from ..connection import connect
 
     if getattr(ns, "imds_url", None):
         return connect(ns.imds_url)
@@ -78,7 +78,7 @@ def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     """
 
     def wrapper(ns: argparse.Namespace) -> int:
-        from ..connect import disconnect
+        from ..connection import disconnect
         from ..errors import ManagedIdentityError
 
         try:

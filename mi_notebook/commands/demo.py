@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..retry import VirtualClock  # the retry episode's waits cost no time
+from ..clock import VirtualClock  # the retry episode's waits cost no time
 from ._common import (
     EXIT_OK,
     add_connection_arguments,
@@ -46,7 +46,7 @@ from ._common import (
 from .token import progress_printer
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..connect import Connection
+    from ..connection import Connection
     from ..identity import Identity
     from ..retry import Timeline
     from ..tokens import AccessToken
@@ -188,7 +188,7 @@ def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
 
     import requests
 
-    from ..arm import is_loopback_host
+    from ..arm_client import is_loopback_host
 
     if not is_loopback_host(urlsplit(endpoint).hostname or ""):
         return None
@@ -219,8 +219,8 @@ def _retry_episode(conn: Connection, inject: Callable[..., None] | None) -> Time
               "not slept.")
         inject(503, endpoint="token", count=1)
         inject(429, endpoint="token", count=1, retry_after=3)
-        clock = VirtualClock()
-        with ImdsClient(url=conn.endpoint, retry=policy, sleep=clock.sleep, clock=clock, rng=rng) as client:
+        clock = VirtualClock(seed=2)  # the jitter draws, fixed so the chart is the same every run
+        with ImdsClient(url=conn.endpoint, retry=policy, clock=clock) as client:
             timeline = client.request_token("storage").timeline  # type: ignore[assignment]
     for attempt in timeline:
         answer = attempt.status if attempt.status is not None else (attempt.exception or "no answer")
@@ -233,9 +233,9 @@ def _retry_episode(conn: Connection, inject: Callable[..., None] | None) -> Time
 def _arm_summary(conn: Connection) -> None:
     """This VM's ARM record and the resource groups it may read, or why ARM was skipped."""
     try:
-        from ..arm import ArmClient
+        from ..arm_client import ArmClient
     except ImportError:
-        print("skipped: mi_notebook.arm is not installed")
+        print("skipped: mi_notebook.arm_client is not installed")
         return
     from ..errors import ManagedIdentityError
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ._common import EXIT_ERROR, EXIT_OK, add_connection_arguments, connection_from_args, guarded
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..connect import Connection
+    from ..connection import Connection
     from ..identity import Identity
     from ..tokens import AccessToken
 

@@ -1,7 +1,7 @@
 """ipywidgets UI: identity and resource pickers, TokenExplorer, ArmExplorer.
 
 Importing this package imports ipywidgets (``import mi_notebook`` alone does not). The widgets hold
-no protocol logic: they call ``mi_notebook.connect.get_token`` and ``mi_notebook.arm`` like a script
+no protocol logic: they call ``mi_notebook.connection.get_token`` and ``mi_notebook.arm_client`` like a script
 would, on a worker thread (``executor=`` is injectable: ``SyncExecutor()`` runs inline for tests).
 
 Example::

@@ -1,7 +1,7 @@
 """ArmExplorer: what can this identity see in Azure Resource Manager?
 
 Pick an identity, press "List": the subscriptions it can see and the resource groups of the VM's
-subscription; pick a group to list its resources. Every call goes through ``mi_notebook.arm``
+subscription; pick a group to list its resources. Every call goes through ``mi_notebook.arm_client``
 (the functions a script calls), off the kernel's main thread. A 403 is shown as the RBAC lesson
 it is: which identity, which action, which scope, what role to assign.
 
@@ -38,7 +38,7 @@ _TITLE = panels.title("ARM Explorer", "what this identity may read")
 
 
 def _default_client(identity: Identity) -> Any:
-    from ..arm import arm
+    from ..arm_client import arm
 
     return arm(identity)
 
@@ -52,7 +52,7 @@ class ArmExplorer:
 
     ``identity``: the initial choice. ``executor``: where ARM calls run (default: a shared worker
     thread pool; ``SyncExecutor()`` in tests). ``list_identities``: as for :class:`IdentityPicker`.
-    ``client_factory(identity) -> ArmClient``: default ``mi_notebook.arm.arm(identity)``.
+    ``client_factory(identity) -> ArmClient``: default ``mi_notebook.arm_client.arm(identity)``.
     After a load: ``subscriptions``, ``groups``, ``resources`` (ARM's lists) and ``errors``
     (``section -> exception``); ``future`` is the last submitted job.
 

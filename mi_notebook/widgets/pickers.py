@@ -6,7 +6,7 @@ false until the input is usable. Callers (the explorers) register ``on_change`` 
 enable or disable their buttons.
 
 The identity picker can also offer the VM's identities by name, listed through ARM
-(``mi_notebook.arm``) off the kernel's main thread. Listing needs a role that can read the VM;
+(``mi_notebook.arm_client``) off the kernel's main thread. Listing needs a role that can read the VM;
 when it fails, a short grey note says why and the id fields keep working.
 
 Example::
@@ -91,20 +91,20 @@ def _option_for(item: Any) -> tuple[str, Identity] | None:
 
 
 def default_identity_lister() -> list[Any]:
-    """The VM's identities as ARM lists them (``mi_notebook.arm.arm().identities()``).
+    """The VM's identities as ARM lists them (``mi_notebook.arm_client.arm().identities()``).
 
     Raises ``ModuleNotFoundError`` when the ARM client is not installed, or its own errors
     (``ArmError``, ``ManagedIdentityError``) when listing fails.
 
     Example::
 
-        >>> from mi_notebook.connect import connect, disconnect
+        >>> from mi_notebook.connection import connect, disconnect
         >>> _ = connect(mode="emulator")
         >>> [(row["kind"], row["name"]) for row in default_identity_lister()][0]
         ('system', 'vm-notebook')
         >>> disconnect()
     """
-    from ..arm import arm
+    from ..arm_client import arm
 
     return list(arm().identities())
 

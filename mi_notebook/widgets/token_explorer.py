@@ -1,6 +1,6 @@
 """TokenExplorer: pick an identity and a resource, get a token, and see everything about it.
 
-The button calls ``mi_notebook.connect.get_token`` (the function a script calls), with an
+The button calls ``mi_notebook.connection.get_token`` (the function a script calls), with an
 ``on_attempt`` callback that shows live progress while IMDS is retried. The work runs on an
 executor (a worker thread by default), so the page stays responsive; tests pass
 ``SyncExecutor()``. Then: the token card (never the token itself), the claims with their checks,
@@ -42,7 +42,7 @@ def _title() -> str:
 
 
 def _where() -> str:
-    from ..connect import current
+    from ..connection import current
 
     conn = current()
     if conn is None or conn.closed:
@@ -161,7 +161,7 @@ class TokenExplorer:
         self.status.value = panels.progress_text(attempt, next_wait, max_attempts)
 
     def _fetch(self, resource: str, identity: Identity, force_refresh: bool) -> None:
-        from ..connect import get_token
+        from ..connection import get_token
 
         try:
             try:
@@ -203,7 +203,7 @@ class TokenExplorer:
         self._show_charts(token)
         self.token = token
         self.progress.bar_style = "success"
-        if token.source == "cache":
+        if token.from_cache:
             self.status.value = panels.note(
                 "Served from the cache (still fresh): tick \u201cskip the cache\u201d to ask IMDS again.",
                 colour="#1a7f37")
@@ -226,15 +226,15 @@ class TokenExplorer:
             footer=f"decoded locally (signature not verified); token {token.fingerprint}, never shown")
 
     def _show_charts(self, token: Any) -> None:
+        from ..cache import default_cache
         from ..charts import plot_retry_timeline, plot_token_lifetimes
-        from ..tokens import default_cache
 
         cache = default_cache()
         mine = [t for t in cache.tokens() if t.endpoint == token.endpoint] or [token]
         self.lifetime_chart.value = panels.figure_png(lambda ax: plot_token_lifetimes(mine, cache=cache, ax=ax))
         self.lifetime_chart.layout.display = ""
         if token.timeline is not None and len(token.timeline):
-            title = None if token.source == "imds" else "the request that fetched this token (now served from the cache)"
+            title = None if not token.from_cache else "the request that fetched this token (now served from the cache)"
             self.timeline_chart.value = panels.figure_png(
                 lambda ax: panels.legend_outside(plot_retry_timeline(token.timeline, ax=ax, title=title)),
                 figsize=(7.0, 2.4))

@@ -1,7 +1,7 @@
 """Where are we? A given endpoint, real IMDS (verified by a probe), or the embedded emulator.
 
 ``connect()`` decides once, says why in plain words, and makes the result the current connection;
-``get_token()`` serves tokens through it and the process-wide cache (``tokens.default_cache()``).
+``get_token()`` serves tokens through it and the process-wide cache (``cache.default_cache()``).
 
 The decision, in order:
 
@@ -25,8 +25,9 @@ Example::
     >>> conn = mi.connect(mode="emulator")
     >>> conn.kind, conn.reason.startswith("Using the embedded emulator")
     ('emulator', True)
-    >>> mi.get_token("graph", force_refresh=True).source, mi.get_token("graph").source
-    ('imds', 'cache')
+    >>> tok = mi.get_token("graph", force_refresh=True)
+    >>> tok.source, tok.from_cache, mi.get_token("graph").from_cache
+    ('emulator', False, True)
     >>> disconnect()
 """
 
@@ -40,15 +41,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._callable_module import make_callable
+from .cache import CacheKey, TokenCache, default_cache
+from .clock import SYSTEM_CLOCK, Clock
 from .identity import Identity
 from .imds import DEFAULT_TIMEOUT, IMDS_URL, TOKEN_PATH, ImdsClient
 from .resources import resolve_resource
-from .tokens import default_cache
 
 if TYPE_CHECKING:  # pragma: no cover
     from .retry import RetryPolicy
-    from .tokens import AccessToken, TokenCache
+    from .tokens import AccessToken
 
 __all__ = [
     "ENV_IMDS_URL",
@@ -57,6 +58,7 @@ __all__ = [
     "ProbeResult",
     "connect",
     "current",
+    "current_or_connect",
     "disconnect",
     "get_token",
     "probe_imds",
@@ -81,7 +83,7 @@ class Connection:
 
     ``kind``: ``"explicit"`` (a URL you gave), ``"imds"`` (real IMDS) or ``"emulator"`` (started here;
     ``emulator`` is its handle). ``reason`` is one sentence for humans; ``probe`` holds the probe's
-    findings in auto mode.
+    findings in auto mode. ``cache`` is where its tokens are kept (the process-wide one by default).
 
     Example::
 
@@ -98,6 +100,7 @@ class Connection:
     emulator: Any = None
     reason: str = ""
     probe: ProbeResult | None = None
+    cache: TokenCache = field(default_factory=default_cache, repr=False)
     closed: bool = field(default=False, repr=False)
     # (resource as given, identity as given) -> cache key: a cached get_token is on the path of every
     # Azure SDK call, so it must stay a few dictionary look-ups (resolving is pure: nothing goes stale)
@@ -116,6 +119,12 @@ class Connection:
     ) -> AccessToken:
         """A token through this connection and the process-wide cache (key: endpoint, identity, resource).
 
+        The one cached path of the package: ``mi.get_token`` and the SDK credential come here.
+        ``identity``: ``None`` (system-assigned), an ``Identity``, or text for ``Identity.parse``;
+        ``force_refresh=True`` skips the cached token (the endpoint itself may still return the same
+        one); ``on_attempt(attempt, next_wait, max_attempts)`` reports progress of a fetch; ``cache``
+        replaces the process-wide cache. Bad input raises ``ValueError`` before any request.
+
         Example::
 
             >>> conn = connect(mode="emulator")
@@ -131,15 +140,15 @@ class Connection:
             key, fetch = self._key_for(resource, identity)  # ValueError for bad input, before any request
         if on_attempt is not None:
             def fetch() -> AccessToken:
-                return self.client.request_token(key[2], key[1], on_attempt=on_attempt)
-        return (cache if cache is not None else _default_cache()).get(key, fetch, force_refresh=force_refresh)
+                return self.client.request_token(key.resource, key.identity, on_attempt=on_attempt)
+        return (cache if cache is not None else self.cache).get(key, fetch, force_refresh=force_refresh)
 
     def _key_for(self, resource: str, identity: Identity | str | None) -> tuple[CacheKey, Callable[[], AccessToken]]:
         ident = Identity.parse(identity)
         key = CacheKey(self.endpoint, ident, resolve_resource(resource))
 
         def fetch() -> AccessToken:
-            return self.client.request_token(key[2], key[1])
+            return self.client.request_token(key.resource, key.identity)
 
         try:
             if len(self._keys) >= _MEMO_LIMIT:
@@ -297,12 +306,13 @@ def connect(
     probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
     retry: RetryPolicy | None = None,
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    clock: Clock = SYSTEM_CLOCK,
     emulator_factory: Callable[[], Any] | None = None,
 ) -> Connection:
     """Choose the endpoint (see the module docstring), make it the current connection, return it.
 
-    A previous current connection is closed (an emulator it started is stopped). ``retry`` and
-    ``timeout`` configure the :class:`~mi_notebook.imds.ImdsClient`. ``emulator_factory`` builds the
+    A previous current connection is closed (an emulator it started is stopped). ``retry``,
+    ``timeout`` and ``clock`` configure the :class:`~mi_notebook.imds.ImdsClient`. ``emulator_factory`` builds the
     emulator (default ``mi_notebook.emulator.Emulator``). Bad arguments -> ``ValueError``.
 
     Example::
@@ -318,8 +328,8 @@ def connect(
     if imds_url is not None and mode not in (None, "auto"):
         raise ValueError(f"give either imds_url or mode={mode!r}, not both")
 
-    def client_for(url: str) -> ImdsClient:
-        return ImdsClient(url=url, retry=retry, timeout=timeout)
+    def client_for(url: str, source: str = "imds") -> ImdsClient:
+        return ImdsClient(url=url, retry=retry, timeout=timeout, clock=clock, source=source)
 
     env_url = os.environ.get(ENV_IMDS_URL, "").strip()
     env_mode = os.environ.get(ENV_MODE, "").strip().lower()
@@ -344,7 +354,7 @@ def connect(
             emu = _start_emulator(emulator_factory)
             url = _emulator_url(emu)
             conn = Connection(
-                url, "emulator", client_for(url), emulator=emu,
+                url, "emulator", client_for(url, "emulator"), emulator=emu,
                 reason=(
                     f"Using the embedded emulator at {url} because this does not look like an Azure VM: "
                     f"at {probe_url.rstrip('/')}, {result.detail} (decided in {result.elapsed:.2f} s)."
@@ -384,7 +394,15 @@ def disconnect() -> None:
         previous.close()
 
 
-def _current_or_connect() -> Connection:
+def current_or_connect() -> Connection:
+    """The current connection, connecting (auto mode, see the module doc) if there is none.
+
+    Example::
+
+        >>> disconnect(); current_or_connect().kind
+        'emulator'
+        >>> disconnect()
+    """
     conn = _current
     if conn is not None and not conn.closed:
         return conn
@@ -416,58 +434,16 @@ def get_token(
         ('cache', True)
         >>> disconnect()
     """
-    conn = _current
-    if conn is None or conn.closed:
-        conn = _current_or_connect()
-    if on_attempt is None and not force_refresh:  # the hot path: a cached token, few look-ups
-        try:
-            key, fetch = conn._keys[resource, identity]
-        except (KeyError, TypeError):
-            pass
-        else:
-            return _default_cache().get(key, fetch)
-    return conn.get_token(resource, identity=identity, force_refresh=force_refresh, on_attempt=on_attempt)
+    return current_or_connect().get_token(
+        resource, identity=identity, force_refresh=force_refresh, on_attempt=on_attempt
+    )
 
 
 # --- helpers -------------------------------------------------------------------------------------
 _MEMO_LIMIT = 512
-_cache_ref: list[TokenCache] = []
 
 
-def _default_cache() -> TokenCache:
-    if not _cache_ref:
-        _cache_ref.append(default_cache())
-    return _cache_ref[0]
-
-
-class CacheKey(tuple):
-    """``(endpoint, identity, resource)``, the TokenCache key, with its hash computed once.
-
-    Equal to (and hashing like) the plain tuple; hashing an ``Identity`` dataclass on every cache
-    look-up would otherwise cost more than the rest of a cached ``get_token``.
-
-    Example::
-
-        >>> from mi_notebook.identity import Identity
-        >>> key = CacheKey("http://127.0.0.1:1", Identity.system(), "https://management.azure.com/")
-        >>> key == ("http://127.0.0.1:1", Identity.system(), "https://management.azure.com/"), key[2]
-        (True, 'https://management.azure.com/')
-    """
-
-    def __new__(cls, endpoint: str, identity: Identity, resource: str) -> CacheKey:
-        self = super().__new__(cls, (endpoint, identity, resource))
-        self._hash = tuple.__hash__(self)
-        return self
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (CacheKey, tuple(self))
-
-
-
-def _explicit(url: str, why: str, client_for: Callable[[str], ImdsClient]) -> Connection:
+def _explicit(url: str, why: str, client_for: Callable[..., ImdsClient]) -> Connection:
     client = client_for(url)  # validates the URL
     return Connection(client.url, "explicit", client, reason=f"Using {client.url} because {why}.")
 
@@ -476,7 +452,7 @@ def _by_mode(
     mode: str,
     why: str,
     probe_url: str,
-    client_for: Callable[[str], ImdsClient],
+    client_for: Callable[..., ImdsClient],
     emulator_factory: Callable[[], Any] | None,
 ) -> Connection:
     if mode == "imds":
@@ -485,7 +461,7 @@ def _by_mode(
                           reason=f"Using Azure IMDS at {client.url} without probing because {why}.")
     emu = _start_emulator(emulator_factory)
     url = _emulator_url(emu)
-    return Connection(url, "emulator", client_for(url), emulator=emu,
+    return Connection(url, "emulator", client_for(url, "emulator"), emulator=emu,
                       reason=f"Using the embedded emulator at {url} because {why}.")
 
 
@@ -514,6 +490,3 @@ def _stop_emulator(emu: Any) -> None:
 
 def _emulator_url(emu: Any) -> str:
     return str(emu.imds_url).rstrip("/")
-
-
-make_callable(__name__, 'connect')

@@ -19,22 +19,44 @@ Example::
 
 from __future__ import annotations
 
-import importlib
+import threading
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._callable_module import make_callable
+from .cache import refresh_at
+from .connection import current_or_connect
 from .identity import Identity
-from .tokens import default_cache
-
-# The module itself: `from . import connect` could give the function of that name (see _callable_module).
-_connect = importlib.import_module(".connect", __package__)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .connect import Connection
+    from .connection import Connection
     from .tokens import AccessToken
 
-__all__ = ["ManagedIdentityTokenCredential", "SdkAccessToken", "SdkAccessTokenInfo", "credential"]
+__all__ = [
+    "EmulatorTokenWarning",
+    "ManagedIdentityTokenCredential",
+    "SdkAccessToken",
+    "SdkAccessTokenInfo",
+    "credential",
+]
+
+
+class EmulatorTokenWarning(UserWarning):
+    """An Azure SDK client was handed a token from the mi-notebook emulator, not from Azure."""
+
+
+_warned = threading.Event()
+
+
+def _warn_if_emulator(token: AccessToken) -> None:
+    if token.source == "emulator" and not _warned.is_set():
+        _warned.set()
+        warnings.warn(
+            "mi.credential() is handing Azure SDK clients tokens from the mi-notebook emulator, not from "
+            "Azure: they work only against the emulator's own ARM, never against Azure (warned once).",
+            EmulatorTokenWarning,
+            stacklevel=4,
+        )
 
 
 class SdkAccessToken(NamedTuple):
@@ -93,7 +115,7 @@ class SdkAccessTokenInfo:
 class ManagedIdentityTokenCredential:
     """A TokenCredential for one identity, served by ``connect``'s cache.
 
-    ``connection`` pins a :class:`~mi_notebook.connect.Connection`; by default the current one is used
+    ``connection`` pins a :class:`~mi_notebook.connection.Connection`; by default the current one is used
     at each call (connecting on first use). Exactly one scope per call, as azure-identity requires
     for managed identity. A ``claims`` challenge bypasses the cache (the cached token was rejected).
     ``tenant_id`` is ignored: a managed identity lives in one tenant.
@@ -109,7 +131,6 @@ class ManagedIdentityTokenCredential:
     def __init__(self, identity: Identity | str | None = None, *, connection: Connection | None = None) -> None:
         self.identity = Identity.parse(identity)  # ValueError for bad input
         self.connection = connection
-        self._closed = False
         # the last cached token handed out and its SDK shape (both immutable), reused while the cache
         # keeps serving that same token object
         self._last: tuple[AccessToken, SdkAccessToken] | None = None
@@ -127,21 +148,17 @@ class ManagedIdentityTokenCredential:
 
         Example::
 
-            >>> from mi_notebook.connect import connect
+            >>> from mi_notebook.connection import connect
             >>> conn = connect(mode="emulator")
             >>> credential(connection=conn).get_token("https://management.azure.com/.default").expires_on > 0
             True
             >>> conn.close()
         """
-        if claims is None and len(scopes) == 1:
-            cached = self._cached(scopes[0])
-            if cached is not None:  # the hot path: SDK clients ask before every request
-                last = self._last
-                if last is None or last[0] is not cached:
-                    last = self._last = (cached, SdkAccessToken(cached.reveal(), cached.expires_on))
-                return last[1]
         token = self._fetch(scopes, claims=claims, method="get_token")
-        return SdkAccessToken(token.reveal(), int(token.expires_on))
+        last = self._last
+        if last is None or last[0] is not token:  # the cache hands out one object per token
+            last = self._last = (token, SdkAccessToken(token.reveal(), int(token.expires_on)))
+        return last[1]
 
     def get_token_info(self, *scopes: str, options: Mapping[str, Any] | None = None) -> SdkAccessTokenInfo:
         """An ``AccessTokenInfo``-shaped object (token, expires_on, token_type, refresh_on).
@@ -150,7 +167,7 @@ class ManagedIdentityTokenCredential:
 
         Example::
 
-            >>> from mi_notebook.connect import connect
+            >>> from mi_notebook.connection import connect
             >>> conn = connect(mode="emulator")
             >>> credential(connection=conn).get_token_info("https://vault.azure.net/.default").token_type
             'Bearer'
@@ -167,7 +184,6 @@ class ManagedIdentityTokenCredential:
 
     def close(self) -> None:
         """Nothing to release (the connection and cache are shared); the credential stays usable."""
-        self._closed = True
 
     def __enter__(self) -> ManagedIdentityTokenCredential:
         return self
@@ -180,17 +196,6 @@ class ManagedIdentityTokenCredential:
         return f"ManagedIdentityTokenCredential({self.identity}, {where})"
 
     # --- internals ---------------------------------------------------------------------------
-    def _cached(self, scope: str) -> AccessToken | None:
-        """The token through the cache when this scope was resolved before on a live connection, else None."""
-        conn = self.connection if self.connection is not None else _connect._current
-        if conn is None or conn.closed:
-            return None
-        try:
-            key, fetch = conn._keys[scope, self.identity]
-        except (KeyError, TypeError):
-            return None
-        return default_cache().get(key, fetch)
-
     def _fetch(self, scopes: tuple[str, ...], *, claims: str | None, method: str) -> AccessToken:
         if len(scopes) != 1:
             got = "none" if not scopes else f"{len(scopes)}: {', '.join(map(repr, scopes))}"
@@ -200,15 +205,13 @@ class ManagedIdentityTokenCredential:
         scope = scopes[0]
         if not isinstance(scope, str) or not scope.strip():
             raise ValueError(f"the scope must be a non-empty string; got {scope!r}")
-        conn = self.connection if self.connection is not None else _connect._current_or_connect()
-        return conn.get_token(scope, identity=self.identity, force_refresh=bool(claims))
+        conn = self.connection if self.connection is not None else current_or_connect()
+        token = conn.get_token(scope, identity=self.identity, force_refresh=bool(claims))
+        _warn_if_emulator(token)
+        return token
 
 
-def _refresh_on(token: AccessToken) -> int | None:
-    try:
-        from .tokens import refresh_at
-    except ImportError:  # pragma: no cover - older tokens module
-        return None
+def _refresh_on(token: AccessToken) -> int:
     return int(refresh_at(token))
 
 
@@ -224,6 +227,3 @@ def credential(identity: Identity | str | None = None, *, connection: Connection
         'system'
     """
     return ManagedIdentityTokenCredential(identity, connection=connection)
-
-
-make_callable(__name__, 'credential')

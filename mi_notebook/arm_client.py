@@ -28,7 +28,7 @@ embedded emulator, its ``arm_url`` and CA bundle (taken from the connection); or
 
 Example::
 
-    >>> from mi_notebook.connect import connect, disconnect
+    >>> from mi_notebook.connection import connect, disconnect
     >>> from mi_notebook.emulator import Emulator
     >>> _ = connect(mode="emulator", emulator_factory=lambda: Emulator(throttle=False))
     >>> client = arm()                       # the emulator's ARM url and CA come from the connection
@@ -48,7 +48,6 @@ import logging
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -57,14 +56,14 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 from . import errors
-from ._callable_module import make_callable
+from .clock import SYSTEM_CLOCK, Clock
 from .identity import Identity
 from .retry import AttemptOutcome, RetryPolicy, execute
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .connect import Connection
+    from .connection import Connection
     from .metadata import InstanceMetadata
     from .retry import Timeline
     from .tokens import AccessToken
@@ -250,13 +249,10 @@ class ArmClient:
         identity: Identity | str | None = None,
         connection: Connection | None = None,
         retry: RetryPolicy | None = None,
-        sleep: Callable[[float], Any] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         verify: bool | str | None = None,
         page_limit: int = DEFAULT_PAGE_LIMIT,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-        wall_clock: Callable[[], float] = time.time,
-        rng: Any = None,
         session: requests.Session | None = None,
     ) -> None:
         if isinstance(page_limit, bool) or not isinstance(page_limit, int) or page_limit < 1:
@@ -276,10 +272,9 @@ class ArmClient:
             verify = os.environ.get(ENV_ARM_CA_BUNDLE) or _default_verify()
         self.verify: bool | str = verify
         self.retry = retry if retry is not None else RetryPolicy()
-        self.sleep = sleep
+        if not isinstance(clock, Clock):
+            raise ValueError(f"clock must be a mi_notebook.clock.Clock (e.g. VirtualClock()); got {clock!r}")
         self.clock = clock
-        self.wall_clock = wall_clock
-        self.rng = rng
         self.page_limit = page_limit
         self.timeout = (float(timeout), float(timeout)) if isinstance(timeout, (int, float)) else \
             (float(timeout[0]), float(timeout[1]))
@@ -305,7 +300,7 @@ class ArmClient:
 
         Example::
 
-            >>> from mi_notebook.connect import connect, disconnect
+            >>> from mi_notebook.connection import connect, disconnect
             >>> from mi_notebook.emulator import Emulator
             >>> with Emulator(throttle=False) as emu:
             ...     client = ArmClient(emu.arm_url, verify=emu.ca_bundle, connection=connect(emu.imds_url))
@@ -324,7 +319,7 @@ class ArmClient:
 
         Example::
 
-            >>> from mi_notebook.connect import connect, disconnect
+            >>> from mi_notebook.connection import connect, disconnect
             >>> from mi_notebook.emulator import Emulator
             >>> with Emulator(throttle=False, arm={"page_size": 2}) as emu:
             ...     client = ArmClient(emu.arm_url, verify=emu.ca_bundle, connection=connect(emu.imds_url))
@@ -362,7 +357,7 @@ class ArmClient:
 
         Example::
 
-            >>> from mi_notebook.connect import connect, disconnect
+            >>> from mi_notebook.connection import connect, disconnect
             >>> from mi_notebook.emulator import Emulator
             >>> with Emulator(throttle=False) as emu:
             ...     conn = connect(emu.imds_url)
@@ -378,7 +373,7 @@ class ArmClient:
 
         Example::
 
-            >>> from mi_notebook.connect import connect, disconnect
+            >>> from mi_notebook.connection import connect, disconnect
             >>> from mi_notebook.emulator import Emulator
             >>> with Emulator(throttle=False) as emu:
             ...     md = ArmClient(emu.arm_url, verify=emu.ca_bundle, connection=connect(emu.imds_url)).metadata()
@@ -430,7 +425,7 @@ class ArmClient:
 
         Example::
 
-            >>> from mi_notebook.connect import connect, disconnect
+            >>> from mi_notebook.connection import connect, disconnect
             >>> from mi_notebook.emulator import Emulator
             >>> with Emulator(throttle=False) as emu:
             ...     client = ArmClient(emu.arm_url, verify=emu.ca_bundle, connection=connect(emu.imds_url))
@@ -474,9 +469,9 @@ class ArmClient:
         """Where tokens come from (the current connection unless one was given)."""
         if self._connection is not None:
             return self._connection
-        from .connect import _current_or_connect
+        from .connection import current_or_connect
 
-        return _current_or_connect()
+        return current_or_connect()
 
     def token(self, *, force_refresh: bool = False) -> AccessToken:
         """The ARM token this client sends (from the connection's cache)."""
@@ -532,14 +527,13 @@ class ArmClient:
                                       request_id=outcome.request_id, retry_after=0.0, retryable=True)
             return outcome
 
-        outcome, timeline = execute(send, self.retry, clock=self.clock, sleep=self.sleep,
-                                    wall_clock=self.wall_clock, rng=self.rng, on_attempt=on_attempt)
+        outcome, timeline = execute(send, self.retry, clock=self.clock, on_attempt=on_attempt)
         if state["refresh"]:
             # The policy allowed no second attempt, but a stale token is not a transient failure:
             # fetch a fresh one and try once more under the same policy, as one timeline.
             base = max(state["answers"])
-            more, extra = execute(lambda n: send(base + n), self.retry, clock=self.clock, sleep=self.sleep,
-                                  wall_clock=self.wall_clock, rng=self.rng, on_attempt=on_attempt)
+            more, extra = execute(lambda n: send(base + n), self.retry, clock=self.clock,
+                                  on_attempt=on_attempt)
             outcome, timeline = more, _join(timeline, extra)
         answer = state["answers"][max(state["answers"])]
         with self._lock:
@@ -579,7 +573,7 @@ class ArmClient:
                      or response.headers.get("x-ms-ratelimit-remaining-tenant-reads"))
         if remaining is not None and remaining.strip().isdigit():
             answer["ratelimit"] = int(remaining)
-        retry_after = _retry_after(response.headers.get("Retry-After"), self.wall_clock)
+        retry_after = _retry_after(response.headers.get("Retry-After"), self.clock.wall)
         retryable = status == 429 or 500 <= status <= 599
         try:
             with response:
@@ -625,7 +619,7 @@ class ArmClient:
                     hint=("For the emulator pass verify=emu.ca_bundle (mi.arm() does this for you); on a real "
                           "VM a proxy that intercepts TLS needs its CA in MI_NOTEBOOK_ARM_CA_BUNDLE."))
             timed_out = isinstance(exc, requests.Timeout)
-            cls = errors.ImdsTimeoutError if timed_out else errors.EndpointUnreachableError
+            cls = errors.EndpointTimeoutError if timed_out else errors.EndpointUnreachableError
             what = "did not answer in time" if timed_out else "could not be reached"
             return cls(f"Azure Resource Manager at {self.url} {what} ({type(exc).__name__}).", **common,
                        hint="Check network access to ARM (proxy settings in HTTPS_PROXY / NO_PROXY, firewall, "
@@ -646,13 +640,15 @@ class ArmClient:
         code, arm_message = outcome.error, outcome.error_description
         who = self._who(token)
         message, hint = _explain(status, code, arm_message, path, who, refreshed=refreshed, url=self.url)
-        err = errors.ArmError(message, code=code, arm_message=arm_message, status=status, hint=hint, **common)
-        err.correlation_id = answer.get("correlation_id") or self.last_correlation_id  # type: ignore[attr-defined]
-        err.principal_id = who.get("oid")  # type: ignore[attr-defined]
         match = _FORBIDDEN.search(arm_message or "")
-        err.action = match.group("action") if match else None  # type: ignore[attr-defined]
-        err.scope = match.group("scope") if match else None  # type: ignore[attr-defined]
-        return err
+        return errors.ArmError(
+            message, code=code, arm_message=arm_message, status=status, hint=hint,
+            correlation_id=answer.get("correlation_id") or self.last_correlation_id,
+            principal_id=who.get("oid"),
+            action=match.group("action") if match else None,
+            scope=match.group("scope") if match else None,
+            **common,
+        )
 
     def _who(self, token: AccessToken | None) -> dict[str, Any]:
         out: dict[str, Any] = {"identity": str(self.identity)}
@@ -744,9 +740,9 @@ def _locate_arm(connection: Connection | None) -> tuple[str, bool | str | None]:
     """ARM's URL and TLS verification for a connection: the emulator's own, the env's, or Azure's."""
     conn = connection
     if conn is None:
-        from .connect import _current_or_connect
+        from .connection import current_or_connect
 
-        conn = _current_or_connect()
+        conn = current_or_connect()
     emulator = getattr(conn, "emulator", None)
     arm_url = getattr(emulator, "arm_url", None) if emulator is not None else None
     if arm_url:
@@ -813,7 +809,7 @@ def arm(identity: Identity | str | None = None, **kwargs: Any) -> ArmClient:
 
     Example::
 
-        >>> from mi_notebook.connect import connect, disconnect
+        >>> from mi_notebook.connection import connect, disconnect
         >>> from mi_notebook.emulator import Emulator
         >>> _ = connect(mode="emulator", emulator_factory=lambda: Emulator(throttle=False))
         >>> arm().resource_groups().to_frame().name.tolist()[:3]
@@ -821,7 +817,3 @@ def arm(identity: Identity | str | None = None, **kwargs: Any) -> ArmClient:
         >>> disconnect()
     """
     return ArmClient(identity=identity, **kwargs)
-
-
-make_callable(__name__, 'arm')
-
