@@ -33,7 +33,6 @@ _LAZY: dict[str, str] = {
     "AccessToken": "tokens",
     "TokenCache": "tokens",
     "default_cache": "tokens",
-    "decode": "claims",
     "Claims": "claims",
     # errors
     "ManagedIdentityError": "errors",
@@ -48,8 +47,10 @@ _LAZY: dict[str, str] = {
     "BadRequestError": "errors",
     "ServerError": "errors",
     "TokenDecodeError": "errors",
+    "TokenVerificationError": "errors",
     "ArmError": "errors",
     # transport
+    "decode": "jwks",
     "ImdsClient": "imds",
     "connect": "connect",
     "get_token": "connect",

@@ -1,4 +1,4 @@
-"""frames.py: DataFrame views of timelines, tokens, claims and checks (never the token)."""
+"""frames.py: DataFrame views that combine several objects: timelines, tokens (never the token)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ import jwt
 import pandas as pd
 import pytest
 
-from mi_notebook.claims import Check, decode
 from mi_notebook.frames import (
-    CHECKS_COLUMNS,
-    CLAIMS_COLUMNS,
     TOKENS_COLUMNS,
-    checks_frame,
-    claims_frame,
     planned_refresh,
     timeline_frame,
     tokens_frame,
@@ -111,28 +106,10 @@ def test_planned_refresh_prefers_the_cache():
     assert planned_refresh(tok, TokenCache()) == NOW + 43200  # a cache without this token: the formula
 
 
-def test_claims_and_checks_frames():
-    claims = decode(jwt.encode({"aud": "https://management.azure.com/", "exp": NOW + 60, "odd": True}, "k" * 32),
-                    now=NOW)
-    frame = claims_frame(claims)
-    assert tuple(frame.columns) == CLAIMS_COLUMNS
-    assert frame["claim"].tolist() == ["aud", "exp", "odd"]
-    assert frame["value"].tolist()[1:] == [f"{NOW + 60} = 2026-01-01 00:01:00 UTC (in 1 min)", "true"]
-    assert frame["meaning"].tolist()[2].startswith("unknown claim")
-    pd.testing.assert_frame_equal(frame, claims.to_frame())
-    checks = checks_frame(claims, resource="arm")
-    assert tuple(checks.columns) == CHECKS_COLUMNS
-    assert checks.set_index("name")["status"].to_dict() == {
-        "signature": "skipped", "audience": "ok", "identity": "skipped", "expires_on": "skipped",
-        "validity": "warning"}
-    assert checks_frame([Check("a", "ok", "fine")]).values.tolist() == [["a", "ok", "fine"]]
-    with pytest.raises(TypeError, match="needs Claims"):
-        claims_frame({"aud": "x"})
-
-
 def test_presentation_modules_import_nothing_heavy():
     code = (
         "import sys, mi_notebook, mi_notebook.claims, mi_notebook.frames, mi_notebook.charts, mi_notebook.html\n"
+        "import mi_notebook.glossary, mi_notebook.claim_checks, mi_notebook.jwks\n"
         "mi_notebook.decode, mi_notebook.plot_retry_timeline, mi_notebook.plot_policy_comparison\n"
         "heavy = sorted(m for m in ('pandas', 'matplotlib', 'requests', 'ipywidgets', 'jwt') if m in sys.modules)\n"
         "print(heavy)\n"
