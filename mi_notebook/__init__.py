@@ -34,7 +34,6 @@ _LAZY: dict[str, str] = {
     "AccessToken": "tokens",
     "TokenCache": "cache",
     "default_cache": "cache",
-    "decode": "claims",
     "Claims": "claims",
     # errors
     "ManagedIdentityError": "errors",
@@ -52,8 +51,10 @@ _LAZY: dict[str, str] = {
     "BadRequestError": "errors",
     "ServerError": "errors",
     "TokenDecodeError": "errors",
+    "TokenVerificationError": "errors",
     "ArmError": "errors",
     # transport
+    "decode": "jwks",
     "ImdsClient": "imds",
     "connect": "connection",
     "get_token": "connection",

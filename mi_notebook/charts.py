@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .claims import format_duration, format_utc
+from .timefmt import format_duration, format_utc
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes

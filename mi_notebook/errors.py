@@ -195,6 +195,24 @@ class TokenDecodeError(ManagedIdentityError, ValueError):
     default_hint = "Pass the access token string exactly as issued (three base64url parts joined by dots)."
 
 
+class TokenVerificationError(TokenDecodeError):
+    """The token decoded, but its signature, audience, issuer or lifetime did not verify against the
+    JWKS, or the JWKS could not be obtained. A :class:`TokenDecodeError` (so also a ``ValueError``).
+
+    Example::
+
+        >>> err = TokenVerificationError("The RS256 signature does not verify with kid 'k1' from the given JWKS.")
+        >>> isinstance(err, TokenDecodeError), isinstance(err, ValueError)
+        (True, True)
+    """
+
+    default_hint = (
+        "Check that the JWKS is the issuer's (the emulator's for emulator tokens, Entra ID's "
+        "https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys for real ones) and that the "
+        "audience is the resource the token was requested for."
+    )
+
+
 class ArmError(ManagedIdentityError):
     """Azure Resource Manager said no; ``code`` and ``arm_message`` are ARM's own words.
 

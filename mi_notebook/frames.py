@@ -1,46 +1,38 @@
-"""pandas views of claims, checks, retry timelines and cached tokens (never the tokens themselves).
+"""pandas views that combine several objects: the tokens of a cache (or a list).
 
-pandas is imported inside each function, so importing this module stays cheap and
-``import mi_notebook`` never pulls pandas in.
+Never the tokens themselves. A single object's own table is its ``to_frame()`` (``Claims.to_frame()``,
+``Claims.checks_frame()``, ``Timeline.to_frame()``); this module is presentation. pandas is
+imported inside each function, so importing this module stays cheap and ``import mi_notebook``
+never pulls pandas in.
 
 Example::
 
-    >>> from mi_notebook.retry import RetryPolicy, simulate
-    >>> timeline_frame(simulate(RetryPolicy.documented(), [500, 200]))[["attempt", "status", "outcome"]]
-       attempt  status  outcome
-    0        1     500  retried
-    1        2     200  success
+    >>> from mi_notebook.tokens import AccessToken
+    >>> tok = AccessToken("t", resource="https://vault.azure.net", fetched_at=0, expires_on=86400)
+    >>> tokens_frame([tok], now=3600)[["resource", "time_left"]].values.tolist()
+    [['https://vault.azure.net', '23 h']]
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .claims import Check, Claims, format_duration
-from .retry import FRAME_COLUMNS
+from .timefmt import format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from .cache import TokenCache
-    from .retry import Timeline
     from .tokens import AccessToken
 
 __all__ = [
-    "CLAIMS_COLUMNS",
-    "CHECKS_COLUMNS",
     "TOKENS_COLUMNS",
-    "checks_frame",
-    "claims_frame",
     "planned_refresh",
-    "timeline_frame",
     "tokens_frame",
 ]
 
-CLAIMS_COLUMNS = ("claim", "value", "meaning")
-CHECKS_COLUMNS = ("name", "status", "explanation")
 TOKENS_COLUMNS = (
     "resource",
     "identity",
@@ -53,61 +45,6 @@ TOKENS_COLUMNS = (
     "fingerprint",
 )
 # the columns Timeline.to_frame() documents
-TIMELINE_COLUMNS = FRAME_COLUMNS
-
-
-def claims_frame(claims: Claims, now: float | None = None) -> pd.DataFrame:
-    """One row per claim: ``claim``, ``value`` (times as UTC and relative to ``now``), ``meaning``.
-
-    Example::
-
-        >>> import jwt
-        >>> from mi_notebook.claims import decode
-        >>> c = decode(jwt.encode({"exp": 1767225600, "foo": 1}, "k" * 32))
-        >>> claims_frame(c, now=1767222000)["value"].tolist()
-        ['1767225600 = 2026-01-01 00:00:00 UTC (in 1 h)', '1']
-    """
-    import pandas as pd
-
-    if not isinstance(claims, Claims):
-        raise TypeError(f"claims_frame needs Claims (from mi_notebook.decode), not {type(claims).__name__}")
-    return pd.DataFrame(claims.rows(now), columns=list(CLAIMS_COLUMNS))
-
-
-def checks_frame(checks: Claims | Sequence[Check], **kwargs: Any) -> pd.DataFrame:
-    """One row per check: ``name``, ``status``, ``explanation`` (Claims: ``claims.checks(**kwargs)``).
-
-    Example::
-
-        >>> from mi_notebook.claims import Check
-        >>> checks_frame([Check("audience", "ok", "aud is the resource")])["status"].tolist()
-        ['ok']
-    """
-    import pandas as pd
-
-    items = checks.checks(**kwargs) if isinstance(checks, Claims) else list(checks)
-    return pd.DataFrame([(c.name, c.status, c.explanation) for c in items], columns=list(CHECKS_COLUMNS))
-
-
-def timeline_frame(timeline: Timeline) -> pd.DataFrame:
-    """One row per attempt: number, start and duration (s), status, error, outcome, wait that followed
-    (s) and why, and the exception text for attempts without an answer.
-
-    Example::
-
-        >>> from mi_notebook.retry import RetryPolicy, simulate
-        >>> timeline_frame(simulate(RetryPolicy.documented(), ["timeout", 200]))["exception"].notna().tolist()
-        [True, False]
-    """
-    import pandas as pd
-
-    rows = [
-        (a.number, a.start, a.duration, a.status, a.error, a.outcome, a.wait, a.wait_reason, a.exception)
-        for a in timeline
-    ]
-    frame = pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
-    frame["status"] = frame["status"].astype("Int64")  # integers with gaps (time-outs have none)
-    return frame
 
 
 def planned_refresh(token: AccessToken, cache: TokenCache | None = None) -> float:

@@ -12,6 +12,7 @@ import jwt  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
+from mi_notebook.cache import TokenCache
 from mi_notebook.charts import (  # noqa: E402
     FIGSIZE,
     default_policies,
@@ -19,10 +20,11 @@ from mi_notebook.charts import (  # noqa: E402
     plot_retry_timeline,
     plot_token_lifetimes,
 )
+from mi_notebook.clock import VirtualClock
 from mi_notebook.frames import planned_refresh  # noqa: E402
 from mi_notebook.identity import Identity  # noqa: E402
 from mi_notebook.retry import AttemptOutcome, RetryPolicy, simulate  # noqa: E402
-from mi_notebook.tokens import AccessToken, TokenCache  # noqa: E402
+from mi_notebook.tokens import AccessToken  # noqa: E402
 
 NOW = 1_767_225_600  # 2026-01-01 00:00:00 UTC
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -232,7 +234,7 @@ def test_token_lifetimes_24h_1h_2min(tmp_path, three_tokens):
 def test_token_lifetimes_expired_undecodable_and_cache(tmp_path):
     expired = make_token("https://vault.azure.net", 3600, fetched_ago=3900, backdate=0)
     opaque = make_token("api://my-api", 7200, fetched_ago=60, backdate=0, decodable=False)
-    cache = TokenCache(clock=lambda: NOW)
+    cache = TokenCache(clock=VirtualClock(NOW))
     for tok in (expired, opaque):
         cache.get(("http://127.0.0.1:1", tok.identity, tok.resource), lambda tok=tok: tok)
     ax = plot_token_lifetimes(cache, now=NOW)

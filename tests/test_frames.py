@@ -1,4 +1,4 @@
-"""frames.py: DataFrame views of timelines, tokens, claims and checks (never the token)."""
+"""frames.py: DataFrame views that combine several objects: timelines, tokens (never the token)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,16 @@ import jwt
 import pandas as pd
 import pytest
 
-from mi_notebook.claims import Check, decode
+from mi_notebook.cache import TokenCache
+from mi_notebook.clock import VirtualClock
 from mi_notebook.frames import (
-    CHECKS_COLUMNS,
-    CLAIMS_COLUMNS,
     TOKENS_COLUMNS,
-    checks_frame,
-    claims_frame,
     planned_refresh,
-    timeline_frame,
     tokens_frame,
 )
 from mi_notebook.identity import Identity
 from mi_notebook.retry import FRAME_COLUMNS, RetryPolicy, simulate
-from mi_notebook.tokens import AccessToken, TokenCache
+from mi_notebook.tokens import AccessToken
 
 NOW = 1_767_225_600  # 2026-01-01 00:00:00 UTC
 UAMI = Identity.user(client_id="33333333-3333-4333-8333-333333333333")
@@ -37,7 +33,7 @@ def token(resource, lifetime, fetched_ago, identity=None, secret=None):
 
 def test_timeline_frame_one_row_per_attempt():
     timeline = simulate(RetryPolicy.documented(), [503, "timeout", 429, 200])
-    frame = timeline_frame(timeline)
+    frame = timeline.to_frame()
     assert tuple(frame.columns) == FRAME_COLUMNS
     assert frame["attempt"].tolist() == [1, 2, 3, 4]
     assert frame["status"].tolist()[0] == 503 and frame["status"].isna().tolist() == [False, True, False, False]
@@ -47,13 +43,12 @@ def test_timeline_frame_one_row_per_attempt():
     assert frame["wait_reason"].tolist()[:3] == ["backoff"] * 3
     assert frame["exception"].tolist()[1].startswith("TimeoutError")
     assert frame["start_s"].tolist() == pytest.approx([a.start for a in timeline])
-    pd.testing.assert_frame_equal(frame, timeline.to_frame())
 
 
 def test_timeline_frame_empty():
     from mi_notebook.retry import Timeline
 
-    assert timeline_frame(Timeline()).empty
+    assert Timeline().to_frame().empty
 
 
 def test_tokens_frame_from_a_list():
@@ -80,7 +75,7 @@ def test_tokens_frame_from_a_list():
 
 
 def test_tokens_frame_from_a_cache_uses_its_plan():
-    cache = TokenCache(clock=lambda: NOW)
+    cache = TokenCache(clock=VirtualClock(NOW))
     secret = "opaque-secret-value-1234567890"
     tok = token("api://my-api", 86400, 0, secret=secret)
     cache.get(("http://127.0.0.1:1", tok.identity, tok.resource), lambda: tok)
@@ -111,28 +106,10 @@ def test_planned_refresh_prefers_the_cache():
     assert planned_refresh(tok, TokenCache()) == NOW + 43200  # a cache without this token: the formula
 
 
-def test_claims_and_checks_frames():
-    claims = decode(jwt.encode({"aud": "https://management.azure.com/", "exp": NOW + 60, "odd": True}, "k" * 32),
-                    now=NOW)
-    frame = claims_frame(claims)
-    assert tuple(frame.columns) == CLAIMS_COLUMNS
-    assert frame["claim"].tolist() == ["aud", "exp", "odd"]
-    assert frame["value"].tolist()[1:] == [f"{NOW + 60} = 2026-01-01 00:01:00 UTC (in 1 min)", "true"]
-    assert frame["meaning"].tolist()[2].startswith("unknown claim")
-    pd.testing.assert_frame_equal(frame, claims.to_frame())
-    checks = checks_frame(claims, resource="arm")
-    assert tuple(checks.columns) == CHECKS_COLUMNS
-    assert checks.set_index("name")["status"].to_dict() == {
-        "signature": "skipped", "audience": "ok", "identity": "skipped", "expires_on": "skipped",
-        "validity": "warning"}
-    assert checks_frame([Check("a", "ok", "fine")]).values.tolist() == [["a", "ok", "fine"]]
-    with pytest.raises(TypeError, match="needs Claims"):
-        claims_frame({"aud": "x"})
-
-
 def test_presentation_modules_import_nothing_heavy():
     code = (
         "import sys, mi_notebook, mi_notebook.claims, mi_notebook.frames, mi_notebook.charts, mi_notebook.html\n"
+        "import mi_notebook.glossary, mi_notebook.claim_checks, mi_notebook.jwks\n"
         "mi_notebook.decode, mi_notebook.plot_retry_timeline, mi_notebook.plot_policy_comparison\n"
         "heavy = sorted(m for m in ('pandas', 'matplotlib', 'requests', 'ipywidgets', 'jwt') if m in sys.modules)\n"
         "print(heavy)\n"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..clock import VirtualClock  # the retry episode's waits cost no time
+from ..timefmt import format_duration, format_utc
 from ._common import (
     EXIT_OK,
     add_connection_arguments,
@@ -102,8 +103,8 @@ def run(ns: argparse.Namespace) -> int:
             claims = tok.claims
             checks = [c for c in claims.checks() if c.status not in ("ok", "skipped")]
             print(f"- {resource:5} as {ident}")
-            print(f"    aud {claims.audience}  expires {_utc(tok.expires_on)} "
-                  f"({tok.lifetime // 3600} h token)  {tok.fingerprint}")
+            print(f"    aud {claims.audience}  expires {format_utc(tok.expires_on)} "
+                  f"({format_duration(tok.lifetime)} token)  {tok.fingerprint}")
             print(f"    got the {claims.describe_identity()}")
             for check in checks:
                 print(f"    [{check.status}] {check.name}: {check.explanation}")
@@ -133,12 +134,6 @@ def run(ns: argparse.Namespace) -> int:
 # --- the steps -------------------------------------------------------------------------------------------
 def _section(title: str) -> None:
     print(f"\n== {title}")
-
-
-def _utc(epoch: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _identities(conn: Connection, chosen: Identity) -> list[Identity]:

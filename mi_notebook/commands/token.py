@@ -19,6 +19,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..timefmt import format_relative, format_utc
 from ._common import (
     EXIT_OK,
     add_connection_arguments,
@@ -107,12 +108,11 @@ def run(ns: argparse.Namespace) -> int:
     if ns.json:
         print(json.dumps(token_json(token, show_token=ns.show_token), indent=2))
         return EXIT_OK
-    left = token.expires_on - time.time()
-    expires = dt.datetime.fromtimestamp(token.expires_on, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
         f"Token for {token.resource} ({token.identity})",
         f"  endpoint     {conn.endpoint} ({conn.kind})",
-        f"  expires_on   {token.expires_on} = {expires} (in {_duration(left)})",
+        f"  expires_on   {token.expires_on} = {format_utc(token.expires_on)} "
+        f"({format_relative(token.expires_on, time.time())})",
         f"  token_type   {token.token_type or 'Bearer'}",
         f"  fingerprint  {token.fingerprint}",
     ]
@@ -124,11 +124,3 @@ def run(ns: argparse.Namespace) -> int:
     print("\n".join(lines))
     return EXIT_OK
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 0:
-        return f"expired {-seconds} s ago"
-    hours, rest = divmod(seconds, 3600)
-    minutes = rest // 60
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds % 60:02d} s"
