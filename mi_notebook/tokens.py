@@ -182,6 +182,8 @@ class AccessToken:
             raise ValueError(f"expires_on must be epoch seconds (an int); got {self.expires_on!r}")
         if self.source not in SOURCE_LABELS:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {self.source!r}")
+        if self.identity is None:  # not given: system-assigned
+            object.__setattr__(self, "identity", Identity.system())
         if not isinstance(self.identity, Identity):
             raise ValueError(f"identity must be an Identity; got {type(self.identity).__name__}")
         normal = {
