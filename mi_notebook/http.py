@@ -1,0 +1,529 @@
+"""One HTTP exchange under everything: IMDS, the other hosts' token endpoints, ARM, JWKS, the probe.
+
+:func:`exchange` sends one :class:`Request` and always returns an :class:`Answer`; it never raises for
+what the network or the server did (that is the answer's ``kind``), only for bad input. It owns the
+rules every caller needs and nobody should write twice:
+
+* proxies: bypassed (``proxies=False``, the default: IMDS and the hosts' local endpoints must never be
+  reached through one, and loopback never is) or taken from the environment (``proxies=True``: ARM,
+  Entra ID's keys);
+* redirects are never followed (a 3xx is an answer of kind ``"redirect"``);
+* explicit ``(connect, read)`` time-outs; bodies larger than :data:`MAX_BODY` are cut there;
+* ``Retry-After`` as seconds or an HTTP date (:func:`parse_retry_after`);
+* a body cut short on the wire (fewer bytes than announced, connection closed) is ``"truncated"``
+  and keeps its status: something did answer;
+* the body's shape: ``"json"`` (an object), ``"empty"``, ``"html"``, ``"text"``, ``"invalid-json"``.
+
+Tests swap the wire for a function with :class:`MockTransport` (in the spirit of httpx's), so parsing
+and classification are testable without sockets; the loopback emulator tests use the real thing.
+
+Example::
+
+    >>> def handler(request):
+    ...     return 429, {"Retry-After": "3", "Content-Type": "application/json"}, b'{"error": "throttled"}'
+    >>> answer = exchange(Request("GET", "http://127.0.0.1:1/x"), transport=MockTransport(handler))
+    >>> answer.kind, answer.status, answer.retry_after, answer.document
+    ('json', 429, 3.0, {'error': 'throttled'})
+    >>> exchange(Request("GET", "http://127.0.0.1:1/x"),
+    ...          transport=MockTransport(lambda r: ConnectionRefusedError("refused"))).kind
+    'unreachable'
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from .clock import SYSTEM_CLOCK, Clock
+
+__all__ = [
+    "EMULATOR_HEADER",
+    "MAX_BODY",
+    "Answer",
+    "MockTransport",
+    "Request",
+    "RequestsTransport",
+    "Transport",
+    "exchange",
+    "is_loopback_host",
+    "parse_retry_after",
+    "proxy_variables",
+    "redact",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bodies larger than this are no token or metadata answer (those are a few kB): reading stops there.
+MAX_BODY = 1 << 20
+#: The header every answer of mi-notebook's emulator carries (real services never send it).
+EMULATOR_HEADER = "X-Mi-Notebook-Emulator"
+USER_AGENT = "mi-notebook"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+_TOKEN_VALUE = re.compile(r'("access_token"\s*:\s*)"[^"]*"?')
+_JWT_LIKE = re.compile(r"eyJ[\w-]*(?:\.[\w-]*)*")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (``127.0.0.0/8``, ``::1``); never resolves a name.
+
+    Example::
+
+        >>> is_loopback_host("127.0.0.1"), is_loopback_host("[::1]"), is_loopback_host("127.example.com")
+        (True, True, False)
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def proxy_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The proxy variables that are set (name -> value).
+
+    Example::
+
+        >>> proxy_variables({"HTTPS_PROXY": "http://proxy:3128", "PATH": "/bin"})
+        {'HTTPS_PROXY': 'http://proxy:3128'}
+    """
+    env = os.environ if environ is None else environ
+    return {name: env[name] for name in PROXY_VARIABLES if env.get(name)}
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` in seconds from now: a number of seconds or an HTTP date; ``None`` if absent or unreadable.
+
+    Example::
+
+        >>> parse_retry_after("3", 0), parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", 30), parse_retry_after("x", 0)
+        (3.0, 30.0, None)
+    """
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def redact(body: bytes | str, limit: int = 120) -> str:
+    """The start of a body for an error message, with anything token-like redacted.
+
+    A body cut off in transit may still hold most of a token, so both a JSON ``access_token`` value
+    and anything shaped like a JWT are replaced.
+
+    Example::
+
+        >>> redact(b'{"access_token": "eyJ0eXAi.eyJhdWQi.sig", "expires_on": "1"}')
+        '{"access_token": "<redacted>", "expires_on": "1"}'
+    """
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    text = _JWT_LIKE.sub("<redacted>", _TOKEN_VALUE.sub(r'\1"<redacted>"', text))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request. ``params`` keep their order (IMDS rejects duplicates; order is for readers).
+
+    ``data``: a form body (Cloud Shell's POST). ``proxies``: ``False`` bypasses every proxy (the
+    default), ``True`` uses the environment's (never for a loopback host). ``verify``: TLS
+    verification, ``True``, ``False`` or a CA bundle path. The repr never shows header values (one
+    may be a secret or a bearer token).
+
+    Example::
+
+        >>> Request("GET", "http://127.0.0.1:1/t", headers={"secret": "s3cr3t"})
+        Request(GET http://127.0.0.1:1/t, headers=['secret'])
+    """
+
+    method: str
+    url: str
+    params: Sequence[tuple[str, str]] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    data: Mapping[str, str] | None = None
+    timeout: tuple[float, float] = (2.0, 10.0)
+    proxies: bool = False
+    verify: bool | str = True
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"a request needs an http(s) URL with a host; got {self.url!r}")
+        if self.method not in ("GET", "POST"):
+            raise ValueError(f"only GET and POST are sent; got {self.method!r}")
+
+    def __repr__(self) -> str:
+        return f"Request({self.method} {self.url}, headers={sorted(self.headers)})"
+
+
+class _Headers(dict):
+    """Case-insensitive look-ups over the answer's headers (a plain dict underneath)."""
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        lower = name.lower()
+        for key, value in self.items():
+            if key.lower() == lower:
+                return value
+        return default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one exchange produced. ``kind`` says what happened; the rest is what could be seen.
+
+    Kinds with an HTTP status: ``"json"`` (``document`` is the object), ``"empty"``, ``"html"``,
+    ``"text"``, ``"invalid-json"``, ``"redirect"``, ``"truncated"`` (the body was cut short), and
+    ``"timeout"`` when the status came but not the whole body. Kinds without: ``"connect-timeout"``,
+    ``"timeout"``, ``"unreachable"``, ``"tls"``. The body is kept (it may hold a token: the repr
+    never shows it); :attr:`snippet` is its redacted start for messages.
+
+    Example::
+
+        >>> a = Answer("json", 200, {"x-ms-request-id": "r-1"}, b'{"access_token": "secret"}')
+        >>> a.request_id, a.document, "secret" in repr(a)
+        ('r-1', {'access_token': 'secret'}, False)
+    """
+
+    kind: str
+    status: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = field(default=b"", repr=False)
+    retry_after: float | None = None
+    exception: BaseException | None = None
+    elapsed: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", _Headers(self.headers or {}))
+
+    @property
+    def document(self) -> Any:
+        """The parsed JSON object for kind ``"json"``, else ``None``."""
+        if self.kind != "json":
+            return None
+        return json.loads(self.body.decode("utf-8", errors="replace"))
+
+    @property
+    def text(self) -> str:
+        """The body as text (may hold a secret: for parsing, never for messages; use :attr:`snippet`)."""
+        return self.body.decode("utf-8", errors="replace")
+
+    @property
+    def snippet(self) -> str:
+        """The redacted start of the body, for error messages."""
+        return redact(self.body)
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("Content-Type")
+
+    @property
+    def server(self) -> str | None:
+        return self.headers.get("Server")
+
+    @property
+    def location(self) -> str | None:
+        return self.headers.get("Location")
+
+    @property
+    def request_id(self) -> str | None:
+        """The service's request id (``x-ms-request-id``), else the echoed client request id."""
+        return self.headers.get("x-ms-request-id") or self.headers.get("x-ms-client-request-id")
+
+    @property
+    def from_emulator(self) -> bool:
+        """Whether mi-notebook's emulator sent this (it marks every answer; Azure never does)."""
+        return EMULATOR_HEADER in self.headers
+
+    @property
+    def answered(self) -> bool:
+        """Whether an HTTP status came back at all."""
+        return self.status is not None
+
+
+class Transport(Protocol):
+    """Sends a :class:`Request`; returns ``(status, headers, body)`` or raises what the wire did.
+
+    Raise ``TimeoutError`` / ``ConnectionError`` / ``OSError`` (or requests' own exceptions) for
+    failures; :class:`Truncated` for a body cut short after the status arrived.
+    """
+
+    def __call__(self, request: Request) -> tuple[int, Mapping[str, str], bytes]: ...
+
+
+class Truncated(Exception):
+    """The status and headers arrived but the body did not (all of it): ``timed_out`` says why."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes, cause: BaseException,
+                 *, timed_out: bool = False) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.status, self.headers, self.body, self.cause, self.timed_out = status, headers, body, cause, timed_out
+
+
+class ConnectTimeout(TimeoutError):
+    """No connection within the connect time-out (a transport raises it; ``exchange`` says ``connect-timeout``)."""
+
+
+class TlsFailure(ConnectionError):
+    """The TLS handshake or certificate check failed (not transient: retrying will not help)."""
+
+
+class MockTransport:
+    """A transport that calls ``handler(request)`` instead of the network: the tests' seam.
+
+    The handler returns ``(status, headers, body)`` (``body`` bytes or str, or a dict sent as JSON),
+    or an exception instance to raise as the wire would. ``requests`` records what was sent.
+
+    Example::
+
+        >>> mock = MockTransport(lambda r: (200, {}, {"ok": True}))
+        >>> exchange(Request("GET", "http://127.0.0.1:1/"), transport=mock).document, len(mock.requests)
+        ({'ok': True}, 1)
+    """
+
+    def __init__(self, handler: Callable[[Request], Any]) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+
+    def __call__(self, request: Request) -> tuple[int, Mapping[str, str], bytes]:
+        self.requests.append(request)
+        result = self.handler(request)
+        if isinstance(result, BaseException):
+            raise result
+        status, headers, body = result
+        headers = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json; charset=utf-8")
+        elif isinstance(body, str):
+            body = body.encode()
+        return int(status), headers, bytes(body or b"")
+
+
+class RequestsTransport:
+    """The real wire, through one ``requests.Session`` (connection pooling; thread-safe for sends).
+
+    The session never reads the environment (``trust_env`` off: no proxies, ``.netrc`` or CA bundle
+    behind our back); each request's proxies are set explicitly from ``Request.proxies``. A
+    caller's own ``session`` may be given: the same rules are applied per request.
+    """
+
+    def __init__(self, session: Any = None) -> None:
+        import requests
+
+        self._own = session is None
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False
+            session.proxies.clear()
+        self.session = session
+
+    def close(self) -> None:
+        """Close the session if this transport created it."""
+        if self._own:
+            self.session.close()
+
+    def __call__(self, request: Request) -> tuple[int, Mapping[str, str], bytes]:
+        import requests
+        from requests.exceptions import ChunkedEncodingError
+        from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+        host = urlsplit(request.url).hostname or ""
+        if request.proxies and not is_loopback_host(host):
+            proxies: dict[str, Any] = requests.utils.get_environ_proxies(request.url)
+        else:
+            proxies = _no_proxies(request.url)
+        try:
+            response = self.session.request(
+                request.method, request.url, params=list(request.params), headers=dict(request.headers),
+                data=dict(request.data) if request.data is not None else None, timeout=request.timeout,
+                allow_redirects=False, proxies=proxies, verify=request.verify, stream=True,
+            )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise ConnectTimeout(str(exc)) from exc
+        except requests.exceptions.SSLError as exc:
+            raise TlsFailure(str(exc)) from exc
+        except requests.exceptions.Timeout as exc:
+            raise TimeoutError(str(exc)) from exc
+        with response:
+            status, headers = response.status_code, dict(response.headers)
+            chunks: list[bytes] = []
+            size = 0
+            try:
+                for chunk in response.iter_content(chunk_size=16384):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= MAX_BODY:
+                        break
+            except (ChunkedEncodingError, ProtocolError, requests.ConnectionError, ReadTimeoutError) as exc:
+                raise Truncated(status, headers, b"".join(chunks), exc, timed_out=_is_read_timeout(exc)) from exc
+        return status, headers, b"".join(chunks)
+
+
+_DEFAULT_TRANSPORT: RequestsTransport | None = None
+_DEFAULT_LOCK = threading.Lock()
+_proxy_warned = threading.Event()
+
+
+def default_transport() -> RequestsTransport:
+    """The process-wide real transport (created on first use).
+
+    Example::
+
+        >>> default_transport() is default_transport()
+        True
+    """
+    global _DEFAULT_TRANSPORT
+    if _DEFAULT_TRANSPORT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT_TRANSPORT is None:
+                _DEFAULT_TRANSPORT = RequestsTransport()
+    return _DEFAULT_TRANSPORT
+
+
+def exchange(request: Request, *, transport: Transport | None = None, clock: Clock = SYSTEM_CLOCK) -> Answer:
+    """Send ``request`` once and say what happened (never raises for network or server behaviour).
+
+    ``transport``: the real wire by default (:func:`default_transport`), or a :class:`MockTransport`.
+    ``clock``: its ``wall()`` turns an HTTP-date ``Retry-After`` into seconds, ``monotonic()`` times it.
+
+    Example::
+
+        >>> exchange(Request("GET", "http://127.0.0.1:9/"), transport=MockTransport(
+        ...     lambda r: (302, {"Location": "http://elsewhere/"}, b""))).kind
+        'redirect'
+    """
+    if not request.proxies and proxy_variables() and not _proxy_warned.is_set():
+        _proxy_warned.set()
+        logger.warning("%s set: ignored for %s (managed-identity endpoints are never reached through a proxy; "
+                       "requests to other hosts are not affected).", ", ".join(sorted(proxy_variables())),
+                       urlsplit(request.url).netloc)
+    send = transport if transport is not None else default_transport()
+    started = clock.monotonic()
+    try:
+        status, headers, body = send(request)
+    except Truncated as cut:
+        kind = "timeout" if cut.timed_out else "truncated"
+        return Answer(kind, cut.status, cut.headers, cut.body, _retry_after(cut.headers, clock), cut.cause,
+                      clock.monotonic() - started)
+    except ConnectTimeout as exc:
+        return Answer("connect-timeout", exception=exc, elapsed=clock.monotonic() - started)
+    except TlsFailure as exc:
+        return Answer("tls", exception=exc, elapsed=clock.monotonic() - started)
+    except TimeoutError as exc:
+        return Answer("timeout", exception=exc, elapsed=clock.monotonic() - started)
+    except (ConnectionError, OSError) as exc:
+        return Answer("unreachable", exception=exc, elapsed=clock.monotonic() - started)
+    except Exception as exc:  # requests' own exceptions (RequestException is an IOError, but be sure)
+        if type(exc).__module__.startswith(("requests", "urllib3")):
+            return Answer("unreachable", exception=exc, elapsed=clock.monotonic() - started)
+        raise
+    elapsed = clock.monotonic() - started
+    kind = "redirect" if 300 <= status < 400 else _body_kind(body, _Headers(headers).get("Content-Type"))
+    return Answer(kind, status, headers, body, _retry_after(headers, clock), None, elapsed)
+
+
+def describe_failure(answer: Answer) -> str:
+    """A short human reason for an answer without a usable status (for error messages).
+
+    Example::
+
+        >>> describe_failure(Answer("unreachable", exception=ConnectionRefusedError("[Errno 111] Connection refused")))
+        'connection refused (nothing listens there)'
+    """
+    exc = answer.exception
+    if answer.kind == "connect-timeout":
+        return "no connection within the connect time-out"
+    if answer.kind == "timeout":
+        return "no answer within the read time-out"
+    if answer.kind == "tls":
+        return f"TLS verification failed ({_short(exc)})"
+    if exc is None:
+        return "no answer"
+    chain = repr(exc).lower()
+    if "refused" in chain:
+        return "connection refused (nothing listens there)"
+    if "reset" in chain:
+        return "the connection was reset"
+    if "remotedisconnected" in chain or "without response" in chain or "aborted" in chain:
+        return "the connection was closed before any answer"
+    if "name or service" in chain or "nodename" in chain or "getaddrinfo" in chain:
+        return "the host name does not resolve"
+    return _short(exc)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _retry_after(headers: Mapping[str, str], clock: Clock) -> float | None:
+    return parse_retry_after(_Headers(headers).get("Retry-After"), clock.wall())
+
+
+def _body_kind(body: bytes, content_type: str | None) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text:
+        return "empty"
+    head = text[:200].lower()
+    if "html" in (content_type or "").lower() or head.startswith(("<!doctype", "<html", "<?xml")) or "<html" in head:
+        return "html"
+    if text[0] == "{":
+        try:
+            return "json" if isinstance(json.loads(text), dict) else "text"
+        except ValueError:
+            return "invalid-json"
+    return "text"
+
+
+def _no_proxies(url: str) -> dict[str, None]:
+    """Proxy keys nulled for this request: requests drops None entries after merging the session's
+    and the environment's proxies, so none of them can apply."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return {
+        key: None
+        for key in (parts.scheme, "all", f"{parts.scheme}://{host}", f"all://{host}", "http", "https")
+    }
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    from requests.exceptions import ReadTimeout
+    from urllib3.exceptions import ReadTimeoutError
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (ReadTimeoutError, ReadTimeout, TimeoutError)):
+            return True
+        if any(isinstance(arg, (ReadTimeoutError, TimeoutError)) for arg in getattr(cur, "args", ())):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _short(exc: BaseException | None) -> str:
+    text = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown"
+    return text if len(text) <= 160 else text[:159] + "…"
