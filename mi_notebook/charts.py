@@ -335,13 +335,9 @@ def _not_before(token: Any) -> float:
 
 
 def _token_name(token: Any) -> str:
-    try:
-        from .resources import alias_for
+    from .resources import alias_for
 
-        alias = alias_for(token.resource)
-    except ImportError:  # pragma: no cover - resources.py is part of the package
-        alias = None
-    return alias or str(token.resource)
+    return alias_for(token.resource) or str(token.resource)
 
 
 def _identity_name(token: Any) -> str:

@@ -301,6 +301,18 @@ def test_identity_listing_failure_is_a_note_not_a_panel():
     assert ex.identity_picker.valid and not ex.button.disabled
 
 
+def test_a_bug_in_listing_is_named_not_blamed_on_a_missing_module(caplog):
+    def broken():
+        raise ModuleNotFoundError("No module named 'somewhere_else'", name="somewhere_else")
+
+    ex = explorer(list_identities=broken)
+    ex.identity_picker.load_identities()
+    note = ex.identity_picker.note.value
+    assert "ModuleNotFoundError" in note and "somewhere_else" in note and "mi_notebook.arm" not in note
+    assert "through ARM" not in note and "choose one by id" in note
+    assert any("failed unexpectedly" in r.getMessage() for r in caplog.records)
+
+
 # --- ArmExplorer -------------------------------------------------------------------------------------------
 def test_arm_explorer_lists_subscriptions_groups_and_resources(conn, emu):
     ex = ArmExplorer(executor=SyncExecutor(), list_identities=False)

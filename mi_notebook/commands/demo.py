@@ -227,11 +227,7 @@ def _retry_episode(conn: Connection, inject: Callable[..., None] | None) -> Time
 
 def _arm_summary(conn: Connection) -> None:
     """This VM's ARM record and the resource groups it may read, or why ARM was skipped."""
-    try:
-        from ..arm_client import ArmClient
-    except ImportError:
-        print("skipped: mi_notebook.arm_client is not installed")
-        return
+    from ..arm_client import ArmClient
     from ..errors import ManagedIdentityError
 
     if conn.kind == "explicit" and not os.environ.get("MI_NOTEBOOK_ARM_URL"):

@@ -33,6 +33,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..errors import ManagedIdentityError
 from ..identity import Identity
 from ..resources import list_resources, resolve_resource
 from . import panels
@@ -232,14 +233,17 @@ class IdentityPicker:
     def _list_identities(self) -> None:
         try:
             items = list(self._lister())  # type: ignore[misc]
-        except ModuleNotFoundError:
-            self.note.value = panels.note("Listing identities by name needs mi_notebook.arm; choose by id.")
-            return
-        except Exception as exc:  # noqa: BLE001 - a failed listing is a note, never an error panel
-            code = getattr(exc, "code", None) or getattr(exc, "status", None) or type(exc).__name__
+        except ManagedIdentityError as exc:  # ARM or IMDS said no, or could not be reached
+            code = getattr(exc, "code", None) or exc.status or type(exc).__name__
             logger.info("could not list the VM's identities: %s", panels.redact(exc))
             self.note.value = panels.note(
                 f"The VM's identities could not be listed through ARM ({code}); choose one by id below.")
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug: still a note (the picker stays usable), but named
+            logger.warning("listing the VM's identities failed unexpectedly", exc_info=True)
+            self.note.value = panels.note(
+                f"Listing identities failed unexpectedly ({type(exc).__name__}: {panels.redact(exc)}); "
+                "choose one by id below, and please report this.")
             return
         options: list[tuple[str, Identity | str]] = [(_PICK, "")]
         for item in items:
