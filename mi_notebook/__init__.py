@@ -24,7 +24,7 @@ _LAZY: dict[str, str] = {
     "resolve_resource": "resources",
     "WELL_KNOWN_RESOURCES": "resources",
     "list_resources": "resources",
-    "RetryPolicy": "retry",
+    "RetryPolicy": "retry_policy",
     "AttemptOutcome": "retry",
     "Attempt": "retry",
     "Timeline": "retry",
