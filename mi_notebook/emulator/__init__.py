@@ -1,7 +1,11 @@
 """An embedded Azure IMDS (+ ARM) emulator: real HTTP on loopback, real RS256 tokens, documented errors.
 
 It is an independent implementation of the protocol (it imports nothing from the rest of
-mi_notebook), so a misreading in the client cannot hide behind the same misreading here.
+mi_notebook), so a misreading in the client cannot hide behind the same misreading here. Besides an
+Azure VM's IMDS (the default ``profile="vm"``) it can play the other managed-identity hosts where
+notebooks run: ``"azureml"``, ``"appservice"``, ``"arc"`` and ``"cloudshell"`` (see
+:mod:`~mi_notebook.emulator.profiles`); ``emu.environment`` holds the variables such a host sets.
+Every answer carries the header ``X-Mi-Notebook-Emulator: 1``.
 
 Example::
 
@@ -13,6 +17,12 @@ Example::
     ...     claims = emu.verify(r.json()["access_token"])
     ...     (r.status_code, claims["oid"] == emu.vm.system_identity.object_id)
     (200, True)
+    >>> with Emulator(profile="appservice", throttle=False) as emu:
+    ...     env = emu.environment
+    ...     r = requests.get(env["IDENTITY_ENDPOINT"], headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
+    ...                      params={"api-version": "2019-08-01", "resource": "https://vault.azure.net"})
+    ...     (r.status_code, r.headers["X-Mi-Notebook-Emulator"], sorted(env))
+    (200, '1', ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER'])
 """
 
 from __future__ import annotations
@@ -20,23 +30,29 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .admin import ADMIN_PREFIX, AdminEndpoint
 from .faults import Fault, FaultQueue
+from .hostbase import HostContext, HostService
 from .imds import TOKEN_PATH, ImdsService
 from .issuer import TokenIssuer
 from .keys import SigningKeys
+from .profiles import PROFILES, USER_TOKEN_PROFILES, check_profile, host_options, service_class
 from .requestlog import RequestLog, RequestRecord
-from .server import HttpRequest, HttpResponse, HttpServer
+from .server import MARKER_HEADER, HttpRequest, HttpResponse, HttpServer
+from .usertokens import SignedInUser, UserTokenIssuer
 from .world import KnownResource, RoleAssignment, VirtualMachine, VmIdentity, load_config
 
-__all__ = ["Emulator", "Fault", "KnownResource", "RequestRecord", "RoleAssignment", "VirtualMachine", "VmIdentity"]
+__all__ = ["MARKER_HEADER", "PROFILES", "Emulator", "Fault", "KnownResource", "RequestRecord", "RoleAssignment",
+           "SignedInUser", "VirtualMachine", "VmIdentity"]
 
 # config keys that configure the emulator itself; everything else describes the VM
-_EMULATOR_KEYS = {"throttle", "latency", "single_user_quirk", "faults", "host", "port", "arm", "server_version", "vm"}
+_EMULATOR_KEYS = {"throttle", "latency", "single_user_quirk", "faults", "host", "port", "arm", "server_version", "vm",
+                  "profile", "secret", "user", "sso", "azureml_expires_on", "arc_key_dir"}
 
 
 class Emulator:
@@ -58,8 +74,16 @@ class Emulator:
     - ``faults``: faults to inject at start (dicts as in :meth:`inject`); ``arm``: start the ARM side too
       (when the ARM module is installed), or a dict of ARM options (``tls``, ``page_size``, ``throttle``,
       ``read_capacity``, ``read_refill``, ``demo_data``, ``port``); ``host``/``port``: where IMDS listens.
+    - ``profile``: the host to play, ``"vm"`` (default: IMDS, exactly as without a profile),
+      ``"azureml"``, ``"appservice"``, ``"arc"`` or ``"cloudshell"``. ``secret``: the value of
+      ``MSI_SECRET`` / ``IDENTITY_HEADER`` (default: random per emulator); ``user``: the signed-in
+      user of azureml / cloudshell (``upn``, ``name``, ``object_id``...); ``sso`` (azureml): True
+      (default), False or ``"unavailable"``; ``azureml_expires_on``: ``"int"`` (default),
+      ``"string"`` or ``"date"``; ``arc_key_dir``: where Arc writes its key files (default
+      ``/var/opt/azcmagent/tokens``, the directory the official clients insist on).
 
-    Attributes: ``imds_url``, ``arm_url`` / ``ca_bundle`` (None without ARM), ``vm``, ``requests``,
+    Attributes: ``imds_url`` (the base URL, whatever the profile), ``token_url``, ``profile``,
+    ``environment``, ``arm_url`` / ``ca_bundle`` (None without ARM), ``vm``, ``user``, ``requests``,
     ``faults``, ``keys``, ``jwks``, ``jwks_url``, ``issuer``, ``clock``, ``config``.
     """
 
@@ -81,9 +105,19 @@ class Emulator:
         arm: bool | Mapping[str, Any] | None = None,
         vm: VirtualMachine | None = None,
         server_version: str | None = None,
+        profile: str | None = None,
+        secret: str | None = None,
+        user: Mapping[str, Any] | None = None,
+        sso: bool | str | None = None,
+        azureml_expires_on: str | None = None,
+        arc_key_dir: str | Path | None = None,
         **vm_options: Any,
     ) -> None:
         cfg = load_config(config) if config is not None else {}
+        self.profile = check_profile(_pick(profile, cfg.get("profile"), "vm"))
+        profile_options = host_options(self.profile, sso=_given(sso, cfg, "sso"),
+                                       expires_on=_given(azureml_expires_on, cfg, "azureml_expires_on"),
+                                       key_dir=_given(arc_key_dir, cfg, "arc_key_dir"))
         self.config = cfg
         vm_cfg = dict(cfg.get("vm") or {})
         vm_cfg.update({k: v for k, v in cfg.items() if k not in _EMULATOR_KEYS})
@@ -93,6 +127,10 @@ class Emulator:
                 vm_cfg[key] = value
         vm_cfg.update(vm_options)
         self.vm = vm if vm is not None else VirtualMachine.from_config(vm_cfg)
+        self.user = SignedInUser.build(seed=self.vm.seed, spec=_given(user, cfg, "user"))
+        if self.profile in USER_TOKEN_PROFILES and vm is None and "role_assignments" not in vm_cfg:
+            # the signed-in user can read the subscription, so their tokens are of use on the ARM side
+            self.vm.add_role_assignment(RoleAssignment(self.user.object_id, "Reader", self.vm.subscription_scope))
         self.clock = clock
         self.throttle = bool(_pick(throttle, cfg.get("throttle"), True))
         latency = float(_pick(latency, cfg.get("latency"), 0.0))
@@ -111,7 +149,9 @@ class Emulator:
 
             ArmOptions.from_mapping(self.arm_options)  # bad options: ValueError now, not at start()
         n = 1000 + int(hashlib.sha256(str(self.vm.seed).encode()).hexdigest(), 16) % 9000
-        self.server_version = str(_pick(server_version, cfg.get("server_version"), f"IMDS/150.870.65.{n}"))
+        host_class = service_class(self.profile)
+        default_server = f"IMDS/150.870.65.{n}" if host_class is None else host_class.server_header
+        self.server_version: str | None = _pick(server_version, cfg.get("server_version"), default_server, "") or None
 
         self.keys = SigningKeys(issuer=f"https://sts.windows.net/{self.vm.tenant_id}/")
         self.issuer = TokenIssuer(self.vm, self.keys, clock=clock)
@@ -122,6 +162,13 @@ class Emulator:
                                 latency=latency,
                                 single_user_quirk=bool(_pick(single_user_quirk, cfg.get("single_user_quirk"), False)),
                                 stop=self._stopping)
+        self.user_tokens = UserTokenIssuer(self.vm, self.user, self.keys, clock=clock)
+        self.secret = str(_pick(secret, cfg.get("secret"), str(uuid.uuid4())))
+        self.host_service: HostService | None = None
+        if host_class is not None:
+            self.host_service = host_class(HostContext(
+                self.vm, self.issuer, self.user_tokens, self.faults, self.secret, throttle=self.throttle,
+                clock=clock, latency=latency, stop=self._stopping, options=profile_options))
         self.admin = AdminEndpoint(self)
         for spec in [*(cfg.get("faults") or []), *(faults or [])]:
             self.faults.add(Fault.from_dict(spec))
@@ -138,16 +185,25 @@ class Emulator:
             if self._server is not None:
                 return self
             self._stopping.clear()
+            if self.host_service is not None:
+                self.host_service.start()  # Arc: the key directory must be writable (OSError if not)
             server = HttpServer(self._dispatch, host=self.host, port=self._port,
                                 server_header=self.server_version, request_log=self.requests,
                                 clock=self.clock, service="imds")
-            server.start()
+            try:
+                server.start()
+            except BaseException:
+                if self.host_service is not None:
+                    self.host_service.stop()
+                raise
             self._server = server
             try:
                 self._start_arm()
             except BaseException:
                 server.stop()
                 self._server = None
+                if self.host_service is not None:
+                    self.host_service.stop()
                 raise
         return self
 
@@ -177,6 +233,8 @@ class Emulator:
             if self._server is not None:
                 self._server.stop()
                 self._server = None
+            if self.host_service is not None:
+                self.host_service.stop()  # Arc: removes the key files it wrote
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -207,7 +265,31 @@ class Emulator:
 
     @property
     def token_url(self) -> str:
+        """The token endpoint of the profile (IMDS's ``/metadata/identity/oauth2/token`` on "vm")."""
+        if self.host_service is not None:
+            return self.host_service.token_url(self.imds_url)
         return self.imds_url + TOKEN_PATH
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment variables a real host of this profile sets, pointing at this emulator.
+
+        ``"vm"``: none (a VM's IMDS sits at a fixed address; point clients here with
+        ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` or ``MI_NOTEBOOK_IMDS_URL`` set to :attr:`imds_url`).
+
+        Example::
+
+            >>> import tempfile
+            >>> with Emulator(profile="arc", arc_key_dir=tempfile.mkdtemp()) as emu:
+            ...     env = emu.environment
+            ...     env["IMDS_ENDPOINT"] == emu.imds_url, env["IDENTITY_ENDPOINT"] == emu.token_url
+            (True, True)
+            >>> Emulator().environment  # a VM sets none
+            {}
+        """
+        if self.host_service is None:
+            return {}
+        return self.host_service.environment(self.imds_url)
 
     @property
     def jwks_url(self) -> str:
@@ -254,12 +336,20 @@ class Emulator:
     def _dispatch(self, request: HttpRequest) -> HttpResponse:
         if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
             return self.admin.handle(request)
+        if self.host_service is not None:
+            return self.host_service.handle(request)
         return self.imds.handle(request)
 
     def __repr__(self) -> str:
         where = self.imds_url if self.running else "stopped"
-        return f"<Emulator imds={where} vm={self.vm.name!r} identities={len(self.vm.identities)}>"
+        shown = "" if self.profile == "vm" else f" profile={self.profile}"
+        return f"<Emulator imds={where}{shown} vm={self.vm.name!r} identities={len(self.vm.identities)}>"
 
 
 def _pick(*values: Any) -> Any:
     return next(v for v in values if v is not None)
+
+
+def _given(value: Any, cfg: Mapping[str, Any], key: str) -> Any:
+    """An explicit argument, else the config file's value (None when neither says)."""
+    return value if value is not None else cfg.get(key)

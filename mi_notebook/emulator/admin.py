@@ -7,8 +7,10 @@ Routes (JSON in, JSON out; kept out of the request log):
 - ``GET /__emulator__/requests`` the request log; ``DELETE`` clears it.
 - ``GET /__emulator__/jwks`` the token-signing keys (JWKS).
 - ``GET /__emulator__/vm`` the emulated VM, identities, resources and role assignments.
-- ``DELETE /__emulator__/tokens`` forgets the cached tokens (the next request signs new ones).
-- ``GET /__emulator__/health`` ``{"status": "ok", ...}``.
+- ``DELETE /__emulator__/tokens`` forgets the cached tokens, the signed-in user's too (the next request
+  signs new ones).
+- ``GET /__emulator__/environment`` the variables the emulated host sets (``{}`` for the VM profile).
+- ``GET /__emulator__/health`` ``{"status": "ok", "profile": ..., ...}``.
 
 Example::
 
@@ -59,12 +61,14 @@ class AdminEndpoint:
             ("/jwks", "GET"): lambda _r: _answer(200, self.emu.jwks),
             ("/vm", "GET"): lambda _r: _answer(200, self.emu.vm.to_dict()),
             ("/tokens", "DELETE"): self._tokens_clear,
-            ("/health", "GET"): lambda _r: _answer(200, {"status": "ok", "imds_url": self.emu.imds_url,
+            ("/environment", "GET"): lambda _r: _answer(200, self.emu.environment),
+            ("/health", "GET"): lambda _r: _answer(200, {"status": "ok", "profile": self.emu.profile,
+                                                         "imds_url": self.emu.imds_url,
                                                          "arm_url": self.emu.arm_url}),
         }.get((route, method))
         if handler is not None:
             return handler(request)
-        known = {"/faults", "/requests", "/jwks", "/vm", "/tokens", "/health"}
+        known = {"/faults", "/requests", "/jwks", "/vm", "/tokens", "/environment", "/health"}
         if route in known:
             return _answer(405, {"error": "method_not_allowed",
                                  "error_description": f"{method} is not supported on {ADMIN_PREFIX}{route}"})
@@ -102,4 +106,4 @@ class AdminEndpoint:
     def _tokens_clear(self, _request: HttpRequest) -> HttpResponse:
         n = len(self.emu.issuer.cached())
         self.emu.issuer.clear()
-        return _answer(200, {"cleared": n})
+        return _answer(200, {"cleared": n + self.emu.user_tokens.clear()})

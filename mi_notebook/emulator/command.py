@@ -1,25 +1,34 @@
 """``mi-notebook emulator``: serve the emulator in the foreground until SIGINT/SIGTERM.
 
-The first line of stdout (flushed at once) is ``IMDS <url>``, so a parent process can read where to
-connect; ``ARM <url>`` and ``CA <path>`` follow when the ARM side runs. Then a short summary of the VM.
-Binding anything but loopback needs an explicit ``--host`` and prints a warning: the emulator hands
-out tokens to anyone who asks.
+The first line of stdout (flushed at once) is ``IMDS <url>`` (the base URL, whatever the profile),
+so a parent process can read where to connect; ``ARM <url>`` and ``CA <path>`` follow when the ARM
+side runs. With ``--profile`` naming another host, ``export NAME=value`` lines follow: the
+environment variables a real host of that kind sets (``eval "$(... | grep ^export)"`` in a shell).
+Then a short summary of the VM. Binding anything but loopback needs an explicit ``--host`` and
+prints a warning: the emulator hands out tokens to anyone who asks.
 
 Example::
 
     $ mi-notebook emulator --port 8080 --no-throttle
     IMDS http://127.0.0.1:8080
+    $ mi-notebook emulator --profile appservice --no-arm --quiet
+    IMDS http://127.0.0.1:41234
+    export IDENTITY_ENDPOINT=http://127.0.0.1:41234/msi/token
+    export IDENTITY_HEADER=8d1c...
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import shlex
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from .profiles import PROFILES
 
 if TYPE_CHECKING:
     from . import Emulator
@@ -43,7 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", type=float, default=None, metavar="SECONDS",
                    help="added to each identity-endpoint answer")
     p.add_argument("--no-arm", action="store_true", help="IMDS only, even if the ARM side is installed")
-    p.add_argument("--quiet", action="store_true", help="print only the URL lines")
+    p.add_argument("--profile", choices=PROFILES, default=None,
+                   help="the host to play (default vm); prints the variables that host sets as export lines")
+    p.add_argument("--sso", choices=("on", "off", "unavailable"), default=None,
+                   help="azureml: the signed-in user's SSO token for requests without clientid (default on)")
+    p.add_argument("--azureml-expires-on", choices=("int", "string", "date"), default=None,
+                   help="azureml: how expires_on is written (default int)")
+    p.add_argument("--arc-key-dir", metavar="DIR", default=None,
+                   help="arc: where the challenge key files go (default /var/opt/azcmagent/tokens)")
+    p.add_argument("--quiet", action="store_true", help="print only the URL and export lines")
     return p
 
 
@@ -61,6 +78,7 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
     returns the exit code: 0 after a clean stop, 2 on bad options or when the port cannot be bound."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from . import Emulator  # after parsing, so --help is instant
+    from .arckeys import KeyDirectoryError
     from .world import load_config
 
     try:
@@ -83,7 +101,8 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
             throttle=False if args.no_throttle else None,
             system_assigned=False if args.no_system_assigned else None,
             user_assigned=args.user_assigned, token_lifetime=args.token_lifetime,
-            latency=args.latency, arm=False if args.no_arm else None,
+            latency=args.latency, arm=False if args.no_arm else None, profile=args.profile,
+            sso=args.sso, azureml_expires_on=args.azureml_expires_on, arc_key_dir=args.arc_key_dir,
         )
     except (OSError, ValueError) as exc:
         print(f"mi-notebook emulator: {exc}", file=sys.stderr)
@@ -98,6 +117,9 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
     try:
         try:
             emu.start()
+        except KeyDirectoryError as exc:
+            print(f"mi-notebook emulator: {exc.strerror}", file=sys.stderr)
+            return 2
         except OSError as exc:
             print(f"mi-notebook emulator: cannot listen on {host}:{args.port}: {exc}", file=sys.stderr)
             return 2
@@ -106,6 +128,7 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
             lines.append(f"ARM {emu.arm_url}")
         if emu.ca_bundle:
             lines.append(f"CA {emu.ca_bundle}")
+        lines += [f"export {name}={shlex.quote(value)}" for name, value in emu.environment.items()]
         print("\n".join(lines), flush=True)
         if not _is_loopback(host):
             print(f"WARNING: the emulator listens on {host}, not loopback: anyone who can reach it gets "
@@ -127,12 +150,29 @@ def _summary(emu: Emulator) -> None:
           f"tenant {vm.tenant_id}")
     for ident in vm.identities:
         print(f"  {ident.kind:6} {ident.name}: client_id={ident.client_id} object_id={ident.object_id}")
+    if emu.profile in ("azureml", "cloudshell"):
+        print(f"  signed-in user {emu.user.upn}: object_id={emu.user.object_id}")
     throttle = "on" if emu.throttle else "off"
-    print(f"throttling {throttle}; JWKS {emu.jwks_url}; admin {emu.imds_url}/__emulator__/ "
-          "(faults, requests, jwks, vm)")
-    print("try: curl '" + emu.imds_url
-          + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/'"
-          " -H Metadata:true", flush=True)
+    print(f"profile {emu.profile}; throttling {throttle}; JWKS {emu.jwks_url}; admin {emu.imds_url}/__emulator__/ "
+          "(faults, requests, jwks, vm, environment)")
+    print("try: " + _try_line(emu), flush=True)
+
+
+def _try_line(emu: Emulator) -> str:
+    """A curl command for the profile's token endpoint, as its host documents it (secrets by variable)."""
+    arm = "https://management.azure.com/"
+    if emu.profile == "azureml":
+        return f"curl '{emu.token_url}?api-version=2017-09-01&resource={arm}' -H \"secret: $MSI_SECRET\""
+    if emu.profile == "appservice":
+        return (f"curl '{emu.token_url}?api-version=2019-08-01&resource={arm}' "
+                "-H \"X-IDENTITY-HEADER: $IDENTITY_HEADER\"")
+    if emu.profile == "arc":
+        return (f"curl -si '{emu.token_url}?api-version=2020-06-01&resource={arm}' -H Metadata:true "
+                "(401: WWW-Authenticate names the key file; repeat with -H \"Authorization: Basic $(cat FILE)\")")
+    if emu.profile == "cloudshell":
+        return f"curl {emu.token_url} --data 'resource={arm}' -H Metadata:true"
+    return ("curl '" + emu.imds_url + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource="
+            + arm + "' -H Metadata:true")
 
 
 if __name__ == "__main__":  # pragma: no cover

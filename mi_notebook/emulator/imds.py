@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .faults import Fault, FaultQueue, proxy_html
-from .issuer import TokenIssuer, trace_ids
+from .issuer import TokenIssuer, resource_not_found
 from .server import TEXT, HttpRequest, HttpResponse, json_response
 from .throttle import ConcurrencyLimiter, RateLimiter
 from .world import VirtualMachine
@@ -189,16 +188,8 @@ class ImdsService:
         except LookupError as exc:
             return _token_error(400, str(exc.args[0]))
         if self.vm.match_resource(resource) is None:
-            trace, correlation = trace_ids()
-            stamp = _dt.datetime.fromtimestamp(self.clock(), _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-            return _token_error(
-                400,
-                f"AADSTS500011: The resource principal named {resource} was not found in the tenant named "
-                f"{self.vm.tenant_id}. This can happen if the application has not been installed by the "
-                "administrator of the tenant or consented to by any user in the tenant. You might have sent "
-                f"your authentication request to the wrong tenant. Trace ID: {trace} Correlation ID: "
-                f"{correlation} Timestamp: {stamp}",
-                error="invalid_resource")
+            return _token_error(400, resource_not_found(resource, self.vm.tenant_id, self.clock()),
+                                error="invalid_resource")
         token = self.issuer.get(identity, resource)
         return json_response(200, self.issuer.response_body(token), endpoint="token",
                              extra={"identity": identity.name, "kind": identity.kind})

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import os
 import threading
 import time
@@ -34,7 +35,7 @@ from typing import Any
 from .keys import SigningKeys
 from .world import VirtualMachine, VmIdentity
 
-__all__ = ["BACKDATE_SECONDS", "IssuedToken", "TokenIssuer"]
+__all__ = ["BACKDATE_SECONDS", "IssuedToken", "TokenIssuer", "resource_not_found", "trace_ids"]
 
 BACKDATE_SECONDS = 300
 
@@ -159,3 +160,20 @@ def _lower_ids(resource_id: str) -> str:
 def trace_ids() -> tuple[str, str]:
     """A (trace id, correlation id) pair for AADSTS error descriptions."""
     return str(uuid.uuid4()), str(uuid.uuid4())
+
+
+def resource_not_found(resource: str, tenant_id: str, now: float) -> str:
+    """Entra's AADSTS500011 description for a resource the tenant does not know (IMDS relays it).
+
+    Example::
+
+        >>> resource_not_found("https://nope.example/", "t", 0).split(". ")[0]
+        'AADSTS500011: The resource principal named https://nope.example/ was not found in the tenant named t'
+    """
+    trace, correlation = trace_ids()
+    stamp = _dt.datetime.fromtimestamp(now, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return (f"AADSTS500011: The resource principal named {resource} was not found in the tenant named "
+            f"{tenant_id}. This can happen if the application has not been installed by the "
+            "administrator of the tenant or consented to by any user in the tenant. You might have sent "
+            f"your authentication request to the wrong tenant. Trace ID: {trace} Correlation ID: "
+            f"{correlation} Timestamp: {stamp}")

@@ -54,7 +54,8 @@ def redact_headers(headers: Mapping[str, str] | list[tuple[str, str]]) -> dict[s
 class RequestRecord:
     """One request as received, and the answer (``status`` None: no answer, e.g. a dropped connection).
 
-    ``service`` is ``"imds"`` (or ``"arm"`` for the ARM side); ``endpoint`` is ``"token"``,
+    ``service`` is ``"imds"`` (``"arm"`` for the ARM side; the profile's name, such as ``"azureml"``,
+    for the other hosts' token endpoints); ``endpoint`` is ``"token"``,
     ``"instance"``, ``"versions"``, ``"identity-info"``, ``"other"``...; ``fault`` names an injected fault
     that shaped the answer; ``time`` is the emulator clock's epoch seconds at arrival.
     """

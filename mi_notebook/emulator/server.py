@@ -6,6 +6,8 @@ The dispatcher is a plain function ``(HttpRequest) -> HttpResponse``: the IMDS l
 socket. Every answer is JSON (protocol errors included: no stdlib HTML error pages), every answer has
 a Content-Length, and stopping the server closes idle keep-alive connections and wakes held ones.
 Pass ``ssl_context`` to serve HTTPS (the TLS handshake runs in the connection's own thread).
+Every answer carries ``X-Mi-Notebook-Emulator: 1`` (:data:`MARKER_HEADER`), a header no real Azure
+service sends, so a client can label what it got from here as the emulator's.
 
 Example::
 
@@ -13,8 +15,10 @@ Example::
     >>> srv = HttpServer(lambda req: HttpResponse(200, json.dumps({"path": req.path}).encode()))
     >>> srv.start()
     >>> conn = http.client.HTTPConnection("127.0.0.1", srv.port)
-    >>> conn.request("GET", "/x?y=1"); json.loads(conn.getresponse().read())
+    >>> conn.request("GET", "/x?y=1"); resp = conn.getresponse(); json.loads(resp.read())
     {'path': '/x'}
+    >>> resp.getheader(MARKER_HEADER)
+    '1'
     >>> conn.close(); srv.stop()
 """
 
@@ -34,8 +38,9 @@ from typing import Any
 
 from .requestlog import RequestLog, RequestRecord, redact_headers
 
-__all__ = ["JSON", "HttpRequest", "HttpResponse", "HttpServer", "json_response"]
+__all__ = ["JSON", "MARKER_HEADER", "TEXT", "HttpRequest", "HttpResponse", "HttpServer", "json_response"]
 
+MARKER_HEADER = "X-Mi-Notebook-Emulator"  # on every answer: real services never send it
 JSON = "application/json; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 MAX_BODY = 1 << 20  # request bodies beyond 1 MiB are refused (413) and the connection closed
@@ -126,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.requestline = ""
 
     def version_string(self) -> str:
-        return self.server.server_header
+        return self.server.server_header or ""
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # the RequestLog is the log
@@ -235,11 +240,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _write(self, response: HttpResponse, body_limit: int | None = None) -> None:
         if response.close:
             self.close_connection = True
-        lines = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Unknown')}",
-                 f"Server: {self.server.server_header}",
-                 f"Date: {email.utils.formatdate(usegmt=True)}",
-                 f"Content-Type: {response.content_type}",
-                 f"Content-Length: {len(response.body)}"]
+        lines = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Unknown')}"]
+        if self.server.server_header:  # some hosts' endpoints send no Server header
+            lines.append(f"Server: {self.server.server_header}")
+        lines += [f"Date: {email.utils.formatdate(usegmt=True)}",
+                  f"Content-Type: {response.content_type}",
+                  f"Content-Length: {len(response.body)}",
+                  f"{MARKER_HEADER}: 1"]
         lines += [f"{k}: {v}" for k, v in response.headers]
         if self.close_connection:
             lines.append("Connection: close")
@@ -277,7 +284,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher, *, server_header: str,
+    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher, *, server_header: str | None,
                  request_log: RequestLog | None, clock: Callable[[], float], service: str,
                  ssl_context: ssl.SSLContext | None) -> None:
         self.dispatcher = dispatcher
@@ -314,12 +321,13 @@ class _Server(ThreadingHTTPServer):
 class HttpServer:
     """A background-thread HTTP/1.1 server on ``host:port`` (0 = any free port).
 
-    ``server_header`` is the ``Server`` header of every answer; ``request_log`` receives one record per
+    ``server_header`` is the ``Server`` header of every answer (None: no ``Server`` header); every
+    answer also carries ``X-Mi-Notebook-Emulator: 1``. ``request_log`` receives one record per
     request whose response has ``log=True``; ``clock`` stamps records (epoch seconds).
     """
 
     def __init__(self, dispatcher: Dispatcher, *, host: str = "127.0.0.1", port: int = 0,
-                 server_header: str = "mi-notebook-emulator", request_log: RequestLog | None = None,
+                 server_header: str | None = "mi-notebook-emulator", request_log: RequestLog | None = None,
                  clock: Callable[[], float] = time.time, service: str = "imds",
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self._args = dict(dispatcher=dispatcher, server_header=server_header, request_log=request_log,

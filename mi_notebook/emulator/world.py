@@ -211,7 +211,9 @@ class VirtualMachine:
     Example::
 
         >>> vm = VirtualMachine.build(seed=3, system_assigned=False, user_assigned=["app"])
-        >>> vm.find_identity().name
+        >>> vm.find_identity().name  # no system-assigned identity and a single user-assigned one: that one
+        'app'
+        >>> vm.find_identity(client_id="00000000-0000-0000-0000-000000000000").name
         Traceback (most recent call last):
         LookupError: Identity not found
         >>> vm.find_identity(client_id=vm.identities[0].client_id).name
