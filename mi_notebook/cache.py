@@ -106,6 +106,11 @@ class CacheStats:
     served a cached token; ``failures``: fetches that raised; ``shared``: calls that waited for
     another caller's fetch instead of starting their own; ``refreshes``: fetches made ahead of
     expiry while a valid token was cached.
+
+    Example::
+
+        >>> CacheStats(fetches=1, hits=3).to_dict()
+        {'fetches': 1, 'hits': 3, 'failures': 0, 'shared': 0, 'refreshes': 0}
     """
 
     fetches: int = 0

@@ -430,8 +430,8 @@ def get_token(
         >>> import mi_notebook as mi
         >>> _ = mi.connect(mode="emulator")
         >>> tok = mi.get_token("arm")
-        >>> mi.get_token("arm").source, mi.get_token("arm").expires_on == tok.expires_on
-        ('cache', True)
+        >>> mi.get_token("arm").from_cache, mi.get_token("arm").expires_on == tok.expires_on
+        (True, True)
         >>> disconnect()
     """
     return current_or_connect().get_token(

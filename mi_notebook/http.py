@@ -331,6 +331,17 @@ class RequestsTransport:
     The session never reads the environment (``trust_env`` off: no proxies, ``.netrc`` or CA bundle
     behind our back); each request's proxies are set explicitly from ``Request.proxies``. A
     caller's own ``session`` may be given: the same rules are applied per request.
+
+    Example::
+
+        >>> from mi_notebook.emulator import Emulator
+        >>> with Emulator() as emu:
+        ...     transport = RequestsTransport()
+        ...     answer = exchange(Request("GET", emu.imds_url + "/metadata/versions",
+        ...                               headers={"Metadata": "true"}), transport=transport)
+        ...     transport.close()
+        >>> answer.kind, answer.status, answer.from_emulator
+        ('json', 200, True)
     """
 
     def __init__(self, session: Any = None) -> None:

@@ -21,7 +21,17 @@ __all__ = ["widget_bundle"]
 
 
 def widget_bundle(owner: object, widget: Any, **kwargs: Any) -> dict[str, Any] | None:
-    """``widget``'s display data (its ``_repr_mimebundle_``) with ``repr(owner)`` as ``text/plain``."""
+    """``widget``'s display data (its ``_repr_mimebundle_``) with ``repr(owner)`` as ``text/plain``.
+
+    Example::
+
+        >>> import ipywidgets as w
+        >>> class Panel:
+        ...     def __repr__(self):
+        ...         return "Panel()"
+        >>> widget_bundle(Panel(), w.Label("hi"))["text/plain"]
+        'Panel()'
+    """
     data = widget._repr_mimebundle_(**kwargs)
     if data is not None:
         data["text/plain"] = repr(owner)
