@@ -4,10 +4,10 @@ every answer is one ARM documents (never a 500 ARM would not send), errors come 
 
 from __future__ import annotations
 
-import socket
 import ssl
 
 import pytest
+from helpers import LOOPBACK, StubServer, canned, hang, http_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,15 +58,25 @@ def test_random_bytes_inside_tls_never_break_the_server(emu, raw):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(min_size=1, max_size=300))
 def test_plain_garbage_on_the_tls_port_is_refused_quietly(emu, raw):
-    """Not even a TLS handshake: the server drops the connection and goes on."""
-    host, port = arm_garbage.arm_address(emu)
-    with socket.create_connection((host, port), timeout=5) as sock:
-        try:
-            sock.sendall(raw)
-            sock.shutdown(socket.SHUT_WR)
-            sock.recv(1024)
-        except OSError:
-            pass
+    """Not even a TLS handshake: the server sends nothing but a TLS alert, closes the connection (no
+    hang), serves no request, and goes on serving."""
+    arm_garbage.plain_garbage_case(emu, raw)
+
+
+def test_the_plain_garbage_check_fails_a_server_that_answers_or_hangs():
+    """Control: the check above can fail. A server that answers the garbage (in HTTP) or holds the
+    connection open is caught; one that closes at once, or after a TLS alert, passes."""
+    with StubServer(canned(http_response(400, b"bad request"))) as stub, \
+            pytest.raises(AssertionError, match="not a TLS alert"):
+        arm_garbage.check_refused(arm_garbage.plain_exchange(LOOPBACK, stub.port, b"\x00garbage"))
+    with StubServer(hang(2.0)) as stub, pytest.raises(AssertionError, match="neither answered nor closed"):
+        arm_garbage.plain_exchange(LOOPBACK, stub.port, b"\x00garbage", timeout=0.2)
+    alert = bytes([arm_garbage.TLS_ALERT, 3, 3, 0, 2, 2, 50])
+    for answer in (b"", alert):
+        with StubServer(canned(answer)) as stub:
+            received = arm_garbage.plain_exchange(LOOPBACK, stub.port, b"\x00garbage")
+        assert received == answer
+        arm_garbage.check_refused(received)
 
 
 def test_the_fuzz_reaches_success_and_every_error_class(emu, token):

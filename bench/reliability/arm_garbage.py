@@ -1,7 +1,8 @@
-"""The emulator's ARM side under garbage: raw requests over TLS.
+"""The emulator's ARM side under garbage: raw requests over TLS, and bytes that are not even TLS.
 
 Every answer must be one ARM documents (an allowed status; errors in ARM's ``{"error": {"code",
-"message"}}`` envelope; never a 500 ARM would not send), and the server must keep serving.
+"message"}}`` envelope; never a 500 ARM would not send), plain bytes on the TLS port must be refused
+without an answer, and the server must keep serving.
 
 Example::
 
@@ -15,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import socket
@@ -22,6 +24,7 @@ import ssl
 from typing import Any
 
 ARM_ALLOWED = {200, 400, 401, 403, 404, 405, 413, 414, 429, 431, 505}
+TLS_ALERT = 0x15  # the TLS record content type of an alert
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -186,3 +189,85 @@ def arm_fuzz_case(emu: Any, token: str, value: tuple[Any, ...]) -> None:
         ...     arm_fuzz_case(emu, arm_token(emu), ("FOO", ["subscriptions", ".."], "api-version=x", "garbage", b"{}"))
     """
     check_arm_answer(arm_exchange(emu, arm_request(emu, token, value), value[0]), value[0])
+
+
+# --- not even TLS ----------------------------------------------------------------------------------
+def plain_exchange(host: str, port: int, raw: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``raw`` as is (no TLS), half-close, and read until the server closes; what it sent back.
+
+    A reset counts as closing (a server that closes with unread data resets, and may do so before the
+    half-close). A server that neither answers nor closes within ``timeout`` raises AssertionError: it
+    would hold a thread per connection.
+
+    Example::
+
+        >>> from mi_notebook.emulator import Emulator
+        >>> with Emulator(throttle=False) as emu:
+        ...     back = plain_exchange(*arm_address(emu), b"hello")
+        >>> back == b"" or back[0] == TLS_ALERT  # a reset, or a TLS alert and the end
+        True
+    """
+    received = b""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        try:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(4096):
+                received += chunk
+        except TimeoutError as exc:
+            raise AssertionError(f"the server neither answered nor closed within {timeout} s: "
+                                 f"{received[:60]!r} so far") from exc
+        except ConnectionError:  # reset, or a broken pipe: the server closed first
+            pass
+        except OSError as exc:  # shutting down a connection the server has already reset
+            if exc.errno != errno.ENOTCONN:
+                raise
+    return received
+
+
+def check_refused(received: bytes) -> None:
+    """What a TLS server may send back to bytes that are not TLS: nothing, or TLS alert records only.
+
+    Example::
+
+        >>> check_refused(b""); check_refused(bytes([0x15, 3, 3, 0, 2, 2, 50]))
+        >>> check_refused(b"HTTP/1.1 400 Bad Request\\r\\n\\r\\n")
+        Traceback (most recent call last):
+        AssertionError: not a TLS alert: b'HTTP/1.1 400 Bad Request\\r\\n\\r\\n'
+    """
+    rest = received
+    while rest:
+        if len(rest) < 5 or rest[0] != TLS_ALERT or rest[1] != 3:
+            raise AssertionError(f"not a TLS alert: {received[:200]!r}")
+        length = int.from_bytes(rest[3:5], "big")
+        if len(rest) < 5 + length:
+            raise AssertionError(f"a truncated TLS record: {received[:200]!r}")
+        rest = rest[5 + length:]
+
+
+def plain_garbage_case(emu: Any, raw: bytes) -> None:
+    """Plain bytes on the ARM port: refused (nothing but a TLS alert, then closed), no request logged,
+    and the server still serves.
+
+    Example::
+
+        >>> from mi_notebook.emulator import Emulator
+        >>> with Emulator(throttle=False) as emu:
+        ...     plain_garbage_case(emu, b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    """
+    mark = emu.requests.last
+    check_refused(plain_exchange(*arm_address(emu), raw))
+    served = [r for r in _records_after(emu, mark) if r.service == "arm"]
+    if served:
+        raise AssertionError(f"plain bytes were served as a request: {served[0]}")
+    if not arm_still_serving(emu):
+        raise AssertionError(f"the ARM side stopped serving after {raw[:60]!r}")
+
+
+def _records_after(emu: Any, mark: Any) -> list[Any]:
+    """The emulator's records logged after the record ``mark`` (all of them if ``mark`` is gone or None)."""
+    records = emu.requests.snapshot()
+    for i in range(len(records) - 1, -1, -1):
+        if records[i] is mark:
+            return records[i + 1:]
+    return records
