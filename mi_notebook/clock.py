@@ -55,7 +55,8 @@ class VirtualClock(Clock):
     """A clock that only moves when slept on (or when ``now`` is set); thread-safe.
 
     ``monotonic()``, ``wall()`` and calling the clock all return ``now``: ``start`` plus what was
-    slept (a monotonic clock's origin is arbitrary, so one number serves both). A negative wait is no wait. ``rng`` is a
+    slept (a monotonic clock's origin is arbitrary, so one number serves both); ``start`` stays
+    what it was made with. A negative wait is no wait. ``rng`` is a
     seeded ``random.Random`` (pass ``seed=None`` for the process-wide source).
 
     Example::
@@ -68,6 +69,7 @@ class VirtualClock(Clock):
 
     def __init__(self, start: float = 0.0, *, seed: int | None = 7) -> None:
         object.__setattr__(self, "_now", float(start))
+        object.__setattr__(self, "start", float(start))
         object.__setattr__(self, "slept", [])
         object.__setattr__(self, "_lock", threading.Lock())
         rng = random.Random(seed) if seed is not None else None

@@ -83,13 +83,9 @@ def make_imds_client(transport_emu, virtual_clock):
 
 def _forget_connection() -> None:
     """Close the current connection (stopping its emulator) and empty the process-wide token cache."""
-    import importlib
+    from bench.reliability.seams import forget_connection
 
-    connect_module = importlib.import_module("mi_notebook.connection")
-    from mi_notebook.cache import default_cache
-
-    connect_module.disconnect()
-    default_cache().clear()
+    forget_connection()
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
 """Small loopback test seams: a virtual clock and raw-socket stub servers.
 
+``VirtualClock`` and ``logged`` are the reliability package's (``bench/reliability/``), re-exported
+here: one copy of each, shared by the tests and the report.
+
 The emulator is the test substrate for the protocol; these stubs play the *other* things that can
 answer on an address: a proxy that must receive nothing, a server that hangs, AWS's and GCP's
 metadata services, a bare IMDS look-alike for the probe, a server recording request headers.
@@ -23,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
+
+from bench.reliability.records import logged  # noqa: F401 - re-exported: tests import it from here
 
 # The tests' clock: it moves only when slept on (or when ``now`` is set). One instance can be shared
 # by everything that tells time in a test: the client's ``clock`` and ``sleep``, a
@@ -202,19 +207,3 @@ def header_of(request: bytes, name: str) -> str | None:
             return value.strip()
     return None
 
-
-def logged(emu, n: int, endpoint: str | None = "token", timeout: float = 2.0) -> list:
-    """The emulator's request records for ``endpoint`` once at least ``n`` are there.
-
-    The emulator logs a request just *after* writing its answer, so a client can finish before the
-    record appears: poll briefly (real time, milliseconds) instead of reading too early.
-    """
-    deadline = time.monotonic() + timeout
-    records = emu.requests.filter(endpoint=endpoint) if endpoint else emu.requests.snapshot()
-    while len(records) < n and time.monotonic() < deadline:
-        time.sleep(0.005)
-        records = emu.requests.filter(endpoint=endpoint) if endpoint else emu.requests.snapshot()
-    if len(records) == n:
-        time.sleep(0.01)  # anything more would be a late extra request: let it show up
-        records = emu.requests.filter(endpoint=endpoint) if endpoint else emu.requests.snapshot()
-    return records

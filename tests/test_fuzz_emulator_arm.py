@@ -4,19 +4,15 @@ every answer is one ARM documents (never a 500 ARM would not send), errors come 
 
 from __future__ import annotations
 
-import socket
 import ssl
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import LOOPBACK, StubServer, canned, hang, http_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import reliability_report as rr  # noqa: E402
-
-from mi_notebook.emulator import Emulator  # noqa: E402
+from bench.reliability import arm_garbage
+from mi_notebook.emulator import Emulator
 
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -31,17 +27,13 @@ def emu():
 
 @pytest.fixture(scope="module")
 def token(emu):
-    import requests
-
-    return requests.get(emu.token_url, headers={"Metadata": "true"}, timeout=5,
-                        params={"api-version": "2018-02-01", "resource": "https://management.azure.com/"}
-                        ).json()["access_token"]
+    return arm_garbage.arm_token(emu)
 
 
 @FUZZ
-@given(value=rr.arm_request_strategy())
+@given(value=arm_garbage.arm_request_strategy())
 def test_garbage_arm_requests_get_documented_answers(emu, token, value):
-    rr.arm_fuzz_case(emu, token, value)
+    arm_garbage.arm_fuzz_case(emu, token, value)
 
 
 @settings(max_examples=100, deadline=None, database=None,
@@ -53,28 +45,38 @@ def test_random_bytes_inside_tls_never_break_the_server(emu, raw):
     head = raw.split(b"\r\n\r\n", 1)[0].lower()
     may_wait = not raw.strip() or b"content-length" in head or b"transfer-encoding" in head
     try:
-        answer = rr.arm_exchange(emu, raw + b"\r\n\r\n", timeout=1.0 if may_wait else 5.0)
+        answer = arm_garbage.arm_exchange(emu, raw + b"\r\n\r\n", timeout=1.0 if may_wait else 5.0)
     except TimeoutError:
         assert may_wait, raw
         return
     if answer is not None:
         status, headers, body = answer
-        assert status in rr.ARM_ALLOWED, (status, body[:200])
+        assert status in arm_garbage.ARM_ALLOWED, (status, body[:200])
 
 
 @settings(max_examples=40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(min_size=1, max_size=300))
 def test_plain_garbage_on_the_tls_port_is_refused_quietly(emu, raw):
-    """Not even a TLS handshake: the server drops the connection and goes on."""
-    host, port = emu.arm_url.split("//", 1)[1].rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        try:
-            sock.sendall(raw)
-            sock.shutdown(socket.SHUT_WR)
-            sock.recv(1024)
-        except OSError:
-            pass
+    """Not even a TLS handshake: the server sends nothing but a TLS alert, closes the connection (no
+    hang), serves no request, and goes on serving."""
+    arm_garbage.plain_garbage_case(emu, raw)
+
+
+def test_the_plain_garbage_check_fails_a_server_that_answers_or_hangs():
+    """Control: the check above can fail. A server that answers the garbage (in HTTP) or holds the
+    connection open is caught; one that closes at once, or after a TLS alert, passes."""
+    with StubServer(canned(http_response(400, b"bad request"))) as stub, \
+            pytest.raises(AssertionError, match="not a TLS alert"):
+        arm_garbage.check_refused(arm_garbage.plain_exchange(LOOPBACK, stub.port, b"\x00garbage"))
+    with StubServer(hang(2.0)) as stub, pytest.raises(AssertionError, match="neither answered nor closed"):
+        arm_garbage.plain_exchange(LOOPBACK, stub.port, b"\x00garbage", timeout=0.2)
+    alert = bytes([arm_garbage.TLS_ALERT, 3, 3, 0, 2, 2, 50])
+    for answer in (b"", alert):
+        with StubServer(canned(answer)) as stub:
+            received = arm_garbage.plain_exchange(LOOPBACK, stub.port, b"\x00garbage")
+        assert received == answer
+        arm_garbage.check_refused(received)
 
 
 def test_the_fuzz_reaches_success_and_every_error_class(emu, token):
@@ -85,20 +87,15 @@ def test_the_fuzz_reaches_success_and_every_error_class(emu, token):
               ("GET", ["subscriptions", "{s}", "resourcegroups", "{rg}"], "api-version=2021-04-01", "none", b""),
               ("GET", ["subscriptions", "nope"], "api-version=2021-04-01", "valid", b""),
               ("DELETE", ["subscriptions", "{s}"], "api-version=2021-04-01", "valid", b"")]
-    for method, segs, query, auth, _body in shapes:
-        path = "/" + "/".join(s.replace("{s}", emu.vm.subscription_id).replace("{rg}", emu.vm.resource_group)
-                              for s in segs)
-        lines = [f"{method} {path}{'?' + query if query else ''} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
-        if auth == "valid":
-            lines.append(f"Authorization: Bearer {token}")
-        answer = rr.arm_exchange(emu, ("\r\n".join(lines) + "\r\n\r\n").encode())
-        rr.check_arm_answer(answer, method)
+    for shape in shapes:
+        answer = arm_garbage.arm_exchange(emu, arm_garbage.arm_request(emu, token, shape))
+        arm_garbage.check_arm_answer(answer, shape[0])
         seen.add(answer[0])
     assert {200, 400, 401} <= seen and seen & {403, 404} and seen & {405, 403}
 
 
 def test_arm_still_serves_after_the_fuzzing(emu):
-    assert rr.arm_still_serving(emu)
+    assert arm_garbage.arm_still_serving(emu)
     assert not [r for r in emu.requests.filter(service="arm") if r.status is not None and r.status >= 500]
 
 

@@ -5,24 +5,21 @@ test_identity / test_resources / test_claims fuzz the parsers on their own (``Id
 entry points users call, against a running emulator: ``Connection.get_token(resource, identity=...)``
 (what ``mi.get_token`` calls), ``credential().get_token(scope)``, ``ImdsClient.request_token``,
 ``ArmClient.get/list(path)`` and the CLI's ``main([...])`` (an exit code, never a traceback).
-The strategies and checks are shared with ``bench/reliability_report.py``.
+The strategies and checks are shared with the reliability report (``bench/reliability/fuzz.py``).
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import reliability_report as rr  # noqa: E402
+from bench.reliability import fuzz
+from bench.reliability.seams import connect_current, disconnect_current, forget_connection
+from mi_notebook import errors
+from mi_notebook.retry import RetryPolicy
 
-from mi_notebook import errors  # noqa: E402
-
-S = rr.strategies()
+S = fuzz.strategies()
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -31,7 +28,7 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture(scope="module")
 def bench():
-    with rr.InputBench() as b:
+    with fuzz.InputBench() as b:
         yield b
 
 
@@ -47,16 +44,10 @@ def test_get_token_with_any_resource_and_identity(bench, resource, identity):
 @pytest.fixture(scope="module")
 def current(bench):
     """``mi.get_token``'s own path (the module function with its hot-path memo) on the bench's emulator."""
-    import importlib
-
-    connect_module = importlib.import_module("mi_notebook.connect")
-    from mi_notebook.tokens import default_cache
-
-    connect_module.disconnect()
-    conn = connect_module.connect(bench.emu.imds_url, retry=rr.RetryPolicy.no_retry())
+    disconnect_current()
+    conn = connect_current(bench.emu.imds_url, retry=RetryPolicy.no_retry())
     yield conn
-    connect_module.disconnect()
-    default_cache().clear()
+    forget_connection()
 
 
 @FUZZ
@@ -64,8 +55,8 @@ def current(bench):
 def test_mi_get_token_with_any_resource_and_identity(current, resource, identity):
     import mi_notebook as mi
 
-    rr.only_clear_errors(lambda: mi.get_token(resource, identity=identity))
-    rr.only_clear_errors(lambda: mi.get_token(resource, identity=identity))  # again: the memoised path
+    fuzz.only_clear_errors(lambda: mi.get_token(resource, identity=identity))
+    fuzz.only_clear_errors(lambda: mi.get_token(resource, identity=identity))  # again: the memoised path
 
 
 @FUZZ
@@ -111,17 +102,17 @@ def test_arm_paths_that_leave_arm_are_refused_before_sending(bench):
 @given(args=S["cli"])
 def test_cli_with_garbage_arguments_exits_with_a_code(bench, args):
     command, words = args
-    code, out, err = rr.cli_property(bench.emu.imds_url, command, list(words))
+    code, out, err = fuzz.cli_property(bench.emu.imds_url, command, list(words))
     if code == 2 and command in ("nope",):
         assert "invalid choice" in err
 
 
 def test_cli_known_bad_arguments():
-    code, _, err = rr.run_cli(["token", "--client-id", "not-a-guid", "--imds-url", "http://127.0.0.1:9"])
+    code, _, err = fuzz.run_cli(["token", "--client-id", "not-a-guid", "--imds-url", "http://127.0.0.1:9"])
     assert code == 1 and "Traceback" not in err and "client_id" in err.lower().replace("-", "_")
-    code, _, err = rr.run_cli(["decode", "a.b"])
+    code, _, err = fuzz.run_cli(["decode", "a.b"])
     assert code == 1 and "Traceback" not in err
-    code, _, err = rr.run_cli(["--nope"])
+    code, _, err = fuzz.run_cli(["--nope"])
     assert code == 2 and "Traceback" not in err
 
 
@@ -133,5 +124,5 @@ def test_the_strategies_reach_both_outcomes(bench):
     assert bench.credential_get_token("https://vault.azure.net/.default") is None
     assert bench.arm_get(bench.emu.vm.resource_group_id) is None
     assert isinstance(bench.arm_get("/subscriptions/nope"), errors.ArmError)
-    tried = rr.run_property(st.tuples(S["resource"], S["identity"]), lambda v: bench.get_token(*v), 20)
+    tried = fuzz.run_property(st.tuples(S["resource"], S["identity"]), lambda v: bench.get_token(*v), 20)
     assert tried == 20

@@ -4,23 +4,19 @@ intermittent 429s and 500s, with short-lived tokens and a controllable clock for
 Bars: no error reaches a caller while a valid token exists, no expired token is served, exactly one
 successful IMDS request per key per refresh (single-flight; every other request is a retry inside that
 refresh), no thread left hanging (a hard time bound). The scenario is ``run_token_load`` in
-bench/reliability_report.py (its figures go to docs/reliability.md).
+bench/reliability/load.py (its figures go to docs/reliability.md).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import reliability_report as rr  # noqa: E402
+from bench.reliability.load import run_token_load
 
 
 @pytest.fixture(scope="module")
 def load():
-    return rr.run_token_load(threads=64, calls=1000, time_limit=15.0)
+    return run_token_load(threads=64, calls=1000, time_limit=15.0)
 
 
 @pytest.mark.timeout(30)

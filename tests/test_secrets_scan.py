@@ -1,6 +1,6 @@
 """No token, nor any 40-character piece of one, in anything a user or a log could see over a full run.
 
-The run (bench/reliability_report.py ``collect_secret_surfaces``) covers success for three identities
+The run (bench/reliability/leaks.py ``collect_secret_surfaces``) covers success for three identities
 and three resources, the cache, each error class (404, 429, 500, time-out, dropped connection, HTML,
 truncated JSON, bad ``expires_on``, unknown identity, unknown resource, bad input, undecodable JWT), the
 Azure SDK credential, ARM (lists, a 403, a 500 on every attempt), claims, frames, charts' text, the
@@ -14,26 +14,24 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import reliability_report as rr  # noqa: E402
+from bench.reliability.leaks import JWT_SHAPE, capture_logs, collect_secret_surfaces, find_leaks
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
 def run(clean_connection_module):
-    return rr.collect_secret_surfaces()
+    return collect_secret_surfaces()
 
 
 @pytest.mark.timeout(60)
 def test_no_token_leaks_anywhere_over_a_full_run(run):
     assert len(run.tokens) >= 9  # 3 identities x 3 resources at least
-    assert all(rr.JWT_SHAPE.fullmatch(t) for t in run.tokens)
+    assert all(JWT_SHAPE.fullmatch(t) for t in run.tokens)
     leaks = run.leaks()
     assert leaks == [], f"{len(leaks)} leaks, e.g. {leaks[:3]}"
 
@@ -58,10 +56,10 @@ def test_the_run_saw_every_surface(run):
 def test_the_scanner_finds_any_40_character_piece():
     token = "eyJhbGciOi." + "".join(chr(65 + (i * 7) % 26) for i in range(300)) + ".sig"
     piece = token[100:140]
-    assert rr.find_leaks({"log": [f"prefix {piece} suffix"]}, [token]) != []
-    assert rr.find_leaks({"log": [token]}, [token]) != []
-    assert rr.find_leaks({"log": [piece[:-1]]}, [token]) == []  # 39 characters are not a leak
-    assert rr.find_leaks({"log": ["nothing here"]}, [token]) == []
+    assert find_leaks({"log": [f"prefix {piece} suffix"]}, [token]) != []
+    assert find_leaks({"log": [token]}, [token]) != []
+    assert find_leaks({"log": [piece[:-1]]}, [token]) == []  # 39 characters are not a leak
+    assert find_leaks({"log": ["nothing here"]}, [token]) == []
 
 
 def test_a_planted_leak_is_caught_in_a_log_record(run):
@@ -69,9 +67,9 @@ def test_a_planted_leak_is_caught_in_a_log_record(run):
     import logging
 
     token = next(iter(run.tokens))
-    with rr.capture_logs() as logs:
+    with capture_logs() as logs:
         logging.getLogger("urllib3.connectionpool").debug("oops %s", token[60:110])
-    assert rr.find_leaks({"log": logs.texts}, run.tokens)
+    assert find_leaks({"log": logs.texts}, run.tokens)
 
 
 # --- stored notebook outputs ---------------------------------------------------------------------------
@@ -88,7 +86,7 @@ def _outputs(notebook: Path) -> list[str]:
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_jwt_in_stored_notebook_outputs(notebook):
     texts = _outputs(notebook)
-    found = [m.group(0)[:40] for t in texts for m in rr.JWT_SHAPE.finditer(t)]
+    found = [m.group(0)[:40] for t in texts for m in JWT_SHAPE.finditer(t)]
     assert found == [], f"{notebook.name} stores JWT-shaped strings: {found[:3]}"
     # nor an access_token field with a value other than a redaction
     values = re.findall(r'access_?token\\?"\s*:\s*\\?"([^"\\]{20,})', "\n".join(texts), flags=re.I)
@@ -98,5 +96,5 @@ def test_no_jwt_in_stored_notebook_outputs(notebook):
 def test_the_notebook_scan_would_see_a_token():
     fake = {"cells": [{"outputs": [{"output_type": "stream", "text": ["eyJ0eXAiOiJKV1Qi.eyJhdWQiOiJodHRw.c2lnbmF0dXJl"]}]}]}
     texts = [json.dumps(out) for cell in fake["cells"] for out in cell["outputs"]]
-    assert any(rr.JWT_SHAPE.search(t) for t in texts)
+    assert any(JWT_SHAPE.search(t) for t in texts)
     assert NOTEBOOKS, "no notebooks found to scan"

@@ -11,25 +11,19 @@ tunnel: the proxy sees ``CONNECT management.azure.com:443`` and nothing else.
 
 from __future__ import annotations
 
-import random
-import sys
-from pathlib import Path
-
 import pytest
-from helpers import StubServer, canned, header_of, http_response
+from helpers import StubServer, VirtualClock, canned, header_of, http_response
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import reliability_report as rr  # noqa: E402
-from mi_notebook.arm import ArmClient  # noqa: E402
-from mi_notebook.connect import Connection  # noqa: E402
-from mi_notebook.credential import credential  # noqa: E402
-
-from mi_notebook import errors  # noqa: E402
-from mi_notebook.emulator import Emulator  # noqa: E402
-from mi_notebook.imds import ImdsClient  # noqa: E402
-from mi_notebook.metadata import instance_metadata  # noqa: E402
-from mi_notebook.retry import RetryPolicy  # noqa: E402
-from mi_notebook.tokens import TokenCache  # noqa: E402
+from bench.reliability.fuzz import run_cli
+from bench.reliability.seams import explicit_connection
+from mi_notebook import errors
+from mi_notebook.arm_client import ArmClient
+from mi_notebook.cache import TokenCache
+from mi_notebook.emulator import Emulator
+from mi_notebook.imds import ImdsClient
+from mi_notebook.metadata import instance_metadata
+from mi_notebook.retry import RetryPolicy
+from mi_notebook.sdk_credential import credential
 
 pytestmark = pytest.mark.timeout(30)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -43,19 +37,18 @@ def emu():
 
 @pytest.fixture
 def conn(emu):
-    clock = rr.VirtualClock()
-    client = ImdsClient(url=emu.imds_url, sleep=clock.sleep, clock=clock, timeout=(1.0, 2.0))
-    connection = Connection(emu.imds_url, "explicit", client, reason="transport secrets")
+    clock = VirtualClock()
+    client = ImdsClient(url=emu.imds_url, clock=clock, timeout=(1.0, 2.0))
+    connection = explicit_connection(emu.imds_url, client, "transport secrets")
     yield connection
     client.close()
 
 
 def arm_client(emu, conn, **kw) -> ArmClient:
-    clock = rr.VirtualClock()
+    clock = VirtualClock()
     kw.setdefault("url", emu.arm_url)
     kw.setdefault("verify", emu.ca_bundle)
-    return ArmClient(connection=conn, sleep=clock.sleep, clock=clock, retry=RetryPolicy(jitter=0),
-                     rng=random.Random(1), **kw)
+    return ArmClient(connection=conn, clock=clock, retry=RetryPolicy(jitter=0), **kw)
 
 
 def _exercise(emu, conn) -> None:
@@ -99,7 +92,7 @@ def test_a_proxy_sees_nothing_of_imds_nor_of_a_loopback_arm(emu, conn, monkeypat
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         _exercise(emu, conn)
-        code, out, err = rr.run_cli(["token", "arm", "--json", "--imds-url", emu.imds_url])
+        code, out, err = run_cli(["token", "arm", "--json", "--imds-url", emu.imds_url])
         assert code == 0, err
         assert proxy.connections == 0 and proxy.requests == []
 
