@@ -1,0 +1,138 @@
+"""Tokens that are the signed-in *user's*, not a managed identity's: how to tell, and how it shows.
+
+Azure ML compute instances with SSO on answer a request that names no identity with the user's own
+token, and Cloud Shell never hands out anything else. Code written for a managed identity then acts
+as the person who opened the notebook. So such a token is flagged loudly, twice:
+
+* a :class:`UserTokenWarning` (``warnings.warn``), and
+* the token itself is a :class:`UserAccessToken` (an ``AccessToken`` subclass: every ``AccessToken``
+  surface still works) whose ``user_token_reason`` says why, whose repr and str say "user token",
+  and which keeps that through the cache (``served_from_cache`` keeps the class).
+
+:func:`user_token_evidence` reads the claims only (standard library only, so it can move to the
+core claim checks unchanged): ``idtyp`` ``"user"``, or ``upn`` / ``unique_name`` / ``scp`` present
+and no ``xms_mirid`` (managed-identity tokens always carry their identity's resource id there).
+
+Example::
+
+    >>> user_token_evidence({"idtyp": "user", "upn": "ada@contoso.com"})
+    "idtyp is 'user'"
+    >>> user_token_evidence({"xms_mirid": "/subscriptions/s/.../userAssignedIdentities/id", "oid": "x"}) is None
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import TokenDecodeError
+from ..tokens import AccessToken
+
+__all__ = ["UserAccessToken", "UserTokenWarning", "as_user_token", "user_token_evidence"]
+
+_USER_CLAIMS = ("upn", "unique_name", "scp")
+
+
+class UserTokenWarning(UserWarning):
+    """A token endpoint returned the signed-in user's own token instead of a managed identity's.
+
+    Example::
+
+        >>> issubclass(UserTokenWarning, UserWarning)
+        True
+    """
+
+
+def user_token_evidence(payload: Mapping[str, Any]) -> str | None:
+    """Why these claims are a user's token (a short phrase), or ``None`` if nothing says so.
+
+    Example::
+
+        >>> user_token_evidence({"scp": "user_impersonation", "unique_name": "ada@contoso.com"})
+        'it carries unique_name, scp and no xms_mirid'
+        >>> user_token_evidence({"idtyp": "app"}) is None
+        True
+    """
+    if str(payload.get("idtyp", "")).lower() == "user":
+        return "idtyp is 'user'"
+    if "xms_mirid" in payload:
+        return None
+    seen = [name for name in _USER_CLAIMS if name in payload]
+    if seen:
+        return f"it carries {', '.join(seen)} and no xms_mirid"
+    return None
+
+
+def token_user_evidence(token: AccessToken) -> str | None:
+    """:func:`user_token_evidence` for a token (``None`` for a token that is not a decodable JWT).
+
+    Example::
+
+        >>> token_user_evidence(AccessToken("opaque", resource="api://x", expires_on=1)) is None
+        True
+    """
+    from ..claims import decode
+
+    try:
+        return user_token_evidence(decode(token).payload)
+    except TokenDecodeError:
+        return None
+
+
+@dataclass(frozen=True, repr=False, eq=False, kw_only=True)
+class UserAccessToken(AccessToken):
+    """An ``AccessToken`` that is the signed-in user's, not a managed identity's (the marker).
+
+    ``user_token_reason`` is the sentence to show (what happened, what to do); ``is_user_token`` is
+    ``True`` (plain ``AccessToken`` objects have no such attribute: test with
+    ``getattr(tok, "is_user_token", False)`` or ``isinstance(tok, UserAccessToken)``).
+
+    Example::
+
+        >>> tok = as_user_token(AccessToken("a.b.c", resource="api://x", expires_on=5, source="cloudshell"),
+        ...                     "Cloud Shell hands out the signed-in user's token.")
+        >>> tok.is_user_token, "user token" in repr(tok), tok.served_from_cache().is_user_token
+        (True, True, True)
+    """
+
+    user_token_reason: str = ""
+
+    @property
+    def is_user_token(self) -> bool:
+        """Always ``True``: this token acts as a person."""
+        return True
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + ", user token: not a managed identity)"
+
+    def __str__(self) -> str:
+        return super().__str__() + " [USER TOKEN: the signed-in user's own token, not a managed identity's]"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        banner = (
+            '<div style="color:#cf222e;font-weight:600">This is the signed-in user\'s own token, not a '
+            f"managed identity's. {html.escape(self.user_token_reason)}</div>"
+        )
+        card = super()._repr_html_()
+        cut = card.index("</div>") + len("</div>")  # after the title line
+        return card[:cut] + banner + card[cut:]
+
+
+def as_user_token(token: AccessToken, reason: str) -> UserAccessToken:
+    """The same token, marked as the user's (claims already decoded are kept).
+
+    Example::
+
+        >>> as_user_token(AccessToken("a.b.c", resource="api://x", expires_on=5), "why").user_token_reason
+        'why'
+    """
+    values = {f.name: getattr(token, f.name) for f in dataclasses.fields(token) if f.init and f.name != "_secret"}
+    values["user_token_reason"] = reason
+    marked = UserAccessToken(token.reveal(), **values)
+    object.__setattr__(marked, "_claims_view", token._claims_view)
+    return marked
