@@ -1,4 +1,4 @@
-"""Where are we? A given endpoint, real IMDS (verified by a probe), or the embedded emulator.
+"""Where are we? A managed-identity host, a given endpoint, real IMDS (verified), or the emulator.
 
 ``connect()`` decides once, says why in plain words, and makes the result the current connection;
 ``get_token()`` serves tokens through it and the process-wide cache (``cache.default_cache()``).
@@ -6,15 +6,22 @@
 The decision, in order:
 
 1. ``imds_url=`` (or ``MI_NOTEBOOK_IMDS_URL``): used as is, no probing (``kind="explicit"``).
-2. ``mode="emulator"`` (or ``MI_NOTEBOOK_MODE=emulator``): start the embedded emulator.
-3. ``mode="imds"``: real IMDS at ``probe_url`` without probing (you know you are on Azure).
-4. ``mode="auto"`` (the default): probe ``probe_url`` once with a short time-out. Only an answer that
-   is recognisably Azure IMDS is accepted: a ``Server: IMDS/...`` header, or the documented 400 JSON
-   body for a token request without the ``Metadata`` header. Anything else (nothing listening, no
-   answer in time, ``Server: EC2ws``, ``Metadata-Flavor: Google``, a 404 HTML page) means "not on
-   Azure": the embedded emulator is started and the reason is logged and kept in
-   ``Connection.reason``. The whole decision is bounded by ``probe_timeout`` (default 0.8 s),
-   instead of the 10-25 s other clients spend retrying a foreign metadata service.
+2. ``source=`` one of :data:`HOSTS`: that host's protocol, configured from the environment the host
+   sets, no probing (``source="vm"`` is the VM's IMDS).
+3. ``mode="emulator"`` (or ``MI_NOTEBOOK_MODE=emulator``): start the embedded emulator (``profile=``
+   picks the host it plays: ``"vm"``, ``"azureml"``, ``"appservice"``, ``"arc"``, ``"cloudshell"``).
+4. ``mode="imds"``: real IMDS at ``probe_url`` without probing (you know you are on an Azure VM).
+5. ``mode="auto"`` (the default): :func:`mi_notebook.detect.detect` reads the host variables in
+   azure-identity's order (Service Fabric, App Service, Arc, Azure ML, Cloud Shell): when one host's
+   are set, that host is used, with no network round trip at all. Otherwise this may be a VM: probe
+   ``probe_url`` once with a short time-out. Only an answer that is recognisably Azure IMDS is
+   accepted (a ``Server: IMDS/...`` header, or the documented 400 for a request without the
+   ``Metadata`` header). If it is not, and the machine is **not** an Azure VM by its DMI asset tag,
+   the embedded emulator is started, a banner says so (in a notebook, as display output), and the
+   reason is kept in ``Connection.reason``. On an Azure VM whose IMDS did not answer the probe, the
+   real IMDS is used all the same (its requests retried, failing clearly): never fake tokens on
+   Azure. The probe is bounded by ``probe_timeout`` (default 0.8 s), instead of the 10-25 s other
+   clients spend retrying a foreign metadata service.
 
 The probe sends a token request *without* ``Metadata: true``, which IMDS refuses with a 400 before
 touching any identity: nothing is issued, nothing is throttled.
@@ -37,12 +44,13 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .cache import CacheKey, TokenCache, default_cache
 from .clock import SYSTEM_CLOCK, Clock
+from .detect import HIMDS_PATH, Detection, detect
 from .identity import Identity
 from .imds import DEFAULT_TIMEOUT, IMDS_URL, TOKEN_PATH, ImdsClient
 from .resources import resolve_resource
@@ -69,9 +77,12 @@ logger = logging.getLogger(__name__)
 ENV_IMDS_URL = "MI_NOTEBOOK_IMDS_URL"
 ENV_MODE = "MI_NOTEBOOK_MODE"
 MODES = ("auto", "imds", "emulator")
+#: the hosts ``connect(source=...)`` can be told to use (``"vm"``: the VM's IMDS)
+HOSTS = ("vm", "azureml", "appservice", "arc", "cloudshell", "servicefabric")
 DEFAULT_PROBE_TIMEOUT = 0.8
+DMI_ROOT = "/sys/class/dmi/id"
 
-Kind = Literal["explicit", "imds", "emulator"]
+Kind = Literal["explicit", "imds", "emulator", "azureml", "appservice", "arc", "cloudshell", "servicefabric"]
 
 _lock = threading.RLock()
 _current: Connection | None = None
@@ -81,9 +92,12 @@ _current: Connection | None = None
 class Connection:
     """The endpoint in use, how it was chosen, and the client that talks to it.
 
-    ``kind``: ``"explicit"`` (a URL you gave), ``"imds"`` (real IMDS) or ``"emulator"`` (started here;
-    ``emulator`` is its handle). ``reason`` is one sentence for humans; ``probe`` holds the probe's
-    findings in auto mode. ``cache`` is where its tokens are kept (the process-wide one by default).
+    ``kind``: ``"explicit"`` (a URL you gave), ``"imds"`` (a VM's IMDS), a host (``"azureml"``,
+    ``"appservice"``, ``"arc"``, ``"cloudshell"``, ``"servicefabric"``) or ``"emulator"`` (started here;
+    ``emulator`` is its handle). ``host`` is the protocol spoken (``"vm"`` for IMDS). ``client`` is
+    that host's source (an :class:`~mi_notebook.imds.ImdsClient` for IMDS). ``reason`` is one sentence
+    for humans; ``probe`` and ``detection`` hold what auto mode found. ``cache`` is where its tokens
+    are kept (the process-wide one by default).
 
     Example::
 
@@ -96,10 +110,12 @@ class Connection:
 
     endpoint: str
     kind: Kind
-    client: ImdsClient
+    client: Any
     emulator: Any = None
     reason: str = ""
     probe: ProbeResult | None = None
+    host: str = "vm"
+    detection: Detection | None = field(default=None, repr=False)
     cache: TokenCache = field(default_factory=default_cache, repr=False)
     closed: bool = field(default=False, repr=False)
     # (resource as given, identity as given) -> cache key: a cached get_token is on the path of every
@@ -302,71 +318,218 @@ def connect(
     imds_url: str | None = None,
     *,
     mode: str | None = None,
+    source: str | None = None,
+    profile: str = "vm",
     probe_url: str = IMDS_URL,
     probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
     retry: RetryPolicy | None = None,
-    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    timeout: float | tuple[float, float] | None = None,
     clock: Clock = SYSTEM_CLOCK,
     emulator_factory: Callable[[], Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    sysfs_root: str = DMI_ROOT,
+    himds_path: str = HIMDS_PATH,
+    arc_key_dir: str | None = None,
 ) -> Connection:
     """Choose the endpoint (see the module docstring), make it the current connection, return it.
 
     A previous current connection is closed (an emulator it started is stopped). ``retry``,
-    ``timeout`` and ``clock`` configure the :class:`~mi_notebook.imds.ImdsClient`. ``emulator_factory`` builds the
-    emulator (default ``mi_notebook.emulator.Emulator``). Bad arguments -> ``ValueError``.
+    ``timeout`` and ``clock`` configure the client (a host's own retry policy and time-outs when not
+    given). ``emulator_factory`` builds the emulator (default ``Emulator(profile=profile)``).
+    ``environ`` (default ``os.environ``), ``sysfs_root`` and ``himds_path`` are what detection reads:
+    tests point them elsewhere; ``arc_key_dir`` is where an Arc agent's key files must be (default the
+    platform's directory). Bad arguments -> ``ValueError``.
 
     Example::
 
         >>> conn = connect("http://127.0.0.1:8080")
         >>> conn.kind, conn.endpoint
         ('explicit', 'http://127.0.0.1:8080')
+        >>> conn = connect(source="azureml", environ={"MSI_ENDPOINT": "http://127.0.0.1:46808/MSI/auth",
+        ...                                           "MSI_SECRET": "s3cr3t"})
+        >>> conn.kind, conn.endpoint, "s3cr3t" in conn.reason
+        ('azureml', 'http://127.0.0.1:46808/MSI/auth', False)
         >>> disconnect()
     """
     global _current
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    if imds_url is not None and mode not in (None, "auto"):
-        raise ValueError(f"give either imds_url or mode={mode!r}, not both")
+    if source is not None and source not in HOSTS:
+        raise ValueError(f"source must be one of {', '.join(HOSTS)}; got {source!r}")
+    given = [name for name, value in (("imds_url", imds_url), ("source", source)) if value is not None]
+    if mode not in (None, "auto"):
+        given.append(f"mode={mode!r}")
+    if len(given) > 1:
+        raise ValueError(f"give one of imds_url, source or mode, not {' and '.join(given)}")
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    options: dict[str, Any] = {"clock": clock}
+    if retry is not None:
+        options["retry"] = retry
+    if timeout is not None:
+        options["timeout"] = timeout
+    host_options = {**options, **({"key_dir": arc_key_dir} if arc_key_dir else {})}
 
     def client_for(url: str, source: str = "imds") -> ImdsClient:
-        return ImdsClient(url=url, retry=retry, timeout=timeout, clock=clock, source=source)
+        return ImdsClient(url=url, source=source, **{"timeout": DEFAULT_TIMEOUT, **options})
 
-    env_url = os.environ.get(ENV_IMDS_URL, "").strip()
-    env_mode = os.environ.get(ENV_MODE, "").strip().lower()
+    def starting(emu_profile: str, why: str) -> Connection:
+        return _emulator_connection(emu_profile, why, emulator_factory, client_for, options)
+
+    env_url = env.get(ENV_IMDS_URL, "").strip()
+    env_mode = env.get(ENV_MODE, "").strip().lower()
+    emulating = mode == "emulator" or (mode is None and source is None and imds_url is None and not env_url
+                                       and env_mode == "emulator")
+    if profile != "vm" and not emulating:
+        raise ValueError(f"profile={profile!r} chooses the host the emulator plays: use it with mode='emulator'")
     if imds_url is not None:
         conn = _explicit(imds_url, "it was passed to connect()", client_for)
-    elif mode is not None and mode != "auto":
-        conn = _by_mode(mode, "mode=" + repr(mode) + " was requested", probe_url, client_for, emulator_factory)
+    elif source is not None:
+        conn = _host_connection(detect(env, sysfs_root=sysfs_root, himds_path=himds_path), source,
+                                f"source={source!r} was requested", probe_url, client_for, host_options)
+    elif emulating:
+        conn = starting(profile, "mode='emulator' was requested" if mode else f"{ENV_MODE}=emulator")
+    elif mode == "imds" or (mode is None and not env_url and env_mode == "imds"):
+        why = "mode='imds' was requested" if mode else f"{ENV_MODE}=imds"
+        conn = _host_connection(None, "vm", why, probe_url, client_for, options)
     elif mode is None and env_url:
         conn = _explicit(env_url, f"{ENV_IMDS_URL} is set", client_for)
-    elif mode is None and env_mode and env_mode != "auto":
-        if env_mode not in MODES:
-            raise ValueError(f"{ENV_MODE} must be one of {', '.join(MODES)}; got {env_mode!r}")
-        conn = _by_mode(env_mode, f"{ENV_MODE}={env_mode}", probe_url, client_for, emulator_factory)
     else:
-        result = probe_imds(probe_url, timeout=probe_timeout)
-        if result.is_imds:
-            conn = Connection(
-                probe_url.rstrip("/"), "imds", client_for(probe_url),
-                reason=f"Using Azure IMDS at {probe_url.rstrip('/')} because {result.detail}.", probe=result,
-            )
-        else:
-            emu = _start_emulator(emulator_factory)
-            url = _emulator_url(emu)
-            conn = Connection(
-                url, "emulator", client_for(url, "emulator"), emulator=emu,
-                reason=(
-                    f"Using the embedded emulator at {url} because this does not look like an Azure VM: "
-                    f"at {probe_url.rstrip('/')}, {result.detail} (decided in {result.elapsed:.2f} s)."
-                ),
-                probe=result,
-            )
+        if env_mode not in ("", "auto", *MODES):
+            raise ValueError(f"{ENV_MODE} must be one of {', '.join(MODES)}; got {env_mode!r}")
+        conn = _auto(detect(env, sysfs_root=sysfs_root, himds_path=himds_path), probe_url, probe_timeout,
+                     client_for, host_options, starting)
     logger.info("%s", conn.reason)
     with _lock:
         previous, _current = _current, conn
     if previous is not None and previous is not conn:
         previous.close()
     return conn
+
+
+def _auto(found: Detection, probe_url: str, probe_timeout: float, client_for: Callable[..., ImdsClient],
+          options: dict[str, Any], starting: Callable[[str, str], Connection]) -> Connection:
+    """Auto mode: a host's variables win without any network; else probe for IMDS; else the emulator,
+    unless this is an Azure VM (then the real IMDS, never a fake token)."""
+    if found.host != "vm":
+        detail = found.reason.split(": ", 1)[-1].rstrip(".")
+        return _host_connection(found, found.host, f"its variables say so ({detail}); no network probe was needed",
+                                probe_url, client_for, options)
+    result = probe_imds(probe_url, timeout=probe_timeout)
+    base = probe_url.rstrip("/")
+    if result.is_imds:
+        conn = Connection(base, "imds", client_for(probe_url), probe=result, detection=found,
+                          reason=f"Using Azure IMDS at {base} because {result.detail}.")
+    elif found.is_azure_vm:
+        conn = Connection(base, "imds", client_for(probe_url), probe=result, detection=found, reason=(
+            f"Using Azure IMDS at {base} although {result.detail} in {result.elapsed:.2f} s: this machine is an "
+            f"Azure VM ({found.vm_evidence}), so mi-notebook never falls back to its emulator here. Token requests "
+            "are retried per the documented policy and fail with a clear error if IMDS stays unreachable "
+            "(check that no firewall or proxy blocks 169.254.169.254)."))
+    else:
+        conn = starting("vm", (
+            f"this does not look like an Azure host: no host variables are set, {found.vm_evidence}, and at "
+            f"{base} {result.detail} (decided in {result.elapsed:.2f} s)"))
+        conn.probe, conn.detection = result, found
+        announce_emulator(conn)
+    return conn
+
+
+def _host_connection(found: Detection | None, host: str, why: str, probe_url: str,
+                     client_for: Callable[..., ImdsClient], options: dict[str, Any]) -> Connection:
+    """A connection to ``host``'s endpoint as ``found`` (the environment) configures it; no probing."""
+    if host == "vm":
+        url = found.endpoint if found is not None and found.endpoint else probe_url
+        client = client_for(url)
+        return Connection(client.url, "imds", client, detection=found,
+                          reason=f"Using Azure IMDS at {client.url} without probing because {why}.")
+    assert found is not None
+    if found.host != host:  # forced: build that host's source from the same environment
+        found = _forced(found, host)
+    if host != "arc":
+        options = {k: v for k, v in options.items() if k != "key_dir"}
+    client = found.build_source(**options)
+    note = f" {client.note}" if getattr(client, "note", None) else ""
+    return Connection(client.endpoint, host, client, host=host, detection=found,  # type: ignore[arg-type]
+                      reason=f"Using {found.label} at {client.endpoint} because {why}.{note}")
+
+
+def _forced(found: Detection, host: str) -> Detection:
+    import dataclasses
+
+    from .detect import HOST_RULES
+
+    label = next(rule.label for rule in HOST_RULES if rule.host == host)
+    return dataclasses.replace(found, host=host, label=label)
+
+
+def _emulator_connection(profile: str, why: str, factory: Callable[[], Any] | None,
+                         client_for: Callable[..., ImdsClient], options: dict[str, Any]) -> Connection:
+    """Start the emulator playing ``profile`` and connect to it with that host's protocol."""
+    if factory is None:
+        from .emulator import Emulator  # lazily: only connect may start the emulator
+
+        def factory() -> Any:
+            return Emulator(profile=profile)
+
+    emu = _start_emulator(factory)
+    url = _emulator_url(emu)
+    played = getattr(emu, "profile", "vm")
+    if played == "vm":
+        return Connection(url, "emulator", client_for(url, "emulator"), emulator=emu,
+                          reason=f"Using the embedded emulator at {url} because {why}.")
+    found = detect(emu.environment, sysfs_root="/nonexistent", himds_path="/nonexistent")
+    if played == "arc":
+        options = {**options, "key_dir": emu.arc_key_dir}
+    client = found.build_source(**options)
+    return Connection(client.endpoint, "emulator", client, emulator=emu, host=played, detection=found,
+                      reason=(f"Using the embedded emulator playing {found.label} at {client.endpoint} because "
+                              f"{why}: the protocol is {found.label}'s, the tokens are the emulator's."))
+
+
+_announced = threading.Event()
+
+
+def announce_emulator(conn: Connection) -> None:
+    """Say, once per process and visibly, that auto mode fell back to the emulator.
+
+    In a notebook this is display output (a banner above the cell's result), elsewhere a line on
+    stderr; a log record alone is too easy to miss.
+
+    Example::
+
+        >>> import io, contextlib
+        >>> conn = Connection("http://127.0.0.1:1", "emulator", None, reason="Using the embedded emulator.")
+        >>> _announced.clear()
+        >>> err = io.StringIO()
+        >>> with contextlib.redirect_stderr(err):
+        ...     announce_emulator(conn); announce_emulator(conn)
+        >>> err.getvalue().count("NOT Azure")
+        1
+    """
+    if _announced.is_set():
+        return
+    _announced.set()
+    text = f"mi-notebook: NOT Azure: every token now comes from the embedded emulator. {conn.reason}"
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        shell = None
+    else:
+        shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        import html
+
+        banner = (
+            '<div style="border:2px solid #bf8700;background:#fff8c5;padding:6px 10px;border-radius:6px">'
+            "<b>mi-notebook: not Azure.</b> Every token now comes from the embedded emulator: signed, "
+            f"realistic, and useless against Azure.<br><small>{html.escape(conn.reason)}</small></div>"
+        )
+        display({"text/plain": text, "text/html": banner}, raw=True)
+    else:
+        import sys
+
+        print(text, file=sys.stderr)
 
 
 def current() -> Connection | None:
@@ -446,23 +609,6 @@ _MEMO_LIMIT = 512
 def _explicit(url: str, why: str, client_for: Callable[..., ImdsClient]) -> Connection:
     client = client_for(url)  # validates the URL
     return Connection(client.url, "explicit", client, reason=f"Using {client.url} because {why}.")
-
-
-def _by_mode(
-    mode: str,
-    why: str,
-    probe_url: str,
-    client_for: Callable[..., ImdsClient],
-    emulator_factory: Callable[[], Any] | None,
-) -> Connection:
-    if mode == "imds":
-        client = client_for(probe_url)
-        return Connection(client.url, "imds", client,
-                          reason=f"Using Azure IMDS at {client.url} without probing because {why}.")
-    emu = _start_emulator(emulator_factory)
-    url = _emulator_url(emu)
-    return Connection(url, "emulator", client_for(url, "emulator"), emulator=emu,
-                      reason=f"Using the embedded emulator at {url} because {why}.")
 
 
 def _start_emulator(factory: Callable[[], Any] | None) -> Any:

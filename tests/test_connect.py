@@ -112,7 +112,8 @@ def test_bad_mode_in_the_environment(monkeypatch):
 # --- auto mode: the probe ------------------------------------------------------------------------------
 def auto(probe_url: str) -> tuple[Connection, float]:
     started = time.monotonic()
-    conn = connect(mode="auto", probe_url=probe_url, emulator_factory=FakeEmulator)
+    conn = connect(mode="auto", probe_url=probe_url, emulator_factory=FakeEmulator, environ={},
+                   sysfs_root="/nonexistent", himds_path="/nonexistent")
     return conn, time.monotonic() - started
 
 
@@ -131,7 +132,7 @@ def test_not_azure_decides_emulator_quickly(name, server, why):
         conn, elapsed = auto(stub.url)
     assert conn.kind == "emulator" and conn.emulator.started
     assert elapsed <= DECISION_BUDGET, f"{name}: {elapsed:.2f} s"
-    assert why in conn.reason and "does not look like an Azure VM" in conn.reason
+    assert why in conn.reason and "does not look like an Azure host" in conn.reason
     assert conn.reason.startswith("Using the embedded emulator at http://127.0.0.1:1 because")
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .admin import ADMIN_PREFIX, AdminEndpoint
+from .arckeys import DEFAULT_KEY_DIR
 from .faults import Fault, FaultQueue
 from .hostbase import HostContext, HostService
 from .imds import TOKEN_PATH, ImdsService
@@ -118,6 +119,9 @@ class Emulator:
         profile_options = host_options(self.profile, sso=_given(sso, cfg, "sso"),
                                        expires_on=_given(azureml_expires_on, cfg, "azureml_expires_on"),
                                        key_dir=_given(arc_key_dir, cfg, "arc_key_dir"))
+        #: where the arc profile writes its challenge key files (None for the other profiles)
+        self.arc_key_dir: str | None = (
+            str(profile_options.get("key_dir") or DEFAULT_KEY_DIR) if self.profile == "arc" else None)
         self.config = cfg
         vm_cfg = dict(cfg.get("vm") or {})
         vm_cfg.update({k: v for k, v in cfg.items() if k not in _EMULATOR_KEYS})
