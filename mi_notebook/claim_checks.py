@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CHECKS_COLUMNS",
+    "check_principal",
+    "user_token_evidence",
     "CHECK_STATUSES",
     "EXPIRING_SOON",
     "Check",
@@ -208,6 +210,52 @@ def _selector(identity: Any) -> tuple[str, str | None, str | None]:
         return kind, None, None
     name, value = selector
     return kind, name, str(value)
+
+
+_USER_CLAIMS = ("upn", "unique_name", "scp")
+
+
+def user_token_evidence(payload: Mapping[str, Any]) -> str | None:
+    """Why these claims are a signed-in user's token (a short phrase), or ``None`` if nothing says so.
+
+    ``idtyp`` ``"user"``, or ``upn`` / ``unique_name`` / ``scp`` present and no ``xms_mirid``
+    (managed-identity tokens always carry their identity's resource id there).
+
+    Example::
+
+        >>> user_token_evidence({"scp": "user_impersonation", "unique_name": "ada@contoso.com"})
+        'it carries unique_name, scp and no xms_mirid'
+        >>> user_token_evidence({"idtyp": "app", "xms_mirid": "/subscriptions/s/..."}) is None
+        True
+    """
+    if str(payload.get("idtyp", "")).lower() == "user":
+        return "idtyp is 'user'"
+    if "xms_mirid" in payload:
+        return None
+    seen = [name for name in _USER_CLAIMS if name in payload]
+    return f"it carries {', '.join(seen)} and no xms_mirid" if seen else None
+
+
+def check_principal(payload: Mapping[str, Any]) -> Check:
+    """Is this a managed identity's token, or the signed-in user's own (Azure ML with SSO, Cloud Shell)?
+
+    Example::
+
+        >>> check_principal({"idtyp": "user", "upn": "ada@contoso.com"}).status
+        'problem'
+        >>> check_principal({"idtyp": "app", "xms_mirid": "/subscriptions/s/providers/x"}).status
+        'ok'
+    """
+    evidence = user_token_evidence(payload)
+    if evidence is not None:
+        who = payload.get("upn") or payload.get("unique_name") or payload.get("name") or "a person"
+        return Check("principal", "problem", (
+            f"this is your own user token ({who}; {evidence}), not the compute's managed identity: code "
+            "using it acts as you. On Azure ML, name the identity (its client id, or set "
+            "DEFAULT_IDENTITY_CLIENT_ID); Cloud Shell only ever hands out your own token."))
+    if "xms_mirid" in payload or str(payload.get("idtyp", "")).lower() == "app":
+        return Check("principal", "ok", "an application's token (a managed identity), not a person's")
+    return Check("principal", "skipped", "nothing in the claims says whether a person or an application holds it")
 
 
 def check_identity(claims: IdentityClaims, identity: Any) -> Check:

@@ -222,7 +222,8 @@ class Claims:
     # checks
     def checks(self, *, resource: str | None = None, identity: Any = None, expires_on: int | str | None = None,
                now: float | None = None, soon: float = _checks.EXPIRING_SOON) -> list[_checks.Check]:
-        """Signature, audience, identity, ``exp`` vs ``expires_on``, and validity at ``now``.
+        """Signature, audience, identity, principal (a managed identity, or a person's own token), ``exp``
+        vs ``expires_on``, and validity at ``now``.
 
         Arguments default to the context recorded by :func:`decode` (an ``AccessToken``'s resource,
         identity and ``expires_on``); a check without anything to compare with is ``skipped``.
@@ -230,12 +231,13 @@ class Claims:
         ``"system"`` / ``"client_id=<guid>"``.
 
         >>> [c.name for c in Claims({}, {"aud": "api://x"}).checks(now=0)]
-        ['signature', 'audience', 'identity', 'expires_on', 'validity']
+        ['signature', 'audience', 'identity', 'principal', 'expires_on', 'validity']
         """
         return [
             _checks.check_signature(self.verified, self.verification),
             _checks.check_audience(self.audience, self.resource if resource is None else resource),
             _checks.check_identity(self, self.identity if identity is None else identity),
+            _checks.check_principal(self.payload),
             _checks.check_expires_on(self.payload.get("exp"), self.expires_on if expires_on is None else expires_on),
             _checks.check_validity(self.payload, self._now(now), soon),
         ]

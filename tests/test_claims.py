@@ -100,7 +100,7 @@ def test_access_token_input_supplies_the_context(key):
     tok = FakeAccessToken(raw, resource=ARM, identity="system", expires_on=NOW + 86400)
     claims = decode(tok, now=NOW)
     statuses = {c.name: c.status for c in claims.checks()}
-    assert statuses == {"signature": "skipped", "audience": "ok", "identity": "problem",
+    assert statuses == {"signature": "skipped", "audience": "ok", "identity": "problem", "principal": "ok",
                         "expires_on": "ok", "validity": "ok"}
     assert raw not in repr(vars(claims))
     # explicit arguments win over the recorded context
@@ -133,7 +133,8 @@ def test_claims_and_checks_frames_are_built_from_their_own_rows():
     checks = claims.checks_frame(resource="arm")
     assert tuple(checks.columns) == ("name", "status", "explanation")
     assert checks.set_index("name")["status"].to_dict() == {
-        "signature": "skipped", "audience": "ok", "identity": "skipped", "expires_on": "skipped",
+        "signature": "skipped", "audience": "ok", "identity": "skipped", "principal": "skipped",
+        "expires_on": "skipped",
         "validity": "warning"}
     pd.testing.assert_frame_equal(checks, pd.DataFrame([(c.name, c.status, c.explanation)
                                                         for c in claims.checks(resource="arm")],
@@ -300,7 +301,7 @@ def test_any_payload_renders_in_every_view(claims_payload):
     claims.to_text(now=NOW)
     repr(claims)
     checks = claims.checks(resource=ARM, identity="system", expires_on=NOW, now=NOW)
-    assert [c.name for c in checks] == ["signature", "audience", "identity", "expires_on", "validity"]
+    assert [c.name for c in checks] == ["signature", "audience", "identity", "principal", "expires_on", "validity"]
 
 
 def test_relative_times_in_the_card_only_where_asked(key):

@@ -27,9 +27,10 @@ Example::
 
 from __future__ import annotations
 
+from ..claim_checks import user_token_evidence
 from ._base import TokenSource, host_retry_policy
 from ._settings import Secret
-from ._user import UserAccessToken, UserTokenWarning, user_token_evidence
+from ._user import UserAccessToken, UserTokenWarning
 from .appservice import AppServiceSource
 from .arc import ArcSource
 from .azureml import AzureMlSource

@@ -9,9 +9,8 @@ as the person who opened the notebook. So such a token is flagged loudly, twice:
   surface still works) whose ``user_token_reason`` says why, whose repr and str say "user token",
   and which keeps that through the cache (``served_from_cache`` keeps the class).
 
-:func:`user_token_evidence` reads the claims only (standard library only, so it can move to the
-core claim checks unchanged): ``idtyp`` ``"user"``, or ``upn`` / ``unique_name`` / ``scp`` present
-and no ``xms_mirid`` (managed-identity tokens always carry their identity's resource id there).
+:func:`~mi_notebook.claim_checks.user_token_evidence` (the same rule as the ``principal`` check of
+``tok.claims.checks()``) decides from the claims alone.
 
 Example::
 
@@ -24,16 +23,14 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from ..claim_checks import user_token_evidence
 from ..errors import TokenDecodeError
 from ..tokens import AccessToken
 
-__all__ = ["UserAccessToken", "UserTokenWarning", "as_user_token", "user_token_evidence"]
+__all__ = ["UserAccessToken", "UserTokenWarning", "as_user_token"]
 
-_USER_CLAIMS = ("upn", "unique_name", "scp")
 
 
 class UserTokenWarning(UserWarning):
@@ -44,26 +41,6 @@ class UserTokenWarning(UserWarning):
         >>> issubclass(UserTokenWarning, UserWarning)
         True
     """
-
-
-def user_token_evidence(payload: Mapping[str, Any]) -> str | None:
-    """Why these claims are a user's token (a short phrase), or ``None`` if nothing says so.
-
-    Example::
-
-        >>> user_token_evidence({"scp": "user_impersonation", "unique_name": "ada@contoso.com"})
-        'it carries unique_name, scp and no xms_mirid'
-        >>> user_token_evidence({"idtyp": "app"}) is None
-        True
-    """
-    if str(payload.get("idtyp", "")).lower() == "user":
-        return "idtyp is 'user'"
-    if "xms_mirid" in payload:
-        return None
-    seen = [name for name in _USER_CLAIMS if name in payload]
-    if seen:
-        return f"it carries {', '.join(seen)} and no xms_mirid"
-    return None
 
 
 def token_user_evidence(token: AccessToken) -> str | None:
