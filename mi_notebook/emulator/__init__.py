@@ -37,6 +37,7 @@ from typing import Any
 
 from .admin import ADMIN_PREFIX, AdminEndpoint
 from .arckeys import DEFAULT_KEY_DIR
+from .config import load_config
 from .faults import Fault, FaultQueue
 from .hostbase import HostContext, HostService
 from .imds import TOKEN_PATH, ImdsService
@@ -45,8 +46,9 @@ from .keys import SigningKeys
 from .profiles import PROFILES, USER_TOKEN_PROFILES, check_profile, host_options, service_class
 from .requestlog import RequestLog, RequestRecord
 from .server import MARKER_HEADER, HttpRequest, HttpResponse, HttpServer
+from .tenant import KnownResource, RoleAssignment
 from .usertokens import SignedInUser, UserTokenIssuer
-from .world import KnownResource, RoleAssignment, VirtualMachine, VmIdentity, load_config
+from .world import VirtualMachine, VmIdentity
 
 __all__ = ["MARKER_HEADER", "PROFILES", "Emulator", "Fault", "KnownResource", "RequestRecord", "RoleAssignment",
            "SignedInUser", "VirtualMachine", "VmIdentity"]
@@ -86,6 +88,14 @@ class Emulator:
     Attributes: ``imds_url`` (the base URL, whatever the profile), ``token_url``, ``profile``,
     ``environment``, ``arm_url`` / ``ca_bundle`` (None without ARM), ``vm``, ``user``, ``requests``,
     ``faults``, ``keys``, ``jwks``, ``jwks_url``, ``issuer``, ``clock``, ``config``.
+
+    Example::
+
+        >>> with Emulator(seed=7, user_assigned=["app"], arm=False) as emu:
+        ...     emu.running, [i.name for i in emu.vm.identities], emu.imds_url.startswith("http://127.0.0.1:")
+        (True, ['vm-notebook', 'app'], True)
+        >>> emu.running, Emulator(seed=7).vm.tenant_id == emu.vm.tenant_id  # same seed, same ids
+        (False, True)
     """
 
     def __init__(

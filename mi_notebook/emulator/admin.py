@@ -44,7 +44,18 @@ def _answer(status: int, payload: Any) -> HttpResponse:
 
 
 class AdminEndpoint:
-    """Serves ``/__emulator__/*`` for one :class:`~mi_notebook.emulator.Emulator`."""
+    """Serves ``/__emulator__/*`` for one :class:`~mi_notebook.emulator.Emulator`.
+
+    Example::
+
+        >>> from mi_notebook.emulator import Emulator
+        >>> admin = AdminEndpoint(Emulator(arm=False))  # handle() needs no running server
+        >>> r = admin.handle(HttpRequest("POST", "", ADMIN_PREFIX + "/faults", "", [], b'{"fault": "drop"}'))
+        >>> r.status, [f.kind for f in admin.emu.faults.pending()], r.log
+        (201, ['drop'], False)
+        >>> admin.handle(HttpRequest("PUT", "", ADMIN_PREFIX + "/faults", "", [])).status
+        405
+    """
 
     def __init__(self, emulator: Emulator) -> None:
         self.emu = emulator

@@ -48,7 +48,21 @@ class KeyDirectoryError(OSError):
 
 
 class ArcKeyStore:
-    """Writes and checks the challenge key files in ``directory`` (thread-safe)."""
+    """Writes and checks the challenge key files in ``directory`` (thread-safe).
+
+    Example::
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     store = ArcKeyStore(Path(tmp) / "tokens")
+        ...     store.open()  # creates the missing directory (mode 0700)
+        ...     key = Path(store.challenge())
+        ...     store.accepts("Basic " + key.read_text()), len(store.files)
+        ...     store.close()  # removes the key files, then the directory it created
+        ...     key.parent.exists()
+        (True, 1)
+        False
+    """
 
     def __init__(self, directory: str | os.PathLike[str] = DEFAULT_KEY_DIR) -> None:
         path = Path(directory)

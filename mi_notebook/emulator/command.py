@@ -37,7 +37,14 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The emulator's own options (the mi-notebook CLI forwards everything after ``emulator``)."""
+    """The emulator's own options (the mi-notebook CLI forwards everything after ``emulator``).
+
+    Example::
+
+        >>> args = build_parser().parse_args(["--profile", "azureml", "--sso", "off", "--no-arm"])
+        >>> args.profile, args.sso, args.no_arm, args.port
+        ('azureml', 'off', True, 0)
+    """
     p = argparse.ArgumentParser(prog="mi-notebook emulator",
                                 description="Serve the Azure IMDS (+ ARM) emulator in the foreground.")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; others print a warning)")
@@ -75,11 +82,21 @@ def _is_loopback(host: str) -> bool:
 
 def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = None) -> int:
     """Run the emulator until SIGINT/SIGTERM (or until ``stop`` is set, for embedding and tests);
-    returns the exit code: 0 after a clean stop, 2 on bad options or when the port cannot be bound."""
+    returns the exit code: 0 after a clean stop, 2 on bad options or when the port cannot be bound.
+
+    Example (``stop`` already set: serve, print where, stop at once)::
+
+        >>> stop = threading.Event(); stop.set()
+        >>> main(["--profile", "cloudshell", "--no-arm", "--quiet"], stop=stop)
+        IMDS http://127.0.0.1:...
+        export MSI_ENDPOINT=http://127.0.0.1:.../oauth2/token
+        export AZUREPS_HOST_ENVIRONMENT=cloud-shell/1.0
+        0
+    """
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from . import Emulator  # after parsing, so --help is instant
     from .arckeys import KeyDirectoryError
-    from .world import load_config
+    from .config import load_config
 
     try:
         config = load_config(args.config) if args.config else {}

@@ -135,7 +135,17 @@ class Fault:
 
 
 class FaultQueue:
-    """Pending faults, consumed first-in first-out by the requests they apply to (thread-safe)."""
+    """Pending faults, consumed first-in first-out by the requests they apply to (thread-safe).
+
+    Example::
+
+        >>> q = FaultQueue()
+        >>> _ = q.add(Fault.create(429, endpoint="token", count=None))  # until cleared
+        >>> q.take("instance") is None, q.take("token").kind, q.take("token").kind
+        (True, 429, 429)
+        >>> q.clear(), len(q)
+        (1, 0)
+    """
 
     def __init__(self) -> None:
         self._faults: list[Fault] = []
@@ -175,7 +185,13 @@ class FaultQueue:
 
 
 def proxy_html(status: int) -> bytes:
-    """The kind of page a corporate proxy or captive portal answers with instead of IMDS."""
+    """The kind of page a corporate proxy or captive portal answers with instead of IMDS.
+
+    Example::
+
+        >>> proxy_html(502).decode().splitlines()[:2]
+        ['<!DOCTYPE html>', '<html><head><title>502 Bad Gateway</title></head>']
+    """
     title = "502 Bad Gateway" if status == 502 else "Network access message"
     text = ("The proxy server received an invalid response from an upstream server."
             if status == 502 else "The page you are trying to reach requires authentication with the proxy.")

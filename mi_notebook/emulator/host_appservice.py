@@ -45,7 +45,19 @@ TOKEN_FAILURE = "An unexpected error occured while fetching the AAD Token."  # s
 
 
 class AppServiceService(HostService):
-    """App Service's ``IDENTITY_ENDPOINT`` (the 2019-08-01 protocol)."""
+    """App Service's ``IDENTITY_ENDPOINT`` (the 2019-08-01 protocol).
+
+    Example::
+
+        >>> import json
+        >>> from mi_notebook.emulator.hostbase import HostContext
+        >>> svc = AppServiceService(HostContext.build(secret="h"))
+        >>> sorted(svc.environment("http://127.0.0.1:1"))
+        ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER']
+        >>> r = svc.handle(HttpRequest("GET", "", "/MSI/token/", "api-version=2019-08-01&resource=x", []))
+        >>> r.status, dict(r.headers)["X-CORRELATION-ID"] == json.loads(r.body)["correlationId"]
+        (401, True)
+    """
 
     profile = "appservice"
     token_paths = ("/msi/token",)

@@ -47,7 +47,21 @@ SELECTORS = {"client_id": "client_id", "object_id": "object_id", "msi_res_id": "
 
 class ArcService(HostService):
     """The Arc agent's identity endpoint. Option (``ctx.options``): ``key_dir``, where key files are
-    written (default ``/var/opt/azcmagent/tokens``, created at start when missing)."""
+    written (default ``/var/opt/azcmagent/tokens``, created at start when missing).
+
+    Example::
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> svc = ArcService(HostContext.build(key_dir=tmp.name)); svc.start()
+        >>> svc.environment("http://127.0.0.1:1")["IMDS_ENDPOINT"]
+        'http://127.0.0.1:1'
+        >>> query = "api-version=2020-06-01&resource=x&client_id=" + svc.vm.system_identity.client_id
+        >>> r = svc.handle(HttpRequest("GET", "", TOKEN_PATH, query, [("Metadata", "true")]))
+        >>> r.status, r.error_description, svc.keys.files  # refused before any key file is written
+        (400, 'Identity not found', [])
+        >>> svc.stop(); tmp.cleanup()
+    """
 
     profile = "arc"
     token_paths = (TOKEN_PATH,)

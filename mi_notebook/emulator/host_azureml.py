@@ -65,7 +65,18 @@ class AzureMlService(HostService):
     the user's token), False (SSO off: the compute's identity) or ``"unavailable"`` (SSO on, but the
     user's token cannot be had: the captured ``SSO failure ... Token not found``); ``expires_on``
     ``"int"`` (default), ``"string"`` (epoch seconds as a string) or ``"date"`` (the 2017 API's
-    ``MM/DD/YYYY HH:MM:SS +00:00``)."""
+    ``MM/DD/YYYY HH:MM:SS +00:00``).
+
+    Example::
+
+        >>> from mi_notebook.emulator.hostbase import HostContext
+        >>> svc = AzureMlService(HostContext.build(secret="s", sso=False))
+        >>> sorted(svc.environment("http://127.0.0.1:1"))
+        ['DEFAULT_IDENTITY_CLIENT_ID', 'MSI_ENDPOINT', 'MSI_SECRET']
+        >>> query = "api-version=2017-09-01&resource=https://vault.azure.net"
+        >>> svc.handle(HttpRequest("GET", "", "/MSI/auth", query, [("secret", "s")])).extra["kind"]  # SSO off
+        'system'
+    """
 
     profile = "azureml"
     token_paths = ("/MSI/auth", "/MSI/token")

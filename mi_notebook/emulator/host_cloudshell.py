@@ -58,7 +58,19 @@ _ALLOWED_KEYS = {_key(a) for a in ALLOWED_AUDIENCES}
 
 
 class CloudShellService(HostService):
-    """Cloud Shell's ``MSI_ENDPOINT``: the signed-in user's tokens for allowlisted audiences."""
+    """Cloud Shell's ``MSI_ENDPOINT``: the signed-in user's tokens for allowlisted audiences.
+
+    Example::
+
+        >>> from mi_notebook.emulator.hostbase import HostContext
+        >>> svc = CloudShellService(HostContext.build())
+        >>> svc.environment("http://127.0.0.1:1")["AZUREPS_HOST_ENVIRONMENT"]
+        'cloud-shell/1.0'
+        >>> body = b"resource=https://vault.azure.net&client_id=x"
+        >>> r = svc.handle(HttpRequest("POST", "", "/oauth2/token", "", [("Metadata", "true")], body))
+        >>> r.status, r.error  # no managed identity here: selectors are refused
+        (400, 'BadRequest')
+    """
 
     profile = "cloudshell"
     token_paths = (_POST_PATH, _GET_PATH)

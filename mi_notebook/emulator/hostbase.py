@@ -123,6 +123,15 @@ class HostService(abc.ABC):
 
     ``paths_ignore_case``: match the token path case-insensitively (App Service on Windows answers
     ``/MSI/token/`` as well as ``/msi/token``); a trailing slash is always accepted.
+
+    Example::
+
+        >>> from mi_notebook.emulator.host_appservice import AppServiceService
+        >>> svc: HostService = AppServiceService(HostContext.build())
+        >>> svc.token_url("http://127.0.0.1:1"), svc.is_token_path("/MSI/token/")
+        ('http://127.0.0.1:1/msi/token', True)
+        >>> r = svc.handle(HttpRequest("GET", "", "/elsewhere", "", [])); r.status, r.service, r.endpoint
+        (404, 'appservice', 'not-found')
     """
 
     profile: ClassVar[str] = "host"

@@ -94,6 +94,18 @@ class ImdsService:
     what makes the 5-concurrent-requests limit reachable; ``single_user_quirk``: with a
     system-assigned and exactly one user-assigned identity, a request naming no identity gets the
     user-assigned one (the known quirk). ``stop`` is an event that cuts waits short at shutdown.
+
+    Example::
+
+        >>> from mi_notebook.emulator.keys import SigningKeys
+        >>> vm = VirtualMachine.build()
+        >>> svc = ImdsService(vm, TokenIssuer(vm, SigningKeys()), FaultQueue(), throttle=False)
+        >>> query = "api-version=2018-02-01&resource=https://management.azure.com/"
+        >>> r = svc.handle(HttpRequest("GET", "", TOKEN_PATH, query, [("Metadata", "true")]))
+        >>> r.status, json.loads(r.body)["client_id"] == vm.system_identity.client_id, r.endpoint
+        (200, True, 'token')
+        >>> ImdsService.endpoint_of("/metadata/instance/compute")
+        'instance'
     """
 
     def __init__(self, vm: VirtualMachine, issuer: TokenIssuer, faults: FaultQueue, *, throttle: bool = True,

@@ -46,7 +46,14 @@ def _opaque(n: int) -> str:
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """A token the emulator issued (the raw JWT is ``access_token``: never log it)."""
+    """A token the emulator issued (the raw JWT is ``access_token``: never log it).
+
+    Example::
+
+        >>> issuer = TokenIssuer(VirtualMachine.build(), SigningKeys(), clock=lambda: 1_700_000_000)
+        >>> issuer.get(issuer.vm.system_identity, "https://vault.azure.net")  # the repr leaves the JWT out
+        IssuedToken(identity='vm-notebook', resource='https://vault.azure.net', expires_on=1700086400)
+    """
 
     access_token: str
     identity: VmIdentity
@@ -62,7 +69,19 @@ class IssuedToken:
 
 
 class TokenIssuer:
-    """Issues and caches tokens for ``vm``'s identities, signed by ``keys``, timed by ``clock``."""
+    """Issues and caches tokens for ``vm``'s identities, signed by ``keys``, timed by ``clock``.
+
+    Example::
+
+        >>> vm = VirtualMachine.build(seed=1)
+        >>> issuer = TokenIssuer(vm, SigningKeys(), clock=lambda: 1_700_000_000)
+        >>> tok = issuer.get(vm.user_identities[0], "https://storage.azure.com/")
+        >>> claims = issuer.keys.verify(tok.access_token, issuer=issuer.issuer_url(), now=1_700_000_000)
+        >>> claims["oid"] == vm.user_identities[0].object_id, claims["aud"], issuer.issued
+        (True, 'https://storage.azure.com/', 1)
+        >>> sorted(issuer.response_body(tok))
+        ['access_token', 'client_id', 'expires_in', 'expires_on', 'ext_expires_in', 'not_before', 'resource', 'token_type']
+    """
 
     def __init__(self, vm: VirtualMachine, keys: SigningKeys, *, clock: Callable[[], float] = time.time) -> None:
         self.vm = vm
@@ -158,7 +177,14 @@ def _lower_ids(resource_id: str) -> str:
 
 
 def trace_ids() -> tuple[str, str]:
-    """A (trace id, correlation id) pair for AADSTS error descriptions."""
+    """A (trace id, correlation id) pair for AADSTS error descriptions.
+
+    Example::
+
+        >>> trace, correlation = trace_ids()
+        >>> len(trace), trace != correlation
+        (36, True)
+    """
     return str(uuid.uuid4()), str(uuid.uuid4())
 
 

@@ -47,7 +47,16 @@ _SSO = {True: True, False: False, "on": True, "off": False, "true": True, "false
 
 
 def check_profile(profile: str) -> str:
-    """``profile`` lower-cased, or ``ValueError`` naming the known ones."""
+    """``profile`` lower-cased, or ``ValueError`` naming the known ones.
+
+    Example::
+
+        >>> check_profile(" AzureML ")
+        'azureml'
+        >>> check_profile("aks")
+        Traceback (most recent call last):
+        ValueError: unknown profile 'aks'; choose one of vm, azureml, appservice, arc, cloudshell
+    """
     name = str(profile).strip().lower()
     if name not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -55,7 +64,13 @@ def check_profile(profile: str) -> str:
 
 
 def service_class(profile: str) -> type[HostService] | None:
-    """The host service serving ``profile`` (None for ``"vm"``, which is :class:`ImdsService`)."""
+    """The host service serving ``profile`` (None for ``"vm"``, which is :class:`ImdsService`).
+
+    Example::
+
+        >>> service_class("vm") is None, service_class("cloudshell").profile
+        (True, 'cloudshell')
+    """
     where = _SERVICES.get(check_profile(profile))
     if where is None:
         return None
@@ -70,6 +85,14 @@ def host_options(profile: str, *, sso: bool | str | None = None, expires_on: str
 
     ``sso`` (azureml): True / "on" (default), False / "off", "unavailable"; ``expires_on`` (azureml):
     "int" (default), "string", "date"; ``key_dir`` (arc): an absolute directory for the key files.
+
+    Example::
+
+        >>> host_options("azureml", sso="unavailable"), host_options("arc", key_dir="/srv/arc-keys")
+        ({'sso': 'unavailable'}, {'key_dir': '/srv/arc-keys'})
+        >>> host_options("arc", key_dir="keys")
+        Traceback (most recent call last):
+        ValueError: the Arc key directory must be an absolute path without '=', got 'keys'
     """
     profile = check_profile(profile)
     out: dict[str, Any] = {}

@@ -58,6 +58,14 @@ class RequestRecord:
     for the other hosts' token endpoints); ``endpoint`` is ``"token"``,
     ``"instance"``, ``"versions"``, ``"identity-info"``, ``"other"``...; ``fault`` names an injected fault
     that shaped the answer; ``time`` is the emulator clock's epoch seconds at arrival.
+
+    Example::
+
+        >>> rec = RequestRecord(time=0.0, service="arm", endpoint="subscriptions", method="GET",
+        ...                     path="/subscriptions", query={"api-version": ["2022-12-01"]},
+        ...                     headers=redact_headers({"Authorization": "Bearer abc.def.ghi"}), status=200)
+        >>> rec.to_dict()["headers"], rec.fault
+        ({'Authorization': 'Bearer sha256:6559e90b'}, None)
     """
 
     time: float

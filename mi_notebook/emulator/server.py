@@ -51,7 +51,14 @@ _REASONS = {s: BaseHTTPRequestHandler.responses.get(s, ("Unknown",))[0]
 
 @dataclass
 class HttpRequest:
-    """A parsed request: ``path`` without the query, ``query`` the raw query string, headers in order."""
+    """A parsed request: ``path`` without the query, ``query`` the raw query string, headers in order.
+
+    Example::
+
+        >>> req = HttpRequest("GET", "/x?a=1", "/x", "a=1", [("Metadata", "true"), ("metadata", "false")])
+        >>> req.header("METADATA"), req.header_all("metadata"), req.header("Authorization")
+        ('true', ['true', 'false'], None)
+    """
 
     method: str
     target: str
@@ -76,7 +83,16 @@ class HttpResponse:
     """What to answer. ``action``: None (send it), ``"hang"`` (hold ``hang_seconds`` then close, no
     answer), ``"drop"`` (close at once, no answer), ``"incomplete"`` (advertise the full length, send
     half the body, close). ``service``/``endpoint``/``error``/``fault`` feed the request log;
-    ``log=False`` keeps it out (the admin endpoint)."""
+    ``log=False`` keeps it out (the admin endpoint).
+
+    Example::
+
+        >>> r = HttpResponse(200, b"{}")
+        >>> r.content_type, r.action, r.log
+        ('application/json; charset=utf-8', None, True)
+        >>> HttpResponse(0, action="hang", hang_seconds=5.0).status  # no answer at all: the connection is held
+        0
+    """
 
     status: int
     body: bytes = b""
@@ -324,6 +340,20 @@ class HttpServer:
     ``server_header`` is the ``Server`` header of every answer (None: no ``Server`` header); every
     answer also carries ``X-Mi-Notebook-Emulator: 1``. ``request_log`` receives one record per
     request whose response has ``log=True``; ``clock`` stamps records (epoch seconds).
+
+    Example::
+
+        >>> import http.client
+        >>> log = RequestLog()
+        >>> srv = HttpServer(lambda req: HttpResponse(404, b'{"error":"Not found"}'), server_header=None,
+        ...                  request_log=log, clock=lambda: 0.0)
+        >>> srv.start(); srv.running, srv.host
+        (True, '127.0.0.1')
+        >>> conn = http.client.HTTPConnection(srv.host, srv.port)
+        >>> conn.request("GET", "/nope"); resp = conn.getresponse(); resp.status, resp.getheader("Server"), resp.read()
+        (404, None, b'{"error":"Not found"}')
+        >>> conn.close(); srv.stop(); srv.running, [(r.path, r.status) for r in log]
+        (False, [('/nope', 404)])
     """
 
     def __init__(self, dispatcher: Dispatcher, *, host: str = "127.0.0.1", port: int = 0,

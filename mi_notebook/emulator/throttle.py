@@ -26,7 +26,17 @@ __all__ = ["ConcurrencyLimiter", "RateLimiter"]
 
 
 class RateLimiter:
-    """At most ``rate`` accepted calls in any ``window`` seconds (rejected calls do not count)."""
+    """At most ``rate`` accepted calls in any ``window`` seconds (rejected calls do not count).
+
+    Example::
+
+        >>> now = [0.0]
+        >>> limiter = RateLimiter(1, window=2.0, clock=lambda: now[0])
+        >>> limiter.try_acquire(), limiter.try_acquire(), limiter.retry_after()
+        (True, False, 2.0)
+        >>> now[0] = 2.0; limiter.try_acquire()
+        True
+    """
 
     def __init__(self, rate: int, *, window: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         if rate < 1:

@@ -89,7 +89,14 @@ class SignedInUser:
 
 @dataclass(frozen=True)
 class IssuedUserToken:
-    """A user token the emulator issued for ``app`` (the raw JWT is ``access_token``: never log it)."""
+    """A user token the emulator issued for ``app`` (the raw JWT is ``access_token``: never log it).
+
+    Example::
+
+        >>> users = UserTokenIssuer(VirtualMachine.build(), SignedInUser.build(), SigningKeys())
+        >>> users.get("azureml", "https://vault.azure.net")  # the repr leaves the JWT out
+        IssuedUserToken(user='ada.lovelace@contoso.onmicrosoft.com', app='azureml', resource='https://vault.azure.net')
+    """
 
     access_token: str
     user: SignedInUser
@@ -109,6 +116,16 @@ class UserTokenIssuer:
     ``app`` names the first-party application that asks Entra on the user's behalf (``"cloudshell"``,
     ``"azureml"``); its ``appid`` is a GUID derived from the seed (the real apps' ids are not
     reproduced). Lifetime: :data:`USER_TOKEN_LIFETIME`, or the VM's token lifetime when shorter.
+
+    Example::
+
+        >>> vm = VirtualMachine.build(token_lifetime=600)
+        >>> users = UserTokenIssuer(vm, SignedInUser.build(seed=vm.seed), SigningKeys(), clock=lambda: 1_700_000_000)
+        >>> tok = users.get("cloudshell", "https://management.azure.com/")
+        >>> tok.expires_on - tok.issued_at, users.get("cloudshell", "https://management.azure.com/") is tok
+        (600, True)
+        >>> users.app_id("cloudshell") != users.app_id("azureml"), users.clear()
+        (True, 1)
     """
 
     def __init__(self, vm: VirtualMachine, user: SignedInUser, keys: SigningKeys, *,

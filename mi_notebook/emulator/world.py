@@ -3,6 +3,8 @@
 Everything the IMDS side (and the ARM side) answers is derived from a :class:`VirtualMachine`. Defaults are
 deterministic: every GUID is derived from a seed, so two emulators built with the same seed describe the
 same VM (handy for stored notebook outputs), and a different seed gives a different, equally stable VM.
+The tenant's known resources and role assignments are :mod:`.tenant`'s; config files are read by
+:mod:`.config` (all their names are importable from here too).
 
 Example::
 
@@ -18,15 +20,16 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import inspect
-import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from .config import load_config, vm_keywords
+from .tenant import DEFAULT_RESOURCES, ROLE_ACTIONS, KnownResource, RoleAssignment
 
 __all__ = [
     "DEFAULT_RESOURCES",
@@ -41,7 +44,6 @@ __all__ = [
 ]
 
 DEFAULT_TOKEN_LIFETIME = 86400  # seconds; IMDS tokens live about 24 h (exp - nbf = 86400 + 300)
-ARM_RESOURCE = "https://management.azure.com/"
 
 IdentityKind = Literal["system", "user"]
 
@@ -56,78 +58,6 @@ def stable_guid(seed: int | str, label: str) -> str:
     """
     digest = hashlib.sha256(f"mi-notebook-emulator:{seed}:{label}".encode()).digest()
     return str(uuid.UUID(bytes=digest[:16], version=4))
-
-
-@dataclass(frozen=True)
-class KnownResource:
-    """A resource (service principal) the emulated tenant knows, as Entra finds it by App ID URI.
-
-    ``uris`` are the App ID URIs (and the app id itself) a token may be requested for; matching is
-    case-insensitive and ignores one trailing slash, as Entra does.
-
-    Example::
-
-        >>> KnownResource("Key Vault", ("https://vault.azure.net",)).matches("https://VAULT.azure.net/")
-        True
-    """
-
-    name: str
-    uris: tuple[str, ...]
-    app_id: str | None = None
-
-    def matches(self, resource: str) -> bool:
-        key = _resource_key(resource)
-        return any(_resource_key(u) == key for u in self._all_names())
-
-    def _all_names(self) -> Iterable[str]:
-        yield from self.uris
-        if self.app_id:
-            yield self.app_id
-
-
-def _resource_key(resource: str) -> str:
-    key = resource.lower()
-    return key[:-1] if key.endswith("/") else key
-
-
-# The common first-party resources. App ids are the well-known first-party application ids.
-DEFAULT_RESOURCES: tuple[KnownResource, ...] = (
-    KnownResource(
-        "Azure Resource Manager",
-        ("https://management.azure.com/", "https://management.core.windows.net/"),
-        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
-    ),
-    KnownResource("Azure Key Vault", ("https://vault.azure.net",), "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"),
-    KnownResource("Azure Storage", ("https://storage.azure.com/",), "e406a681-f3d4-42a8-90b6-c2b029497af1"),
-    KnownResource("Microsoft Graph", ("https://graph.microsoft.com/",), "00000003-0000-0000-c000-000000000000"),
-    KnownResource("Azure SQL Database", ("https://database.windows.net/",), "022907d3-0f1b-48f7-badc-1ba6abab6d66"),
-    KnownResource("Azure Cosmos DB", ("https://cosmos.azure.com",), "a232010e-820c-4083-83bb-3ace5fc29d0b"),
-    KnownResource("Azure Event Hubs", ("https://eventhubs.azure.net",), "80369ed6-5f11-4dd9-bef3-692475845e77"),
-    KnownResource("Azure Service Bus", ("https://servicebus.azure.net",), "80a10ef9-8168-493d-abf9-3297c4ef6e3c"),
-    KnownResource("Azure Monitor", ("https://monitor.azure.com",)),
-    KnownResource("Log Analytics", ("https://api.loganalytics.io",), "ca7f3f0b-7d91-482c-8e09-c5d840d0eac5"),
-    KnownResource("Azure Data Lake", ("https://datalake.azure.net/",), "e9f49c6b-5ce5-44c8-925d-015017e9f7ad"),
-    KnownResource("Azure DevOps", ("499b84ac-1321-427f-aa17-267ca6975798",)),
-    KnownResource("Azure Kubernetes Service AAD Server", ("6dae42f8-4368-4678-94ff-3960e28e3630",)),
-    KnownResource("Azure Container Registry", ("https://containerregistry.azure.net",)),
-    KnownResource("Azure App Configuration", ("https://azconfig.io",)),
-    KnownResource("Azure Cognitive Services", ("https://cognitiveservices.azure.com",)),
-    KnownResource("Azure Database for PostgreSQL/MySQL", ("https://ossrdbms-aad.database.windows.net",)),
-    KnownResource("Azure Cache for Redis", ("https://redis.azure.com",)),
-    KnownResource("Azure Batch", ("https://batch.core.windows.net/",)),
-    KnownResource("Azure Synapse", ("https://dev.azuresynapse.net",)),
-    KnownResource("Azure Digital Twins", ("https://digitaltwins.azure.net",)),
-    KnownResource("Power BI", ("https://analysis.windows.net/powerbi/api",)),
-)
-
-# Built-in role -> allowed action patterns (fnmatch, case-insensitive), enough for the reads ARM serves.
-ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
-    "Owner": ("*",),
-    "Contributor": ("*",),
-    "Reader": ("*/read",),
-    "Managed Identity Operator": ("Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
-                                  "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"),
-}
 
 
 @dataclass(frozen=True)
@@ -162,34 +92,6 @@ class VmIdentity:
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "name": self.name, "client_id": self.client_id,
                 "object_id": self.object_id, "resource_id": self.resource_id}
-
-
-@dataclass(frozen=True)
-class RoleAssignment:
-    """An Azure RBAC role assignment: ``principal_id`` has ``role`` at ``scope`` (and below).
-
-    Example::
-
-        >>> ra = RoleAssignment("p", "Reader", "/subscriptions/s")
-        >>> ra.covers("/subscriptions/S/resourceGroups/rg")
-        True
-    """
-
-    principal_id: str
-    role: str
-    scope: str
-
-    def covers(self, scope: str) -> bool:
-        mine = self.scope.rstrip("/").lower()
-        other = scope.rstrip("/").lower()
-        return other == mine or other.startswith(mine + "/") or mine == ""
-
-    def allows(self, action: str) -> bool:
-        patterns = ROLE_ACTIONS.get(self.role, ())
-        return any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in patterns)
-
-    def to_dict(self) -> dict[str, str]:
-        return {"principal_id": self.principal_id, "role": self.role, "scope": self.scope}
 
 
 def _lower_segment_names(resource_id: str) -> str:
@@ -474,12 +376,7 @@ class VirtualMachine:
             >>> VirtualMachine.from_config({"seed": 2, "user_assigned": ["a"]}).user_identities[0].name
             'a'
         """
-        data = load_config(config) if not isinstance(config, Mapping) else dict(config)
-        data = {k.replace("-", "_"): v for k, v in data.items()}
-        if "resources" in data:  # config files say "resources" for the extra ones
-            data["extra_resources"] = data.pop("resources")
-        if "vm_name" in data:
-            data["name"] = data.pop("vm_name")
+        data = vm_keywords(load_config(config))
         allowed = set(inspect.signature(cls.build).parameters)
         unknown = set(data) - allowed
         if unknown:
@@ -503,31 +400,3 @@ class VirtualMachine:
 MULTIPLE_IDENTITIES = ("Multiple user assigned identities exist, please specify the clientId / resourceId "
                        "of the identity in the token request")
 IDENTITY_NOT_FOUND = "Identity not found"
-
-
-def load_config(source: Mapping[str, Any] | str | Path) -> dict[str, Any]:
-    """Read an emulator config: a dict is copied; a path ending in ``.toml`` is TOML, else JSON.
-
-    Example::
-
-        >>> load_config({"seed": 1})
-        {'seed': 1}
-    """
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = Path(source)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise ValueError("TOML config files need Python 3.11+; use JSON") from None
-        data = tomllib.loads(text)
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: the config must be a JSON/TOML object")
-    return data
