@@ -1,4 +1,8 @@
-"""``mi-notebook doctor``: which endpoint and why, proxies, which identities answer, clock skew.
+"""``mi-notebook doctor``: which host and why, proxies, which identities answer, clock skew.
+
+The host section shows the managed-identity variables this process sees (secret values hidden),
+which host won and why, what each other host would need, whether the machine is an Azure VM by its
+DMI asset tag, and what azure-identity's ``DefaultAzureCredential`` would try here, in its order.
 
 Example::
 
@@ -108,6 +112,8 @@ def run(ns: argparse.Namespace) -> int:
     conn = connection_from_args(ns)
     print(f"  {conn.kind}: {conn.endpoint}")
     print(f"  {conn.reason}")
+    for line in host_report(conn):
+        print(line)
 
     print("Proxy variables")
     found = proxy_variables()
@@ -161,21 +167,57 @@ def _listed_identities(conn: Connection, already: list[Identity]) -> list[Identi
     return out
 
 
+def host_report(conn: Connection, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The host section's lines: variables seen, the decision, the other hosts, DefaultAzureCredential.
+
+    Example::
+
+        >>> from mi_notebook.connection import connect, disconnect
+        >>> env = {"MSI_ENDPOINT": "http://127.0.0.1:46808/MSI/auth", "MSI_SECRET": "s3cr3t"}
+        >>> lines = host_report(connect(source="azureml", environ=env), env)
+        >>> lines[0], any("s3cr3t" in line for line in lines)
+        ('Host', False)
+        >>> [line for line in lines if "cloudshell" in line][0].strip()
+        'cloudshell: needs MSI_ENDPOINT without MSI_SECRET (but MSI_SECRET is set)'
+        >>> disconnect()
+    """
+    from ..detect import default_azure_credential_chain, detect
+
+    env = os.environ if environ is None else environ
+    found = conn.detection or detect(env)
+    lines = ["Host", f"  {found.label} ({found.host}): {found.reason}"]
+    if conn.kind == "emulator":
+        lines.append("  the embedded emulator serves the tokens: they are NOT Azure's")
+    lines.append(f"  Azure VM by DMI: {'yes' if found.is_azure_vm else 'no'} ({found.vm_evidence})")
+    lines.append("  variables: " + (", ".join(f"{k}={v}" for k, v in found.variables.items()) or "none set"))
+    lines.append("  the other hosts:")
+    lines.extend(f"    {host}: {need}" for host, need in found.others.items())
+    lines.extend(f"  note: {note}" for note in found.notes)
+    chain = default_azure_credential_chain(env)
+    lines.extend("  " + line for line in chain.lines())
+    if chain.problem:
+        lines.append(f"  DefaultAzureCredential() would fail here: {chain.problem}")
+    return lines
+
+
 def _try_identity(conn: Connection, identity: Identity, resource: str) -> tuple[bool, str, AccessToken | None]:
+    import copy
+
     from ..errors import ManagedIdentityError
-    from ..imds import ImdsClient
     from ..retry import RetryPolicy
 
-    # One quick attempt each: the doctor diagnoses, it does not wait out an outage.
-    client = ImdsClient(url=conn.endpoint, retry=RetryPolicy.no_retry(), timeout=conn.client.timeout)
+    # One quick attempt each, through the connection's own source: the doctor diagnoses, it does not
+    # wait out an outage. The copy shares the source's transport, so it is not closed here.
+    client = copy.copy(conn.client)
+    client.retry = RetryPolicy.no_retry()
     try:
         token = client.request_token(resource, identity)
-    except ManagedIdentityError as exc:
-        said = f" ({exc.error_description})" if exc.error_description else ""
-        status = f"HTTP {exc.status}" if exc.status is not None else "no answer"
+    except (ManagedIdentityError, ValueError) as exc:
+        said = f" ({exc.error_description})" if getattr(exc, "error_description", None) else ""
+        status = f"HTTP {exc.status}" if getattr(exc, "status", None) is not None else "no answer"
+        if isinstance(exc, ValueError) and not isinstance(exc, ManagedIdentityError):
+            return False, f"not possible on this host: {exc}", None
         return False, f"{type(exc).__name__}, {status}{said}", None
-    finally:
-        client.close()
     who = f"client_id {token.client_id}" if token.client_id else "answered"
     return True, f"{who}, expires in {int((token.expires_on - time.time()) / 60)} min, {token.fingerprint}", token
 
