@@ -204,3 +204,20 @@ def test_real_subprocess_token_arm():
     assert "Token for https://management.azure.com/ (system-assigned)" in proc.stdout
     assert "Using the embedded emulator" in proc.stderr
     assert not JWT.search(proc.stdout + proc.stderr) and "Traceback" not in proc.stderr
+
+
+def test_doctor_on_an_azure_ml_host_names_it_and_hides_the_secret(capsys, monkeypatch):
+    from mi_notebook.emulator import Emulator
+
+    with Emulator(profile="azureml", throttle=False) as emu:
+        monkeypatch.delenv("MI_NOTEBOOK_MODE", raising=False)
+        for name, value in emu.environment.items():
+            monkeypatch.setenv(name, value)
+        code, out, err = run(capsys, "doctor", "--resource", "storage")
+        secret = emu.environment["MSI_SECRET"]
+    assert code == 0, err
+    assert "Azure ML compute (azureml)" in out and "no network probe was needed" in out
+    assert secret not in out + err and "MSI_SECRET=(value hidden)" in out
+    assert "cloudshell: needs MSI_ENDPOINT without MSI_SECRET (but MSI_SECRET is set)" in out
+    assert "DefaultAzureCredential (azure-identity 1.27)" in out and "ManagedIdentityCredential: Azure ML" in out
+    assert "OK   system-assigned" in out
