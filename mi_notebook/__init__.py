@@ -56,6 +56,7 @@ _LAZY: dict[str, str] = {
     # transport
     "decode": "jwks",
     "ImdsClient": "imds",
+    "detect": "detect",
     "connect": "connection",
     "get_token": "connection",
     "disconnect": "connection",
