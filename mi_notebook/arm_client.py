@@ -1,26 +1,27 @@
 """Authenticated Azure Resource Manager reads with a managed identity: paging, throttling, 401 refresh.
 
 ``ArmClient`` sends ``GET <ARM>/<path>?api-version=...`` with a bearer token from the current
-connection (the process-wide cache in front of IMDS), through the same retry machinery as token
-requests (:func:`mi_notebook.retry.execute`): 429 waits ``Retry-After``, 5xx and dropped connections
-back off per the :class:`~mi_notebook.retry.RetryPolicy`, and every call leaves a
+connection (the process-wide cache in front of IMDS) through the one HTTP exchange
+(:func:`mi_notebook.http.exchange`) and the same retry machinery as token requests
+(:func:`mi_notebook.retry.execute`): 429 waits ``Retry-After``, 5xx and dropped connections back
+off per the :class:`~mi_notebook.retry.RetryPolicy`, and every call leaves a
 :class:`~mi_notebook.retry.Timeline`. Lists follow ``nextLink`` (up to ``page_limit`` pages).
 
-Rules that protect the token:
+Rules that protect the token (:mod:`mi_notebook.arm_urls` checks them before any request):
 
 * It is sent only over https, or over http to a loopback address you chose explicitly (the
   emulator, an ``url=`` you passed, ``MI_NOTEBOOK_ARM_URL``); anything else is a ``ValueError``
   before any request. ``nextLink`` URLs must stay on the same scheme, host and port.
-* Redirects are never followed (a 3xx is reported, not obeyed).
+* Redirects are never followed (a 3xx is reported, not obeyed); a non-loopback ARM is reached
+  through the environment's proxies (``HTTPS_PROXY``, ``NO_PROXY``), a loopback one never.
 * ``ExpiredAuthenticationToken`` / ``InvalidAuthenticationToken``: the token is refreshed once
-  (``force_refresh``) and the request retried; any other 401 or a 403 is explained and raised.
+  (``force_refresh``) and the request retried; any other 401 or a 403 is explained and raised
+  (:mod:`mi_notebook.arm_errors` says how each answer counts and what each error says).
 
 Tabular results (:meth:`ArmClient.resource_groups`, :meth:`~ArmClient.resources`,
 :meth:`~ArmClient.identities`, :meth:`~ArmClient.subscriptions`, :meth:`~ArmClient.list`) are an
-:class:`ArmList`: a plain ``list`` of ARM's JSON objects (scripts index and loop as usual) with
-``.to_frame()`` for a pandas DataFrame with sensible columns (pandas is imported only then), and a
-table as its notebook display. Single reads (:meth:`~ArmClient.get`, :meth:`~ArmClient.vm`) return
-ARM's JSON object as a dict.
+:class:`~mi_notebook.arm_list.ArmList`: a plain ``list`` of ARM's JSON objects with ``.to_frame()``.
+Single reads (:meth:`~ArmClient.get`, :meth:`~ArmClient.vm`) return ARM's JSON object as a dict.
 
 Where ARM is: on a real VM ``https://management.azure.com`` with normal TLS verification; with the
 embedded emulator, its ``arm_url`` and CA bundle (taken from the connection); or ``url=`` /
@@ -42,27 +43,46 @@ Example::
 
 from __future__ import annotations
 
-import email.utils
-import ipaddress
 import logging
 import os
-import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
-
-import requests
+from urllib.parse import urlsplit
 
 from . import errors
+from .arm_errors import arm_error, judge
+from .arm_list import FRAME_LAYOUTS, ArmList
+from .arm_urls import (
+    API_VERSIONS,
+    ARM_RESOURCE,
+    ARM_URL,
+    ENV_ARM_CA_BUNDLE,
+    ENV_ARM_URL,
+    SUBSCRIPTIONS_API_VERSION,
+    check_base_url,
+    default_api_version,
+    follow,
+    locate,
+    segment,
+    target,
+)
 from .clock import SYSTEM_CLOCK, Clock
+from .http import (
+    USER_AGENT,
+    Answer,
+    Request,
+    Transport,
+    default_verify,
+    exchange,
+    timeout_pair,
+)
+from .http_wire import choose_transport
 from .identity import Identity
 from .retry import AttemptOutcome, RetryPolicy, execute
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
     from .connection import Connection
     from .metadata import InstanceMetadata
     from .retry import Timeline
@@ -78,146 +98,13 @@ __all__ = [
     "ArmList",
     "arm",
     "default_api_version",
-    "is_loopback_host",
 ]
 
 logger = logging.getLogger(__name__)
 
-ARM_URL = "https://management.azure.com"
-ARM_RESOURCE = "https://management.azure.com/"
-ENV_ARM_URL = "MI_NOTEBOOK_ARM_URL"
-ENV_ARM_CA_BUNDLE = "MI_NOTEBOOK_ARM_CA_BUNDLE"
 DEFAULT_TIMEOUT = (5.0, 30.0)
 DEFAULT_PAGE_LIMIT = 50
-USER_AGENT = "mi-notebook"
-
-#: api-version used when none is given, by provider namespace (``None``: Microsoft.Resources paths).
-API_VERSIONS: dict[str | None, str] = {
-    None: "2021-04-01",
-    "microsoft.compute": "2024-07-01",
-    "microsoft.managedidentity": "2023-01-31",
-}
-SUBSCRIPTIONS_API_VERSION = "2022-12-01"
 REFRESH_CODES = frozenset({"ExpiredAuthenticationToken", "InvalidAuthenticationToken"})
-
-_FORBIDDEN = re.compile(r"perform action '(?P<action>[^']+)' over scope '(?P<scope>[^']+)'")
-
-
-def default_api_version(path: str) -> str:
-    """The api-version used for ``path`` when none is given (by the provider it names).
-
-    Example::
-
-        >>> default_api_version("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm")
-        '2024-07-01'
-        >>> default_api_version("/subscriptions"), default_api_version("/subscriptions/s/resourcegroups")
-        ('2022-12-01', '2021-04-01')
-    """
-    segments = [s.lower() for s in urlsplit(path).path.split("/") if s]
-    if segments[:1] == ["subscriptions"] and len(segments) <= 2:
-        return SUBSCRIPTIONS_API_VERSION
-    namespace = None
-    if "providers" in segments:
-        i = len(segments) - 1 - segments[::-1].index("providers")
-        namespace = segments[i + 1] if i + 1 < len(segments) else None
-    return API_VERSIONS.get(namespace, API_VERSIONS[None])
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals (``127.0.0.0/8``, ``::1``); never resolves a name.
-
-    Example::
-
-        >>> is_loopback_host("127.0.0.1"), is_loopback_host("[::1]"), is_loopback_host("127.example.com")
-        (True, True, False)
-    """
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(url: str) -> str:
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"the ARM url must look like https://host[:port], got {url!r}")
-    if parts.query or parts.fragment or parts.path.strip("/"):
-        raise ValueError(f"the ARM url must be a base url (no path, query or fragment), got {url!r}")
-    if parts.username or parts.password:
-        raise ValueError("the ARM url must not carry user credentials")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ValueError(
-            f"refusing to send a bearer token over plain http to {parts.hostname}: use https "
-            "(http is allowed only to a loopback address such as the emulator on 127.0.0.1)"
-        )
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-# --- results -------------------------------------------------------------------------------------
-class ArmList(list):
-    """ARM's list items (plain dicts) in order, all pages followed; ``.to_frame()`` for pandas.
-
-    ``timelines`` holds one :class:`~mi_notebook.retry.Timeline` per page fetched; ``pages`` is how
-    many; ``truncated`` says ``page_limit`` stopped the paging early; ``kind`` picks the frame's
-    columns (``"resource_groups"``, ``"resources"``, ``"identities"``, ``"subscriptions"`` or
-    ``"generic"``).
-
-    Example::
-
-        >>> rows = ArmList([{"name": "rg-a", "location": "westeurope", "id": "/subscriptions/s/resourceGroups/rg-a",
-        ...                  "properties": {"provisioningState": "Succeeded"}}], kind="resource_groups")
-        >>> rows[0]["name"], list(rows.to_frame().columns)
-        ('rg-a', ['name', 'location', 'provisioning_state', 'tags', 'id'])
-    """
-
-    def __init__(self, items: Iterable[dict[str, Any]] = (), *, kind: str = "generic",
-                 timelines: Iterable[Timeline] = (), truncated: bool = False) -> None:
-        super().__init__(items)
-        self.kind = kind
-        self.timelines: list[Timeline] = list(timelines)
-        self.truncated = truncated
-
-    @property
-    def pages(self) -> int:
-        return len(self.timelines)
-
-    def to_frame(self) -> pd.DataFrame:
-        """A pandas DataFrame, one row per item, columns chosen for ``kind`` (see the class doc)."""
-        import pandas as pd
-
-        columns, row = _FRAMES.get(self.kind, _FRAMES["generic"])
-        return pd.DataFrame([row(item) for item in self], columns=list(columns))
-
-    def _repr_html_(self) -> str:
-        frame = self.to_frame()
-        note = f"<p>{len(self)} items from {self.pages} page(s){' (truncated by page_limit)' if self.truncated else ''}</p>"
-        return frame.to_html(index=False, escape=True) + note
-
-    def __repr__(self) -> str:
-        return f"ArmList(kind={self.kind!r}, items={len(self)}, pages={self.pages}{', truncated' if self.truncated else ''})"
-
-
-def _group_of(resource_id: str) -> str:
-    parts = resource_id.split("/")
-    low = [p.lower() for p in parts]
-    return parts[low.index("resourcegroups") + 1] if "resourcegroups" in low and low.index("resourcegroups") + 1 < len(parts) else ""
-
-
-_FRAMES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, ...]]]] = {
-    "resource_groups": (("name", "location", "provisioning_state", "tags", "id"), lambda g: (
-        g.get("name"), g.get("location"), (g.get("properties") or {}).get("provisioningState"),
-        g.get("tags") or {}, g.get("id"))),
-    "resources": (("name", "type", "resource_group", "location", "id"), lambda r: (
-        r.get("name"), r.get("type"), _group_of(str(r.get("id", ""))), r.get("location"), r.get("id"))),
-    "identities": (("kind", "name", "client_id", "principal_id", "resource_id"), lambda i: (
-        i.get("kind"), i.get("name"), i.get("client_id"), i.get("principal_id"), i.get("resource_id"))),
-    "subscriptions": (("subscription_id", "display_name", "state", "tenant_id"), lambda s: (
-        s.get("subscriptionId"), s.get("displayName"), s.get("state"), s.get("tenantId"))),
-    "generic": (("name", "type", "location", "id"), lambda r: (
-        r.get("name"), r.get("type"), r.get("location"), r.get("id"))),
-}
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -227,10 +114,13 @@ class ArmClient:
     ``url``: ARM's base URL (default: from the connection, see the module doc); ``identity``: whose
     token (``None``: system-assigned; an :class:`~mi_notebook.identity.Identity` or text for
     ``Identity.parse``); ``connection``: where tokens and instance metadata come from (default: the
-    current one, connecting on first use); ``retry``, ``sleep``, ``clock``: the retry policy and its
+    current one, connecting on first use); ``retry``, ``clock``: the retry policy and its
     injectable time; ``verify``: TLS verification (True, False or a CA bundle path; default: the
     emulator's bundle for the emulator, else the system's trust store); ``page_limit``: at most this
-    many pages per list; ``timeout``: ``(connect, read)`` seconds.
+    many pages per list; ``timeout``: ``(connect, read)`` seconds; ``transport``: what sends the
+    requests (default: the real wire, through the environment's proxies for a non-loopback ARM;
+    a :class:`~mi_notebook.http.MockTransport` in tests), or ``session``: a caller's
+    ``requests.Session`` to send through under the same rules.
 
     After each call ``last_timeline``, ``last_request_id`` and ``last_ratelimit_remaining`` describe
     the final exchange.
@@ -253,7 +143,8 @@ class ArmClient:
         verify: bool | str | None = None,
         page_limit: int = DEFAULT_PAGE_LIMIT,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
+        session: Any = None,
     ) -> None:
         if isinstance(page_limit, bool) or not isinstance(page_limit, int) or page_limit < 1:
             raise ValueError(f"page_limit must be a positive integer, got {page_limit!r}")
@@ -261,28 +152,23 @@ class ArmClient:
             raise ValueError(f"verify must be True, False or a CA bundle path, got {verify!r}")
         if isinstance(verify, str) and not os.path.isfile(verify):
             raise ValueError(f"verify names a CA bundle that does not exist: {verify!r}")
+        self.timeout = timeout_pair(timeout)
+        self.transport = choose_transport(transport, session)
         self.identity = Identity.parse(identity)
         self._connection = connection
         if url is None:
-            url, found_verify = _locate_arm(connection)
+            url, found_verify = locate(connection if connection is not None else _current_connection())
             if verify is None:
                 verify = found_verify
-        self.url = _check_base_url(url)
+        self.url = check_base_url(url)
         if verify is None:
-            verify = os.environ.get(ENV_ARM_CA_BUNDLE) or _default_verify()
+            verify = os.environ.get(ENV_ARM_CA_BUNDLE) or default_verify()
         self.verify: bool | str = verify
         self.retry = retry if retry is not None else RetryPolicy()
         if not isinstance(clock, Clock):
             raise ValueError(f"clock must be a mi_notebook.clock.Clock (e.g. VirtualClock()); got {clock!r}")
         self.clock = clock
         self.page_limit = page_limit
-        self.timeout = (float(timeout), float(timeout)) if isinstance(timeout, (int, float)) else \
-            (float(timeout[0]), float(timeout[1]))
-        self._own_session = session is None
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # no .netrc (it would replace our Authorization header)
-        self.session = session
         self.last_timeline: Timeline | None = None
         self.last_request_id: str | None = None
         self.last_correlation_id: str | None = None
@@ -308,7 +194,7 @@ class ArmClient:
             'westeurope'
             >>> disconnect()
         """
-        url, query = self._target(path, api_version, params)
+        url, query = target(self.url, path, api_version, params)
         document, _ = self._request(url, query, on_attempt=on_attempt)
         return document
 
@@ -331,7 +217,9 @@ class ArmClient:
         limit = self.page_limit if page_limit is None else page_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"page_limit must be a positive integer, got {limit!r}")
-        url, query = self._target(path, api_version, params)
+        if kind not in FRAME_LAYOUTS:
+            raise ValueError(f"kind must be one of {', '.join(FRAME_LAYOUTS)}; got {kind!r}")
+        url, query = target(self.url, path, api_version, params)
         items: list[dict[str, Any]] = []
         timelines: list[Timeline] = []
         while True:
@@ -349,7 +237,7 @@ class ArmClient:
             if len(timelines) >= limit:
                 logger.warning("stopped after %d pages of %s (page_limit); more items exist", limit, path)
                 return ArmList(items, kind=kind, timelines=timelines, truncated=True)
-            url, query = self._next_link(str(next_link))
+            url, query = follow(self.url, str(next_link))
 
     # ---- the VM and its surroundings -----------------------------------------------------------------
     def vm(self) -> dict[str, Any]:
@@ -400,19 +288,19 @@ class ArmClient:
     def resource_groups(self, subscription_id: str | None = None) -> ArmList:
         """The resource groups of ``subscription_id`` (default: this VM's subscription) that it may read."""
         sub = subscription_id or self.metadata().subscription_id
-        return self.list(f"/subscriptions/{_segment(sub, 'subscription_id')}/resourcegroups", kind="resource_groups")
+        return self.list(f"/subscriptions/{segment(sub, 'subscription_id')}/resourcegroups", kind="resource_groups")
 
     def resources(self, group: str | None = None, *, subscription_id: str | None = None) -> ArmList:
         """The resources in resource group ``group`` (default: this VM's resource group)."""
         for value, name in ((group, "group"), (subscription_id, "subscription_id")):
             if value is not None:
-                _segment(value, name)  # bad input: ValueError before any request
+                segment(value, name)  # bad input: ValueError before any request
         if group is None or subscription_id is None:
             md = self.metadata()
             group = group or md.resource_group
             subscription_id = subscription_id or md.subscription_id
-        path = (f"/subscriptions/{_segment(subscription_id, 'subscription_id')}/resourceGroups/"
-                f"{_segment(group, 'group')}/resources")
+        path = (f"/subscriptions/{segment(subscription_id, 'subscription_id')}/resourceGroups/"
+                f"{segment(group, 'group')}/resources")
         return self.list(path, kind="resources")
 
     def identities(self) -> ArmList:
@@ -467,45 +355,11 @@ class ArmClient:
     @property
     def connection(self) -> Connection:
         """Where tokens come from (the current connection unless one was given)."""
-        if self._connection is not None:
-            return self._connection
-        from .connection import current_or_connect
-
-        return current_or_connect()
+        return self._connection if self._connection is not None else _current_connection()
 
     def token(self, *, force_refresh: bool = False) -> AccessToken:
         """The ARM token this client sends (from the connection's cache)."""
         return self.connection.get_token("arm", identity=self.identity, force_refresh=force_refresh)
-
-    def _target(self, path: str, api_version: str | None,
-                params: Mapping[str, str] | None) -> tuple[str, list[tuple[str, str]]]:
-        if not isinstance(path, str) or not path:
-            raise ValueError(f"path must be a non-empty string such as '/subscriptions', got {path!r}")
-        if "://" in path:
-            url, query = self._next_link(path)
-        else:
-            if not path.startswith("/"):
-                raise ValueError(f"path must start with '/' (e.g. '/subscriptions/...'), got {path!r}")
-            if "?" in path or "#" in path:
-                raise ValueError("put query parameters in params=..., not in the path")
-            url, query = self.url + path, []
-        if api_version is not None and (not isinstance(api_version, str) or not api_version.strip()):
-            raise ValueError(f"api_version must be a non-empty string such as '2021-04-01', got {api_version!r}")
-        query = [(k, v) for k, v in query if k.lower() != "api-version" or api_version is None]
-        if not any(k.lower() == "api-version" for k, _ in query):
-            query.insert(0, ("api-version", api_version or default_api_version(urlsplit(url).path)))
-        for key, value in (params or {}).items():
-            query = [(k, v) for k, v in query if k != key] + [(str(key), str(value))]
-        return url, query
-
-    def _next_link(self, link: str) -> tuple[str, list[tuple[str, str]]]:
-        parts = urlsplit(link)
-        mine = urlsplit(self.url)
-        if (parts.scheme, (parts.hostname or "").lower(), parts.port or _default_port(parts.scheme)) != \
-                (mine.scheme, (mine.hostname or "").lower(), mine.port or _default_port(mine.scheme)):
-            raise ValueError(
-                f"refusing to send the token to {parts.scheme}://{parts.netloc}: the link leaves {self.url}")
-        return f"{mine.scheme}://{mine.netloc}{parts.path}", parse_qsl(parts.query, keep_blank_values=True)
 
     def _request(self, url: str, query: list[tuple[str, str]], *,
                  on_attempt: Callable[..., None] | None = None) -> tuple[dict[str, Any], Timeline]:
@@ -540,115 +394,25 @@ class ArmClient:
             self.last_timeline = timeline
             self.last_request_id = outcome.request_id
             self.last_correlation_id = correlation_id
-            remaining = answer.get("ratelimit")
+            remaining = _ratelimit_remaining(answer)
             if remaining is not None:
                 self.last_ratelimit_remaining = remaining
         if outcome.ok:
             return outcome.value, timeline
-        raise self._error(outcome, answer, timeline, url, token_holder[0] if token_holder else None,
-                          refreshed=state["refreshed"])
+        token = token_holder[0] if token_holder else None
+        raise arm_error(outcome, answer, timeline=timeline, endpoint=self.url, path=urlsplit(url).path,
+                        who=self._who(token), refreshed=state["refreshed"], correlation_id=correlation_id)
 
     def _send(self, url: str, query: list[tuple[str, str]], token: AccessToken,
-              correlation_id: str) -> tuple[AttemptOutcome, dict[str, Any]]:
+              correlation_id: str) -> tuple[AttemptOutcome, Answer]:
         client_request_id = str(uuid.uuid4())
         headers = {"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json",
                    "User-Agent": USER_AGENT, "x-ms-client-request-id": client_request_id,
                    "x-ms-correlation-request-id": correlation_id}
-        host = urlsplit(url).hostname or ""
-        proxies = {"http": None, "https": None, "all": None} if is_loopback_host(host) else \
-            requests.utils.get_environ_proxies(url)
-        try:
-            response = self.session.get(url, params=query, headers=headers, timeout=self.timeout,
-                                        allow_redirects=False, verify=self.verify, proxies=proxies, stream=True)
-        except requests.exceptions.SSLError as exc:
-            # A TLS failure is not transient: do not retry it, explain it.
-            return AttemptOutcome(exception=exc, request_id=client_request_id, retryable=False), {"tls": True}
-        except (requests.RequestException, OSError) as exc:
-            return AttemptOutcome(exception=exc, request_id=client_request_id), {}
-        status = response.status_code
-        request_id = response.headers.get("x-ms-request-id") or client_request_id
-        answer: dict[str, Any] = {"status": status, "correlation_id": response.headers.get(
-            "x-ms-correlation-request-id"), "content_type": response.headers.get("Content-Type", "")}
-        remaining = (response.headers.get("x-ms-ratelimit-remaining-subscription-reads")
-                     or response.headers.get("x-ms-ratelimit-remaining-tenant-reads"))
-        if remaining is not None and remaining.strip().isdigit():
-            answer["ratelimit"] = int(remaining)
-        retry_after = _retry_after(response.headers.get("Retry-After"), self.clock.wall)
-        retryable = status == 429 or 500 <= status <= 599
-        try:
-            with response:
-                response.content  # noqa: B018 - read here: a body cut short in transit still has a status
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
-            answer["problem"] = "truncated"  # a transport failure: retried, and ARM did answer
-            return AttemptOutcome(status=status, request_id=request_id, retry_after=retry_after,
-                                  exception=exc, retryable=True), answer
-        try:
-            document = response.json()
-        except ValueError as exc:
-            if 200 <= status <= 299 or "html" in answer["content_type"].lower():
-                answer["problem"] = "html" if "html" in answer["content_type"].lower() else "not-json"
-                return AttemptOutcome(status=status, request_id=request_id, retry_after=retry_after,
-                                      exception=exc, retryable=retryable or None), answer
-            document = None
-        if 300 <= status <= 399:
-            answer["location"] = response.headers.get("Location")
-            return AttemptOutcome(status=status, request_id=request_id, retryable=False), answer
-        if 200 <= status <= 299:
-            if not isinstance(document, dict):
-                answer["problem"] = "not-object"
-                return AttemptOutcome(status=status, request_id=request_id, retryable=False,
-                                      exception=ValueError("the JSON answer is not an object")), answer
-            return AttemptOutcome(status=status, request_id=request_id, value=document), answer
-        err = (document or {}).get("error") if isinstance(document, dict) else None
-        code = err.get("code") if isinstance(err, dict) else None
-        message = err.get("message") if isinstance(err, dict) else None
-        answer["www_authenticate"] = response.headers.get("WWW-Authenticate")
-        return AttemptOutcome(status=status, error=code, error_description=message, request_id=request_id,
-                              retry_after=retry_after, retryable=retryable), answer
-
-    def _error(self, outcome: AttemptOutcome, answer: dict[str, Any], timeline: Timeline, url: str,
-               token: AccessToken | None, *, refreshed: bool) -> errors.ManagedIdentityError:
-        path = urlsplit(url).path
-        common: dict[str, Any] = {"timeline": timeline, "endpoint": self.url, "request_id": outcome.request_id}
-        status = outcome.status
-        if status is None:
-            exc = outcome.exception
-            if answer.get("tls"):
-                return errors.EndpointUnreachableError(
-                    f"TLS verification of {self.url} failed: {exc}", **common,
-                    hint=("For the emulator pass verify=emu.ca_bundle (mi.arm() does this for you); on a real "
-                          "VM a proxy that intercepts TLS needs its CA in MI_NOTEBOOK_ARM_CA_BUNDLE."))
-            timed_out = isinstance(exc, requests.Timeout)
-            cls = errors.EndpointTimeoutError if timed_out else errors.EndpointUnreachableError
-            what = "did not answer in time" if timed_out else "could not be reached"
-            return cls(f"Azure Resource Manager at {self.url} {what} ({type(exc).__name__}).", **common,
-                       hint="Check network access to ARM (proxy settings in HTTPS_PROXY / NO_PROXY, firewall, "
-                            "NSG outbound rules), then try again.")
-        if answer.get("problem") == "truncated":
-            return errors.UnexpectedResponseError(
-                f"{self.url} answered {path} with HTTP {status}, but the connection closed before the whole body "
-                f"arrived ({type(outcome.exception).__name__}).", status=status, **common,
-                hint="A network problem between this machine and ARM, or a proxy cutting answers short; try again.")
-        if outcome.exception is not None or 300 <= status <= 399:
-            kind = answer.get("problem")
-            said = ("an HTML page" if kind == "html" else f"a redirect to {answer.get('location')!r} (not followed)"
-                    if 300 <= status <= 399 else "a body that is not ARM's JSON")
-            return errors.UnexpectedResponseError(
-                f"{self.url} answered {path} with HTTP {status} and {said}: that is not Azure Resource Manager "
-                "speaking.", status=status, **common,
-                hint="A proxy or captive portal may be in the way; check HTTPS_PROXY / NO_PROXY and the ARM url.")
-        code, arm_message = outcome.error, outcome.error_description
-        who = self._who(token)
-        message, hint = _explain(status, code, arm_message, path, who, refreshed=refreshed, url=self.url)
-        match = _FORBIDDEN.search(arm_message or "")
-        return errors.ArmError(
-            message, code=code, arm_message=arm_message, status=status, hint=hint,
-            correlation_id=answer.get("correlation_id") or self.last_correlation_id,
-            principal_id=who.get("oid"),
-            action=match.group("action") if match else None,
-            scope=match.group("scope") if match else None,
-            **common,
-        )
+        request = Request("GET", url, params=query, headers=headers, timeout=self.timeout, proxies=True,
+                          verify=self.verify)
+        answer = exchange(request, transport=self.transport, clock=self.clock)
+        return judge(answer, client_request_id=client_request_id), answer
 
     def _who(self, token: AccessToken | None) -> dict[str, Any]:
         out: dict[str, Any] = {"identity": str(self.identity)}
@@ -658,9 +422,7 @@ class ArmClient:
         return out
 
     def close(self) -> None:
-        """Close the HTTP session if this client created it."""
-        if self._own_session:
-            self.session.close()
+        """Nothing to release: the real transport is process-wide, a caller's session or transport is theirs."""
 
     def __enter__(self) -> ArmClient:
         return self
@@ -671,54 +433,6 @@ class ArmClient:
     def __repr__(self) -> str:
         verify = self.verify if isinstance(self.verify, bool) else "CA bundle"
         return f"ArmClient(url={self.url!r}, identity={str(self.identity)!r}, verify={verify!r})"
-
-
-def _explain(status: int, code: str | None, arm_message: str | None, path: str, who: dict[str, Any], *,
-             refreshed: bool, url: str) -> tuple[str, str]:
-    identity = who.get("identity", "this identity")
-    oid = who.get("oid")
-    principal = f"{identity} (object id {oid})" if oid else identity
-    if status == 403:
-        match = _FORBIDDEN.search(arm_message or "")
-        action = match.group("action") if match else "this action"
-        scope = match.group("scope") if match else path
-        message = f"ARM refused: {principal} may not perform '{action}' on '{scope}'."
-        hint = (f"Assign it a role that allows '{action}' (for reading: Reader) at '{scope}' or above, e.g. "
-                f"az role assignment create --assignee-object-id {oid or '<principal id>'} "
-                f"--assignee-principal-type ServicePrincipal --role Reader --scope {scope}. "
-                "New role assignments take a few minutes to propagate, and managed-identity tokens are cached "
-                "for about 24 hours (IMDS cannot be forced to renew them), so a new role may only show once "
-                "the token is renewed.")
-        return message, hint
-    if status == 401:
-        again = " even after fetching a fresh token" if refreshed else ""
-        message = f"ARM rejected the token of {principal}{again} ({code})."
-        if code == "InvalidAuthenticationTokenAudience":
-            hint = "Request the token for Azure Resource Manager: resource 'arm' (https://management.azure.com/)."
-        elif code == "ExpiredAuthenticationToken":
-            hint = "The token had expired; check this machine's clock, then try again (a fresh token is fetched)."
-        elif code == "InvalidAuthenticationTokenTenant":
-            hint = "The subscription belongs to another tenant than the identity; use an identity of that tenant."
-        else:
-            hint = "Get a new token (force_refresh=True) and check it with mi.decode(token).checks(resource='arm')."
-        return message, hint
-    if status == 429:
-        return (f"ARM throttled the reads of {principal} ({code}) and kept doing so through the retries.",
-                "Make fewer requests (ARM allows about 250 reads in a burst, refilled at 25 per second per "
-                "subscription and identity); wait for Retry-After and try again.")
-    if status == 404:
-        return (f"ARM found nothing at {path} ({code}).",
-                "Check the subscription, resource group and resource names (the path is case-insensitive; "
-                "names must exist).")
-    if status == 400 and code in ("MissingApiVersionParameter", "InvalidApiVersionParameter",
-                                  "NoRegisteredProviderFound"):
-        return (f"ARM does not accept the api-version sent for {path} ({code}).",
-                "Pass api_version=... with a version ARM lists as supported in the message above.")
-    if status is not None and 500 <= status <= 599:
-        return (f"ARM failed on its side for {path} (HTTP {status}, {code}) and kept failing through the retries.",
-                "This is on Azure's side; try again later, and check Azure status if it persists.")
-    return (f"ARM answered {path} with HTTP {status} ({code}).",
-            "Fix the request; retrying the same request will not help.")
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -736,46 +450,10 @@ def _join(first: Timeline, second: Timeline) -> Timeline:
                     policy=first.policy)
 
 
-def _locate_arm(connection: Connection | None) -> tuple[str, bool | str | None]:
-    """ARM's URL and TLS verification for a connection: the emulator's own, the env's, or Azure's."""
-    conn = connection
-    if conn is None:
-        from .connection import current_or_connect
+def _current_connection() -> Connection:
+    from .connection import current_or_connect
 
-        conn = current_or_connect()
-    emulator = getattr(conn, "emulator", None)
-    arm_url = getattr(emulator, "arm_url", None) if emulator is not None else None
-    if arm_url:
-        return str(arm_url), getattr(emulator, "ca_bundle", None) or None
-    env_url = os.environ.get(ENV_ARM_URL, "").strip()
-    if env_url:
-        return env_url, os.environ.get(ENV_ARM_CA_BUNDLE) or None
-    if getattr(conn, "kind", None) == "emulator":
-        raise ValueError("this emulator has no ARM side (started with arm=False); pass url=... explicitly")
-    imds_host = urlsplit(str(getattr(conn, "endpoint", ""))).hostname or ""
-    if getattr(conn, "kind", None) == "explicit" and is_loopback_host(imds_host):
-        # Tokens from a loopback IMDS (an emulator in another process) mean nothing to Azure's ARM.
-        raise ValueError(
-            f"IMDS is the loopback endpoint {conn.endpoint}, so Azure's ARM would reject its tokens: "
-            f"set {ENV_ARM_URL} (and {ENV_ARM_CA_BUNDLE}) to the ARM and CA lines `mi-notebook emulator` "
-            "printed, or pass url=... explicitly"
-        )
-    return ARM_URL, None
-
-
-def _default_verify() -> bool | str:
-    # trust_env is off on our session, so honour a corporate CA bundle from the usual variables here.
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-
-
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
-
-
-def _segment(value: str | None, name: str) -> str:
-    if not value or not isinstance(value, str) or "/" in value or "?" in value or "#" in value:
-        raise ValueError(f"{name} must be a plain name or id without '/', '?' or '#', got {value!r}")
-    return value
+    return current_or_connect()
 
 
 def _claim(token: AccessToken, name: str) -> Any:
@@ -785,20 +463,10 @@ def _claim(token: AccessToken, name: str) -> Any:
         return None
 
 
-def _retry_after(value: str | None, wall_clock: Callable[[], float]) -> float | None:
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - wall_clock())
-
+def _ratelimit_remaining(answer: Answer) -> int | None:
+    remaining = (answer.headers.get("x-ms-ratelimit-remaining-subscription-reads")
+                 or answer.headers.get("x-ms-ratelimit-remaining-tenant-reads"))
+    return int(remaining) if remaining is not None and remaining.strip().isdigit() else None
 
 
 def arm(identity: Identity | str | None = None, **kwargs: Any) -> ArmClient:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .cache import CacheKey, TokenCache, default_cache
 from .clock import SYSTEM_CLOCK, Clock
 from .detect import HIMDS_PATH, Detection, detect
+from .http import USER_AGENT, Request, Transport, describe_failure, exchange
 from .identity import Identity
 from .imds import DEFAULT_TIMEOUT, IMDS_URL, TOKEN_PATH, ImdsClient
 from .resources import resolve_resource
@@ -212,68 +213,67 @@ class ProbeResult:
     elapsed: float = 0.0
 
 
-def probe_imds(probe_url: str = IMDS_URL, *, timeout: float = DEFAULT_PROBE_TIMEOUT) -> ProbeResult:
+def probe_imds(probe_url: str = IMDS_URL, *, timeout: float = DEFAULT_PROBE_TIMEOUT,
+               transport: Transport | None = None) -> ProbeResult:
     """Ask ``probe_url`` whether it is Azure IMDS, within ``timeout`` seconds in all (hard bound).
 
     The request runs in a daemon thread joined with the deadline, so even a server that trickles
-    bytes cannot hold the caller longer than ``timeout`` (plus thread start-up).
+    bytes cannot hold the caller longer than ``timeout`` (plus thread start-up). Only a network
+    failure (nothing listening, no answer in time) or a foreign answer means "not IMDS"; an
+    exception from the probe's own code is a bug and is raised here, never read as "not Azure".
+    ``transport``: the real wire by default (a :class:`~mi_notebook.http.MockTransport` in tests).
 
     Example::
 
         >>> probe_imds("http://127.0.0.1:9", timeout=0.3).is_imds   # port 9: nothing listens
         False
+        >>> from mi_notebook.http import MockTransport
+        >>> probe_imds("http://127.0.0.1:9", transport=MockTransport(
+        ...     lambda request: (400, {"Server": "IMDS/150.870.65.1684"}, {}))).detail
+        'Azure IMDS answered (Server: IMDS/150.870.65.1684)'
     """
     import time
 
-    if timeout <= 0:
-        raise ValueError(f"probe timeout must be positive, got {timeout!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 3600:
+        raise ValueError(f"probe timeout must be a positive number of seconds, got {timeout!r}")
+    request = Request("GET", probe_url.rstrip("/") + TOKEN_PATH,  # ValueError for a bad URL, before any thread
+                      params=[("api-version", "2018-02-01"), ("resource", "https://management.azure.com/")],
+                      headers={"User-Agent": f"{USER_AGENT}-probe"}, timeout=(timeout, timeout), proxies=False)
     started = time.monotonic()
-    box: list[ProbeResult] = []
+    results: list[ProbeResult] = []
+    bugs: list[Exception] = []
 
     def run() -> None:
         try:
-            box.append(_probe_once(probe_url, timeout))
-        except Exception as exc:  # noqa: BLE001 - any failure means "not IMDS"
-            box.append(ProbeResult(False, f"the probe failed: {type(exc).__name__}: {exc}"))
+            results.append(_probe_once(request, transport))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread, never swallowed
+            bugs.append(exc)
 
     thread = threading.Thread(target=run, name="mi-notebook-imds-probe", daemon=True)
     thread.start()
     thread.join(timeout)
     elapsed = time.monotonic() - started
-    if not box:
+    if bugs:  # a bug in the probe (or a transport's), not a network failure: never "not Azure"
+        note = getattr(bugs[0], "add_note", None)  # Python 3.11+
+        if note is not None:
+            note(f"raised inside mi-notebook's IMDS probe of {probe_url}: a bug, not an answer from the network")
+        raise bugs[0]
+    if not results:
         return ProbeResult(False, f"nothing answered within {timeout:g} s", elapsed=elapsed)
-    result = box[0]
+    result = results[0]
     return ProbeResult(result.is_imds, result.detail, result.status, result.server, elapsed)
 
 
-def _probe_once(probe_url: str, timeout: float) -> ProbeResult:
-    import requests
-
-    url = probe_url.rstrip("/") + TOKEN_PATH
-    with requests.Session() as session:
-        session.trust_env = False  # never through a proxy
-        try:
-            response = session.get(
-                url,
-                params=[("api-version", "2018-02-01"), ("resource", "https://management.azure.com/")],
-                headers={"User-Agent": "mi-notebook-probe"},
-                timeout=(timeout, timeout),
-                allow_redirects=False,
-                proxies={"http": None, "https": None, "all": None},  # type: ignore[dict-item]
-            )
-            body = response.content[:4096]
-        except requests.ConnectionError as exc:
-            text = repr(exc).lower()
-            if "refused" in text:
-                return ProbeResult(False, "the connection was refused (nothing listens there)")
-            if "timed out" in text or "timeout" in text:
-                return ProbeResult(False, f"nothing answered within {timeout:g} s")
-            return ProbeResult(False, f"no HTTP answer ({type(exc).__name__})")
-        except requests.Timeout:
-            return ProbeResult(False, f"nothing answered within {timeout:g} s")
-        except (requests.RequestException, OSError) as exc:
-            return ProbeResult(False, f"no HTTP answer ({type(exc).__name__}: {exc})")
-    return classify_probe_answer(response.status_code, response.headers, body)
+def _probe_once(request: Request, transport: Transport | None = None) -> ProbeResult:
+    """One probe exchange: a network failure is "not IMDS", an answer is classified."""
+    answer = exchange(request, transport=transport)
+    if answer.answered:
+        return classify_probe_answer(answer.status, answer.headers, answer.body[:4096])  # type: ignore[arg-type]
+    if answer.kind in ("timeout", "connect-timeout"):
+        return ProbeResult(False, f"nothing answered within {request.timeout[1]:g} s")
+    if "refused" in describe_failure(answer):
+        return ProbeResult(False, "the connection was refused (nothing listens there)")
+    return ProbeResult(False, f"no HTTP answer ({describe_failure(answer)})")
 
 
 def classify_probe_answer(status: int, headers: Any, body: bytes) -> ProbeResult:

@@ -15,10 +15,12 @@ rules every caller needs and nobody should write twice:
 * the body's shape: ``"json"`` (an object), ``"empty"``, ``"html"``, ``"text"``, ``"invalid-json"``.
 
 Tests swap the wire for a function with :class:`MockTransport` (in the spirit of httpx's), so parsing
-and classification are testable without sockets; the loopback emulator tests use the real thing.
+and classification are testable without sockets; the loopback emulator tests use the real thing,
+:class:`RequestsTransport` (both in :mod:`mi_notebook.http_wire`, importable from here).
 
 Example::
 
+    >>> from mi_notebook.http import MockTransport
     >>> def handler(request):
     ...     return 429, {"Retry-After": "3", "Content-Type": "application/json"}, b'{"error": "throttled"}'
     >>> answer = exchange(Request("GET", "http://127.0.0.1:1/x"), transport=MockTransport(handler))
@@ -38,26 +40,40 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from .clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:  # pragma: no cover - served lazily by __getattr__ below
+    from .http_wire import MockTransport, RequestsTransport, choose_transport, default_transport, proxies_for
 
 __all__ = [
     "EMULATOR_HEADER",
     "MAX_BODY",
     "Answer",
+    "ConnectTimeout",
     "MockTransport",
+    "ReadTimeout",
     "Request",
     "RequestsTransport",
+    "TlsFailure",
     "Transport",
+    "Truncated",
+    "UnexpectedAnswer",
+    "choose_transport",
+    "default_transport",
+    "default_verify",
+    "describe_failure",
     "exchange",
     "is_loopback_host",
     "parse_retry_after",
+    "proxies_for",
     "proxy_variables",
     "redact",
+    "timeout_pair",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,6 +115,45 @@ def proxy_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """
     env = os.environ if environ is None else environ
     return {name: env[name] for name in PROXY_VARIABLES if env.get(name)}
+
+
+def timeout_pair(timeout: float | tuple[float, float] | Sequence[float]) -> tuple[float, float]:
+    """``(connect, read)`` seconds from one number or a pair; ``ValueError`` for anything else.
+
+    Example::
+
+        >>> timeout_pair(3), timeout_pair((0.5, 10))
+        ((3.0, 3.0), (0.5, 10.0))
+        >>> timeout_pair("fast")
+        Traceback (most recent call last):
+        ValueError: timeout must be seconds or (connect, read) seconds, got 'fast'
+    """
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        pair = (float(timeout), float(timeout))
+    elif (isinstance(timeout, (tuple, list)) and len(timeout) == 2
+          and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in timeout)):
+        pair = (float(timeout[0]), float(timeout[1]))
+    else:
+        raise ValueError(f"timeout must be seconds or (connect, read) seconds, got {timeout!r}")
+    if not all(0 < t < 3600 for t in pair):
+        raise ValueError(f"time-outs must be positive and under an hour, got {timeout!r}")
+    return pair
+
+
+def default_verify(environ: Mapping[str, str] | None = None) -> bool | str:
+    """TLS verification for hosts reached through the environment's network (ARM, Entra ID's keys).
+
+    The real transport never reads the environment behind the caller's back, so a corporate CA
+    bundle named by ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` is honoured here, explicitly;
+    otherwise ``True`` (the system's trust store).
+
+    Example::
+
+        >>> default_verify({}), default_verify({"REQUESTS_CA_BUNDLE": "/etc/corp-ca.pem"})
+        (True, '/etc/corp-ca.pem')
+    """
+    env = os.environ if environ is None else environ
+    return env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or True
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -174,6 +229,8 @@ class Request:
             raise ValueError(f"a request needs an http(s) URL with a host; got {self.url!r}")
         if self.method not in ("GET", "POST"):
             raise ValueError(f"only GET and POST are sent; got {self.method!r}")
+        object.__setattr__(self, "timeout", timeout_pair(self.timeout))
+        object.__setattr__(self, "params", tuple((str(k), str(v)) for k, v in self.params))
 
     def __repr__(self) -> str:
         return f"Request({self.method} {self.url}, headers={sorted(self.headers)})"
@@ -200,8 +257,10 @@ class Answer:
     Kinds with an HTTP status: ``"json"`` (``document`` is the object), ``"empty"``, ``"html"``,
     ``"text"``, ``"invalid-json"``, ``"redirect"``, ``"truncated"`` (the body was cut short), and
     ``"timeout"`` when the status came but not the whole body. Kinds without: ``"connect-timeout"``,
-    ``"timeout"``, ``"unreachable"``, ``"tls"``. The body is kept (it may hold a token: the repr
-    never shows it); :attr:`snippet` is its redacted start for messages.
+    ``"timeout"``, ``"unreachable"``, ``"tls"``. ``exception`` is what the wire raised (with the
+    real transport, requests' own: ``ReadTimeout``, ``ConnectTimeout``, ``SSLError``,
+    ``ConnectionError``). The body is kept (it may hold a token: the repr never shows it);
+    :attr:`snippet` is its redacted start for messages.
 
     Example::
 
@@ -270,14 +329,30 @@ class Transport(Protocol):
     """Sends a :class:`Request`; returns ``(status, headers, body)`` or raises what the wire did.
 
     Raise ``TimeoutError`` / ``ConnectionError`` / ``OSError`` (or requests' own exceptions) for
-    failures; :class:`Truncated` for a body cut short after the status arrived.
+    failures; :class:`Truncated` for a body cut short after the status arrived. Any callable will do:
+
+    Example::
+
+        >>> def wire(request):
+        ...     return 204, {}, b""
+        >>> exchange(Request("GET", "http://127.0.0.1:1/"), transport=wire).kind
+        'empty'
     """
 
     def __call__(self, request: Request) -> tuple[int, Mapping[str, str], bytes]: ...
 
 
 class Truncated(Exception):
-    """The status and headers arrived but the body did not (all of it): ``timed_out`` says why."""
+    """The status and headers arrived but the body did not (all of it): ``timed_out`` says why.
+
+    Example::
+
+        >>> from mi_notebook.http import MockTransport
+        >>> cut = Truncated(200, {}, b'{"acc', ConnectionResetError("closed"))
+        >>> answer = exchange(Request("GET", "http://127.0.0.1:1/"), transport=MockTransport(lambda r: cut))
+        >>> answer.kind, answer.status
+        ('truncated', 200)
+    """
 
     def __init__(self, status: int, headers: Mapping[str, str], body: bytes, cause: BaseException,
                  *, timed_out: bool = False) -> None:
@@ -285,136 +360,58 @@ class Truncated(Exception):
         self.status, self.headers, self.body, self.cause, self.timed_out = status, headers, body, cause, timed_out
 
 
+class UnexpectedAnswer(ValueError):
+    """Marks an attempt whose answer is not the protocol speaking (a redirect, an HTML page, a body that
+    is no token): a client records it as the attempt's exception, so it is not retried; ``problem``
+    is what was wrong, for the error message.
+
+    Example::
+
+        >>> UnexpectedAnswer("HTTP 200 with an HTML page", problem="an HTML page").problem
+        'an HTML page'
+    """
+
+    def __init__(self, message: str, *, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
 class ConnectTimeout(TimeoutError):
-    """No connection within the connect time-out (a transport raises it; ``exchange`` says ``connect-timeout``)."""
+    """No connection within the connect time-out (a transport raises it; ``exchange`` says ``connect-timeout``).
+
+    Example::
+
+        >>> from mi_notebook.http import MockTransport
+        >>> exchange(Request("GET", "http://127.0.0.1:1/"),
+        ...          transport=MockTransport(lambda r: ConnectTimeout("no connection"))).kind
+        'connect-timeout'
+    """
+
+
+class ReadTimeout(TimeoutError):
+    """A connection but no answer within the read time-out (``exchange`` says ``timeout``).
+
+    Example::
+
+        >>> from mi_notebook.http import MockTransport
+        >>> exchange(Request("GET", "http://127.0.0.1:1/"), transport=MockTransport(lambda r: ReadTimeout())).kind
+        'timeout'
+    """
 
 
 class TlsFailure(ConnectionError):
-    """The TLS handshake or certificate check failed (not transient: retrying will not help)."""
-
-
-class MockTransport:
-    """A transport that calls ``handler(request)`` instead of the network: the tests' seam.
-
-    The handler returns ``(status, headers, body)`` (``body`` bytes or str, or a dict sent as JSON),
-    or an exception instance to raise as the wire would. ``requests`` records what was sent.
+    """The TLS handshake or certificate check failed (not transient: retrying will not help).
 
     Example::
 
-        >>> mock = MockTransport(lambda r: (200, {}, {"ok": True}))
-        >>> exchange(Request("GET", "http://127.0.0.1:1/"), transport=mock).document, len(mock.requests)
-        ({'ok': True}, 1)
+        >>> from mi_notebook.http import MockTransport
+        >>> exchange(Request("GET", "https://127.0.0.1:1/"),
+        ...          transport=MockTransport(lambda r: TlsFailure("certificate verify failed"))).kind
+        'tls'
     """
 
-    def __init__(self, handler: Callable[[Request], Any]) -> None:
-        self.handler = handler
-        self.requests: list[Request] = []
 
-    def __call__(self, request: Request) -> tuple[int, Mapping[str, str], bytes]:
-        self.requests.append(request)
-        result = self.handler(request)
-        if isinstance(result, BaseException):
-            raise result
-        status, headers, body = result
-        headers = dict(headers or {})
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json; charset=utf-8")
-        elif isinstance(body, str):
-            body = body.encode()
-        return int(status), headers, bytes(body or b"")
-
-
-class RequestsTransport:
-    """The real wire, through one ``requests.Session`` (connection pooling; thread-safe for sends).
-
-    The session never reads the environment (``trust_env`` off: no proxies, ``.netrc`` or CA bundle
-    behind our back); each request's proxies are set explicitly from ``Request.proxies``. A
-    caller's own ``session`` may be given: the same rules are applied per request.
-
-    Example::
-
-        >>> from mi_notebook.emulator import Emulator
-        >>> with Emulator() as emu:
-        ...     transport = RequestsTransport()
-        ...     answer = exchange(Request("GET", emu.imds_url + "/metadata/versions",
-        ...                               headers={"Metadata": "true"}), transport=transport)
-        ...     transport.close()
-        >>> answer.kind, answer.status, answer.from_emulator
-        ('json', 200, True)
-    """
-
-    def __init__(self, session: Any = None) -> None:
-        import requests
-
-        self._own = session is None
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False
-            session.proxies.clear()
-        self.session = session
-
-    def close(self) -> None:
-        """Close the session if this transport created it."""
-        if self._own:
-            self.session.close()
-
-    def __call__(self, request: Request) -> tuple[int, Mapping[str, str], bytes]:
-        import requests
-        from requests.exceptions import ChunkedEncodingError
-        from urllib3.exceptions import ProtocolError, ReadTimeoutError
-
-        host = urlsplit(request.url).hostname or ""
-        if request.proxies and not is_loopback_host(host):
-            proxies: dict[str, Any] = requests.utils.get_environ_proxies(request.url)
-        else:
-            proxies = _no_proxies(request.url)
-        try:
-            response = self.session.request(
-                request.method, request.url, params=list(request.params), headers=dict(request.headers),
-                data=dict(request.data) if request.data is not None else None, timeout=request.timeout,
-                allow_redirects=False, proxies=proxies, verify=request.verify, stream=True,
-            )
-        except requests.exceptions.ConnectTimeout as exc:
-            raise ConnectTimeout(str(exc)) from exc
-        except requests.exceptions.SSLError as exc:
-            raise TlsFailure(str(exc)) from exc
-        except requests.exceptions.Timeout as exc:
-            raise TimeoutError(str(exc)) from exc
-        with response:
-            status, headers = response.status_code, dict(response.headers)
-            chunks: list[bytes] = []
-            size = 0
-            try:
-                for chunk in response.iter_content(chunk_size=16384):
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size >= MAX_BODY:
-                        break
-            except (ChunkedEncodingError, ProtocolError, requests.ConnectionError, ReadTimeoutError) as exc:
-                raise Truncated(status, headers, b"".join(chunks), exc, timed_out=_is_read_timeout(exc)) from exc
-        return status, headers, b"".join(chunks)
-
-
-_DEFAULT_TRANSPORT: RequestsTransport | None = None
-_DEFAULT_LOCK = threading.Lock()
 _proxy_warned = threading.Event()
-
-
-def default_transport() -> RequestsTransport:
-    """The process-wide real transport (created on first use).
-
-    Example::
-
-        >>> default_transport() is default_transport()
-        True
-    """
-    global _DEFAULT_TRANSPORT
-    if _DEFAULT_TRANSPORT is None:
-        with _DEFAULT_LOCK:
-            if _DEFAULT_TRANSPORT is None:
-                _DEFAULT_TRANSPORT = RequestsTransport()
-    return _DEFAULT_TRANSPORT
 
 
 def exchange(request: Request, *, transport: Transport | None = None, clock: Clock = SYSTEM_CLOCK) -> Answer:
@@ -425,6 +422,7 @@ def exchange(request: Request, *, transport: Transport | None = None, clock: Clo
 
     Example::
 
+        >>> from mi_notebook.http import MockTransport
         >>> exchange(Request("GET", "http://127.0.0.1:9/"), transport=MockTransport(
         ...     lambda r: (302, {"Location": "http://elsewhere/"}, b""))).kind
         'redirect'
@@ -434,20 +432,23 @@ def exchange(request: Request, *, transport: Transport | None = None, clock: Clo
         logger.warning("%s set: ignored for %s (managed-identity endpoints are never reached through a proxy; "
                        "requests to other hosts are not affected).", ", ".join(sorted(proxy_variables())),
                        urlsplit(request.url).netloc)
-    send = transport if transport is not None else default_transport()
+    if transport is None:
+        from .http_wire import default_transport
+
+        transport = default_transport()
     started = clock.monotonic()
     try:
-        status, headers, body = send(request)
+        status, headers, body = transport(request)
     except Truncated as cut:
         kind = "timeout" if cut.timed_out else "truncated"
         return Answer(kind, cut.status, cut.headers, cut.body, _retry_after(cut.headers, clock), cut.cause,
                       clock.monotonic() - started)
     except ConnectTimeout as exc:
-        return Answer("connect-timeout", exception=exc, elapsed=clock.monotonic() - started)
+        return Answer("connect-timeout", exception=_original(exc), elapsed=clock.monotonic() - started)
     except TlsFailure as exc:
-        return Answer("tls", exception=exc, elapsed=clock.monotonic() - started)
+        return Answer("tls", exception=_original(exc), elapsed=clock.monotonic() - started)
     except TimeoutError as exc:
-        return Answer("timeout", exception=exc, elapsed=clock.monotonic() - started)
+        return Answer("timeout", exception=_original(exc), elapsed=clock.monotonic() - started)
     except (ConnectionError, OSError) as exc:
         return Answer("unreachable", exception=exc, elapsed=clock.monotonic() - started)
     except Exception as exc:  # requests' own exceptions (RequestException is an IOError, but be sure)
@@ -460,18 +461,23 @@ def exchange(request: Request, *, transport: Transport | None = None, clock: Clo
 
 
 def describe_failure(answer: Answer) -> str:
-    """A short human reason for an answer without a usable status (for error messages).
+    """A short human reason for an answer that failed on the wire (for error messages).
 
     Example::
 
         >>> describe_failure(Answer("unreachable", exception=ConnectionRefusedError("[Errno 111] Connection refused")))
         'connection refused (nothing listens there)'
+        >>> describe_failure(Answer("truncated", 200, exception=ConnectionResetError("reset by peer")))
+        'the connection closed before the whole body arrived (ConnectionResetError: reset by peer)'
     """
     exc = answer.exception
+    if answer.kind == "truncated":
+        return f"the connection closed before the whole body arrived ({_short(exc)})"
     if answer.kind == "connect-timeout":
         return "no connection within the connect time-out"
     if answer.kind == "timeout":
-        return "no answer within the read time-out"
+        return "the body did not arrive within the read time-out" if answer.answered else \
+            "no answer within the read time-out"
     if answer.kind == "tls":
         return f"TLS verification failed ({_short(exc)})"
     if exc is None:
@@ -488,7 +494,28 @@ def describe_failure(answer: Answer) -> str:
     return _short(exc)
 
 
+#: The transports live in :mod:`mi_notebook.http_wire` (the real one needs requests); their names are served
+#: from here on first use, so ``from mi_notebook.http import RequestsTransport`` works in any import order.
+_WIRE_NAMES = frozenset({"MockTransport", "RequestsTransport", "choose_transport", "default_transport",
+                         "proxies_for"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WIRE_NAMES:
+        from . import http_wire
+
+        return getattr(http_wire, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # --- helpers -------------------------------------------------------------------------------------
+def _original(exc: BaseException) -> BaseException:
+    """The library's own exception behind one the real transport translated (requests' ReadTimeout...)."""
+    if isinstance(exc, (ConnectTimeout, ReadTimeout, TlsFailure)) and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
+
+
 def _retry_after(headers: Mapping[str, str], clock: Clock) -> float | None:
     return parse_retry_after(_Headers(headers).get("Retry-After"), clock.wall())
 
@@ -500,39 +527,12 @@ def _body_kind(body: bytes, content_type: str | None) -> str:
     head = text[:200].lower()
     if "html" in (content_type or "").lower() or head.startswith(("<!doctype", "<html", "<?xml")) or "<html" in head:
         return "html"
-    if text[0] == "{":
+    if text[0] in "{[":
         try:
-            return "json" if isinstance(json.loads(text), dict) else "text"
+            return "json" if isinstance(json.loads(text), dict) else "text"  # an array is no answer here
         except ValueError:
             return "invalid-json"
     return "text"
-
-
-def _no_proxies(url: str) -> dict[str, None]:
-    """Proxy keys nulled for this request: requests drops None entries after merging the session's
-    and the environment's proxies, so none of them can apply."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return {
-        key: None
-        for key in (parts.scheme, "all", f"{parts.scheme}://{host}", f"all://{host}", "http", "https")
-    }
-
-
-def _is_read_timeout(exc: BaseException) -> bool:
-    from requests.exceptions import ReadTimeout
-    from urllib3.exceptions import ReadTimeoutError
-
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, (ReadTimeoutError, ReadTimeout, TimeoutError)):
-            return True
-        if any(isinstance(arg, (ReadTimeoutError, TimeoutError)) for arg in getattr(cur, "args", ())):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
 
 
 def _short(exc: BaseException | None) -> str:

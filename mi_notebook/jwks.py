@@ -9,8 +9,9 @@ Secure by default, loud when asked to be unsafe: ``jwks=`` alone means verify; `
 without keys is an error; and arguments that only apply when verifying (``jwks``, ``audience``,
 ``issuer``, ``leeway``) are never dropped silently: not verifying while they were given warns.
 
-Every fetch goes through :func:`_fetch_json` (requests, no redirects, explicit time-outs, no proxy
-for loopback hosts), the one place to switch to the package's HTTP exchange.
+Every fetch goes through :func:`_fetch_json`, one :func:`mi_notebook.http.exchange`: no redirects,
+explicit time-outs, the environment's proxies and CA bundle for Entra ID, never a proxy for a
+loopback host.
 
 Example::
 
@@ -29,12 +30,12 @@ import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from .claim_checks import check_validity, requested_resource
 from .claims import Claims, token_text
 from .claims import decode as decode_unverified
 from .errors import TokenVerificationError
+from .http import USER_AGENT, Request, Transport, default_verify, describe_failure, exchange
 from .identity import is_guid
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "decode", "entra_jwks_url", "fetch_jwks"]
@@ -45,7 +46,6 @@ ASYMMETRIC_ALGORITHMS = (
 )
 
 Timeout = float | tuple[float, float]
-_NO_PROXY = {"http": None, "https": None, "all": None}
 
 
 def entra_jwks_url(tenant_id: str) -> str:
@@ -61,31 +61,28 @@ def entra_jwks_url(tenant_id: str) -> str:
     return f"https://login.microsoftonline.com/{tenant_id}/discovery/v2.0/keys"
 
 
-def _fetch_json(url: str, timeout: Timeout, what: str) -> Any:
-    """GET ``url`` as JSON: no redirects, explicit time-outs, never a proxy for a loopback host."""
-    import requests
-
-    from .arm_client import is_loopback_host  # moves with the package's HTTP exchange
-
-    proxies = _NO_PROXY if is_loopback_host(urlsplit(url).hostname or "") else None
-    try:
-        response = requests.get(url, timeout=timeout, headers={"Accept": "application/json"},
-                                allow_redirects=False, proxies=proxies)
-    except requests.RequestException as exc:
-        raise TokenVerificationError(f"Could not fetch the {what} from {url}: {type(exc).__name__}.") from None
-    if response.status_code != 200:
-        moved = " (a redirect: not followed)" if response.is_redirect else ""
-        raise TokenVerificationError(f"Could not fetch the {what} from {url}: HTTP {response.status_code}{moved}.")
-    try:
-        return response.json()
-    except ValueError:
-        raise TokenVerificationError(f"The {what} at {url} is not JSON.") from None
+def _fetch_json(url: str, timeout: Timeout, what: str, transport: Transport | None = None) -> Any:
+    """GET ``url`` as a JSON object; any failure -> :class:`~mi_notebook.errors.TokenVerificationError`."""
+    request = Request("GET", url, headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                      timeout=timeout, proxies=True, verify=default_verify())
+    answer = exchange(request, transport=transport)
+    if not answer.answered or answer.kind in ("truncated", "timeout"):
+        name = f" ({type(answer.exception).__name__})" if answer.exception is not None else ""
+        raise TokenVerificationError(f"Could not fetch the {what} from {url}: {describe_failure(answer)}{name}.")
+    if answer.status != 200:
+        moved = " (a redirect: not followed)" if answer.kind == "redirect" else ""
+        raise TokenVerificationError(f"Could not fetch the {what} from {url}: HTTP {answer.status}{moved}.")
+    if answer.kind != "json":
+        said = {"html": "an HTML page", "empty": "an empty body"}.get(answer.kind, "a body that is not a JSON object")
+        raise TokenVerificationError(f"The {what} at {url} is not JSON: the server sent {said}.")
+    return answer.document
 
 
-def fetch_jwks(url: str, timeout: Timeout = (3.05, 10.0)) -> tuple[Any, str]:
+def fetch_jwks(url: str, timeout: Timeout = (3.05, 10.0), *, transport: Transport | None = None) -> tuple[Any, str]:
     """``(document, url)``: the JWKS at ``url``; an OpenID configuration's ``jwks_uri`` is followed once.
 
     Failures (unreachable, not 200, not JSON) -> :class:`~mi_notebook.errors.TokenVerificationError`.
+    ``transport``: the real wire by default (a :class:`~mi_notebook.http.MockTransport` in tests).
 
     Example::
 
@@ -95,10 +92,10 @@ def fetch_jwks(url: str, timeout: Timeout = (3.05, 10.0)) -> tuple[Any, str]:
         >>> [key["kty"] for key in document["keys"]], url.endswith("/jwks")
         (['RSA'], True)
     """
-    document = _fetch_json(url, timeout, "JWKS")
+    document = _fetch_json(url, timeout, "JWKS", transport)
     if isinstance(document, dict) and "keys" not in document and isinstance(document.get("jwks_uri"), str):
         url = document["jwks_uri"]  # an OpenID configuration: follow it once
-        document = _fetch_json(url, timeout, "JWKS")
+        document = _fetch_json(url, timeout, "JWKS", transport)
     return document, url
 
 

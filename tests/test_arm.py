@@ -329,3 +329,168 @@ def test_explicit_loopback_imds_needs_to_be_told_where_arm_is(clean_connection, 
         with ArmClient(connection=conn) as client:
             assert client.vm()["name"] == emu.vm.name
         mi.disconnect()
+
+
+# ---- answer parsing without sockets (MockTransport) -------------------------------------------------
+class TokenSource:
+    """Stands in for a Connection: hands out numbered tokens and counts forced refreshes."""
+
+    endpoint, kind, emulator = "http://127.0.0.1:1", "explicit", None
+
+    def __init__(self) -> None:
+        self.forced = 0
+        self.issued = 0
+
+    def get_token(self, resource, *, identity=None, force_refresh=False):
+        from mi_notebook.tokens import AccessToken
+
+        self.forced += bool(force_refresh)
+        self.issued += 1
+        return AccessToken(f"eyJ.token-{self.issued}.secret", resource=resource, expires_on=int(START) + 3600)
+
+
+def mocked_arm(*answers, url="https://127.0.0.1:8443", **kw):
+    """An ArmClient in virtual time whose wire answers ``answers`` in turn (the last one repeats)."""
+    from mi_notebook.http import MockTransport
+
+    queue = list(answers)
+    wire = MockTransport(lambda request: queue.pop(0) if len(queue) > 1 else queue[0])
+    kw.setdefault("clock", VirtualClock(START))
+    kw.setdefault("retry", RetryPolicy(jitter=0))
+    source = TokenSource()
+    return ArmClient(url, connection=source, transport=wire, verify=True, **kw), wire, source
+
+
+def arm_error_body(code, message="said ARM"):
+    return {"error": {"code": code, "message": message}}
+
+
+def test_the_arm_request_on_the_wire():
+    client, wire, _ = mocked_arm((200, {"x-ms-ratelimit-remaining-subscription-reads": "249"}, {"value": []}))
+    client.list("/subscriptions", params={"$top": "2"})
+    (request,) = wire.requests
+    assert request.url == "https://127.0.0.1:8443/subscriptions"
+    assert request.params == (("api-version", "2022-12-01"), ("$top", "2"))
+    assert request.headers["Authorization"] == "Bearer eyJ.token-1.secret" and "secret" not in repr(request)
+    assert request.proxies is True and request.verify is True  # the environment's proxies for ARM
+    assert client.last_ratelimit_remaining == 249
+
+
+@pytest.mark.parametrize("raised", ["read", "connect", "body"])
+def test_arm_time_outs_are_endpoint_time_outs_not_imds_ones(raised):
+    from mi_notebook.http import ConnectTimeout, Truncated
+
+    answer = {"read": TimeoutError("read timed out"), "connect": ConnectTimeout("no connection"),
+              "body": Truncated(200, {}, b'{"val', TimeoutError("slow"), timed_out=True)}[raised]
+    client, wire, _ = mocked_arm(answer, retry=RetryPolicy(jitter=0, max_attempts=2))
+    with pytest.raises(errors.EndpointTimeoutError) as info:
+        client.get("/subscriptions")
+    assert not isinstance(info.value, errors.ImdsTimeoutError)
+    assert len(wire.requests) == 2 and "127.0.0.1:8443" in str(info.value)
+
+
+def test_paging_and_a_next_link_that_leaves_is_refused_before_sending():
+    here = "https://127.0.0.1:8443/subscriptions?api-version=2022-12-01&$skiptoken=2"
+    client, wire, _ = mocked_arm((200, {}, {"value": [{"name": "a"}], "nextLink": here}),
+                                 (200, {}, {"value": [{"name": "b"}]}))
+    rows = client.list("/subscriptions")
+    assert [r["name"] for r in rows] == ["a", "b"] and rows.pages == 2
+    assert wire.requests[1].params == (("api-version", "2022-12-01"), ("$skiptoken", "2"))
+    away = "https://127.0.0.1:9443/subscriptions?$skiptoken=2"
+    client, wire, _ = mocked_arm((200, {}, {"value": [], "nextLink": away}))
+    with pytest.raises(ValueError, match="leaves"):
+        client.list("/subscriptions")
+    assert len(wire.requests) == 1
+
+
+def test_a_stale_token_is_refreshed_once():
+    expired = (401, {}, arm_error_body("ExpiredAuthenticationToken"))
+    client, wire, source = mocked_arm(expired, (200, {}, {"name": "rg"}))
+    assert client.get("/subscriptions/s/resourceGroups/rg")["name"] == "rg"
+    sent = [r.headers["Authorization"] for r in wire.requests]
+    assert source.forced == 1 and sent == ["Bearer eyJ.token-1.secret", "Bearer eyJ.token-2.secret"]
+    client, wire, source = mocked_arm(expired)
+    with pytest.raises(errors.ArmError, match="even after fetching a fresh token") as info:
+        client.get("/subscriptions/s/resourceGroups/rg")
+    assert source.forced == 1 and len(wire.requests) == 2 and info.value.code == "ExpiredAuthenticationToken"
+
+
+def test_a_403_names_who_what_and_where():
+    message = ("The client 'o' with object id 'o' does not have authorization to perform action "
+               "'Microsoft.Resources/subscriptions/resourceGroups/read' over scope '/subscriptions/s' or the scope "
+               "is invalid.")
+    client, wire, _ = mocked_arm((403, {"x-ms-correlation-request-id": "corr-1"},
+                                  arm_error_body("AuthorizationFailed", message)))
+    with pytest.raises(errors.ArmError) as info:
+        client.list("/subscriptions/s/resourcegroups")
+    err = info.value
+    assert (err.status, err.action, err.scope, err.correlation_id) == (
+        403, "Microsoft.Resources/subscriptions/resourceGroups/read", "/subscriptions/s", "corr-1")
+    assert "Reader" in str(err) and len(wire.requests) == 1 and "secret" not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("answer", "attempts", "error", "fragment"),
+    [
+        ((404, {}, arm_error_body("ResourceGroupNotFound")), 1, errors.ArmError, "found nothing"),
+        ((503, {"Content-Type": "text/plain"}, b"busy"), 5, errors.ArmError, "failed on its side"),
+        ((429, {"Retry-After": "7"}, arm_error_body("SubscriptionRequestsThrottled")), 5, errors.ArmError,
+         "throttled"),
+        ((200, {"Content-Type": "text/html"}, b"<html>portal</html>"), 1, errors.UnexpectedResponseError,
+         "an HTML page"),
+        ((502, {"Content-Type": "text/html"}, b"<html>gateway</html>"), 5, errors.UnexpectedResponseError,
+         "an HTML page"),
+        ((200, {}, b"[1, 2]"), 1, errors.UnexpectedResponseError, "not ARM's JSON"),
+        ((301, {"Location": "https://127.0.0.1:9/x"}, b""), 1, errors.UnexpectedResponseError, "not followed"),
+    ],
+)
+def test_arm_answers_parsed_and_classified_without_sockets(answer, attempts, error, fragment):
+    client, wire, _ = mocked_arm(answer)
+    with pytest.raises(error, match=fragment) as info:
+        client.get("/subscriptions/s/resourceGroups/rg")
+    assert len(wire.requests) == attempts and info.value.status == answer[0]
+    if answer[0] == 429:
+        assert client.clock.slept == [7.0] * 4
+
+
+def test_tls_and_dropped_connections_without_sockets():
+    from mi_notebook.http import TlsFailure
+
+    client, wire, _ = mocked_arm(TlsFailure("certificate verify failed"))
+    with pytest.raises(errors.EndpointUnreachableError, match="TLS verification") as info:
+        client.get("/subscriptions")
+    assert len(wire.requests) == 1 and not isinstance(info.value, errors.EndpointTimeoutError)
+    client, wire, _ = mocked_arm(ConnectionResetError(104, "Connection reset by peer"), (200, {}, {"value": []}))
+    assert client.list("/subscriptions") == [] and [a.status for a in client.last_timeline] == [None, 200]
+
+
+def test_bad_arm_arguments_are_value_errors_before_any_request():
+    client, wire, _ = mocked_arm((200, {}, {}))
+    for call in (lambda: ArmClient("https://127.0.0.1:1", connection=TokenSource(), timeout="slow"),
+                 lambda: ArmClient("https://127.0.0.1:1", connection=TokenSource(), transport="wire"),
+                 lambda: client.list("/subscriptions", kind="tables"),
+                 lambda: client.get("/subscriptions", api_version=" ")):
+        with pytest.raises(ValueError):
+            call()
+    assert wire.requests == []
+
+
+def test_a_non_loopback_arm_goes_through_the_users_proxy_and_the_token_stays_in_the_tunnel(monkeypatch):
+    """On a real VM a corporate proxy may be the only way out to ARM: it sees CONNECT, never the token."""
+    recorded: list[bytes] = []
+
+    def refuse_tunnel(sock, request: bytes) -> None:
+        recorded.append(request)
+        sock.sendall(http_response(403, b"tunnel refused", {"Content-Type": "text/plain"}, "Forbidden"))
+
+    with StubServer(refuse_tunnel) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        source = TokenSource()
+        client = ArmClient("https://management.azure.com", connection=source, verify=True,
+                           clock=VirtualClock(START), retry=RetryPolicy.no_retry(), timeout=(2, 2))
+        with pytest.raises(errors.EndpointUnreachableError) as info:
+            client.get("/subscriptions")
+    assert recorded and recorded[0].startswith(b"CONNECT management.azure.com:443 ")
+    assert b"secret" not in b"".join(recorded) and "secret" not in str(info.value)

@@ -248,3 +248,62 @@ def test_a_closed_connection_refuses_politely(transport_emu):
         conn.get_token("arm")
     assert "mi-notebook connection" in conn._repr_html_()
     disconnect()
+
+
+# --- the probe without sockets, and its own bugs --------------------------------------------------------
+def mock(result):
+    from mi_notebook.http import MockTransport
+
+    return MockTransport(lambda request: result)
+
+
+@pytest.mark.parametrize(
+    ("result", "why"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "refused"),
+        (TimeoutError("read timed out"), "nothing answered within 0.5 s"),
+        (ConnectionResetError(104, "Connection reset by peer"), "no HTTP answer (the connection was reset)"),
+        ((404, {"Server": "EC2ws"}, b"<html>Not Found</html>"), "AWS-like"),
+        ((200, {}, b"hello"), "HTTP 200 with a body"),
+    ],
+)
+def test_network_failures_and_foreign_answers_mean_not_imds(result, why):
+    probed = probe_imds("http://127.0.0.1:9", timeout=0.5, transport=mock(result))
+    assert not probed.is_imds and why in probed.detail
+
+
+def test_the_probe_request_has_no_metadata_header_and_no_proxy():
+    wire = mock((400, {"Server": "IMDS/150.870.65.1684"}, {}))
+    assert probe_imds("http://127.0.0.1:9", transport=wire).is_imds
+    (request,) = wire.requests
+    assert "Metadata" not in request.headers and request.proxies is False
+    assert request.url == "http://127.0.0.1:9/metadata/identity/oauth2/token"
+
+
+def test_a_bug_in_the_probes_classification_is_raised_not_read_as_not_azure(monkeypatch):
+    """Before: any exception inside the probe became "not IMDS", so a bug silently chose the emulator."""
+    import mi_notebook.connection as connection_module
+
+    def broken(status, headers, body):
+        raise TypeError("a bug in the classification")
+
+    monkeypatch.setattr(connection_module, "classify_probe_answer", broken)
+    wire = mock((400, {"Server": "IMDS/150.870.65.1684"}, {}))
+    with pytest.raises(TypeError, match="a bug in the classification"):
+        probe_imds("http://127.0.0.1:9", transport=wire)
+    started = []
+    with StubServer(canned(IMDS_LIKE)) as stub, pytest.raises(TypeError):
+        connect(mode="auto", probe_url=stub.url, emulator_factory=lambda: started.append(1) or FakeEmulator())
+    assert started == [] and current() is None
+
+
+def test_a_bug_in_the_transport_is_raised_too():
+    with pytest.raises(KeyError):
+        probe_imds("http://127.0.0.1:9", transport=mock(KeyError("a bug on the wire side")))
+
+
+@pytest.mark.parametrize("kwargs", [{"timeout": 0}, {"timeout": "1"}, {"probe_url": "169.254.169.254"}])
+def test_bad_probe_arguments(kwargs):
+    kw = {"probe_url": "http://127.0.0.1:9", **kwargs}
+    with pytest.raises(ValueError):
+        probe_imds(kw.pop("probe_url"), transport=mock((200, {}, b"")), **kw)

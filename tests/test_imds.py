@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from helpers import StubServer, canned, free_port, http_response, logged
 
 from mi_notebook import errors
-from mi_notebook import imds as imds_module
+from mi_notebook import http as http_module
 from mi_notebook.clock import Clock
+from mi_notebook.http import Answer
 from mi_notebook.identity import Identity
 from mi_notebook.imds import TOKEN_PATH, ImdsClient, classify_failure
 from mi_notebook.retry import AttemptOutcome, RetryPolicy
@@ -289,7 +291,7 @@ def test_foreign_404_html_is_not_mistaken_for_updating(make_imds_client):
 def test_classify_failure_directly():
     err = classify_failure(
         AttemptOutcome(status=400, error="invalid_request", error_description="Identity not found"),
-        imds_module.ImdsAnswer(kind="json", status=400), None, endpoint="http://127.0.0.1:1",
+        Answer("json", 400), None, endpoint="http://127.0.0.1:1",
         identity=Identity.user(client_id=UNKNOWN_GUID),
     )
     assert isinstance(err, errors.IdentityNotFoundError) and err.timeline is None
@@ -313,8 +315,8 @@ def test_proxies_in_the_environment_are_bypassed(transport_emu, monkeypatch, cap
             monkeypatch.setenv(name, proxy.url)
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        monkeypatch.setattr(imds_module, "_proxy_warned", False)
-        with caplog.at_level(logging.WARNING, logger="mi_notebook.imds"):
+        monkeypatch.setattr(http_module, "_proxy_warned", threading.Event())
+        with caplog.at_level(logging.WARNING, logger="mi_notebook.http"):
             client = ImdsClient(url=transport_emu.imds_url, clock=Clock(sleep=lambda s: None))
             client.request_token("arm")
             client.request_token("vault")
@@ -328,7 +330,7 @@ def test_proxies_in_the_environment_are_bypassed(transport_emu, monkeypatch, cap
             client.close()
         assert proxy.connections == 0 and proxy.requests == []
     assert len(token_requests(transport_emu, 3)) == 3
-    warnings = [r for r in caplog.records if "ignored for IMDS" in r.getMessage()]
+    warnings = [r for r in caplog.records if "ignored for" in r.getMessage()]
     assert len(warnings) == 1 and "HTTP_PROXY" in warnings[0].getMessage()
 
 
@@ -354,3 +356,125 @@ def test_a_cut_off_token_answer_leaks_no_token_fragment(transport_emu, make_imds
     everything = " ".join([str(err), repr(err), str(err.to_dict()), err.timeline.summary(),
                            *(str(a.to_dict()) for a in err.timeline)])
     assert "eyJ" not in everything
+
+
+# --- answer parsing without sockets (MockTransport) ------------------------------------------------------
+NOW = 1_800_000_000
+BODY = {"access_token": "header.payload.signature", "expires_on": str(NOW + 86400), "expires_in": "86400",
+        "not_before": str(NOW - 300), "resource": ARM, "token_type": "Bearer"}
+
+
+def mocked(*answers, **kw):
+    """An ImdsClient in virtual time whose wire answers ``answers`` in turn (the last one repeats)."""
+    from mi_notebook.clock import VirtualClock
+    from mi_notebook.http import MockTransport
+
+    queue = list(answers)
+    transport = MockTransport(lambda request: queue.pop(0) if len(queue) > 1 else queue[0])
+    kw.setdefault("clock", VirtualClock(NOW))
+    return ImdsClient(url="http://127.0.0.1:9", transport=transport, **kw), transport
+
+
+def test_the_request_on_the_wire_through_a_mock_transport():
+    client, wire = mocked((200, {}, BODY))
+    client.request_token("arm", Identity.user(client_id=UNKNOWN_GUID))
+    (request,) = wire.requests
+    assert request.method == "GET" and request.url == "http://127.0.0.1:9" + TOKEN_PATH
+    assert request.params == (("api-version", "2018-02-01"), ("resource", ARM), ("client_id", UNKNOWN_GUID))
+    assert request.headers["Metadata"] == "true" and request.headers["x-ms-client-request-id"]
+    assert request.proxies is False and request.timeout == (2.0, 10.0)
+
+
+def test_not_before_in_exponent_form_is_accepted():
+    """``"1.7e9"`` is a number to tokens.as_int, so it must not make a token answer unusable."""
+    client, _ = mocked((200, {}, {**BODY, "not_before": "1.7e9", "expires_in": "8.64e4"}))
+    token = client.request_token("arm")
+    assert token.not_before == 1_700_000_000 and token.expires_in == 86_400
+    client, _ = mocked((200, {}, {**BODY, "not_before": "soon"}))
+    with pytest.raises(errors.UnexpectedResponseError, match="not_before is not a number"):
+        client.request_token("arm")
+
+
+def test_tokens_are_labelled_emulator_only_when_the_answer_says_so():
+    client, _ = mocked((200, {}, BODY))
+    assert client.request_token("arm").source == "imds"
+    client, _ = mocked((200, {"X-Mi-Notebook-Emulator": "1"}, BODY))
+    assert client.request_token("arm").source == "emulator"
+
+
+def test_timeouts_are_imds_timeouts():
+    from mi_notebook.http import ConnectTimeout, Truncated
+
+    for raised in (TimeoutError("read timed out"), ConnectTimeout("no connection"),
+                   Truncated(200, {}, b'{"access', TimeoutError("slow"), timed_out=True)):
+        client, wire = mocked(raised, retry=RetryPolicy(max_attempts=2))
+        with pytest.raises(errors.ImdsTimeoutError) as info:
+            client.request_token("arm")
+        assert isinstance(info.value, errors.EndpointTimeoutError) and len(wire.requests) == 2
+
+
+def test_retry_after_as_an_http_date_is_honoured_in_virtual_time():
+    import email.utils
+
+    throttled = (429, {"Retry-After": email.utils.formatdate(NOW + 4, usegmt=True)},
+                 {"error": "invalid_request", "error_description": "Temporarily throttled, too many requests"})
+    client, wire = mocked(throttled, (200, {}, BODY))
+    token = client.request_token("arm")
+    assert client.clock.slept == [4.0] and [a.status for a in token.timeline] == [429, 200]
+
+
+@pytest.mark.parametrize(
+    ("answer", "retried", "error", "fragment"),
+    [
+        ((200, {"Content-Type": "text/html"}, b"<html>sign in</html>"), False, errors.UnexpectedResponseError,
+         "HTML page"),
+        ((302, {"Location": "http://127.0.0.1:10/x"}, b""), False, errors.UnexpectedResponseError, "never redirects"),
+        ((200, {}, b""), False, errors.UnexpectedResponseError, "an empty body"),
+        ((200, {}, b'{"access_token": "eyJ0eXAi.eyJh'), False, errors.UnexpectedResponseError, "malformed"),
+        ((200, {}, {**BODY, "expires_on": str(NOW - 5)}), False, errors.UnexpectedResponseError, "in the past"),
+        ((503, {"Content-Type": "text/plain"}, b"busy"), True, errors.ServerError, "HTTP 503"),
+        ((404, {}, b""), True, errors.ImdsUpdatingError, "HTTP 404"),
+        ((400, {}, b"plain words"), False, errors.UnexpectedResponseError, "not JSON"),
+        ((403, {}, {"error": "forbidden", "error_description": "nope"}), False, errors.BadRequestError, "403"),
+    ],
+)
+def test_answers_parsed_and_classified_without_sockets(answer, retried, error, fragment):
+    client, wire = mocked(answer, retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(error) as info:
+        client.request_token("arm")
+    assert type(info.value) is error and fragment in str(info.value)
+    assert len(wire.requests) == (3 if retried else 1) and info.value.status == answer[0]
+    assert "eyJ" not in str(info.value)
+
+
+def test_a_body_cut_short_is_retried_and_keeps_its_status():
+    from mi_notebook.http import Truncated
+
+    cut = Truncated(200, {"Content-Type": "application/json"}, b'{"access_token": "eyJ0', ConnectionResetError())
+    client, wire = mocked(cut, (200, {}, BODY))
+    assert client.request_token("arm").timeline.statuses == ["200", "200"]
+    client, wire = mocked(cut, retry=RetryPolicy(max_attempts=2))
+    with pytest.raises(errors.UnexpectedResponseError, match="closed before the whole body") as info:
+        client.request_token("arm")
+    assert info.value.status == 200 and len(wire.requests) == 2
+
+
+def test_get_json_through_a_mock_transport():
+    client, wire = mocked((200, {}, {"apiVersions": ["2018-02-01"]}))
+    document, timeline = client.get_json("/metadata/versions")
+    assert document == {"apiVersions": ["2018-02-01"]} and len(timeline) == 1
+    assert wire.requests[0].headers["Metadata"] == "true" and wire.requests[0].params == ()
+    with pytest.raises(ValueError, match="start with"):
+        client.get_json("metadata/versions")
+
+
+def test_transport_and_session_arguments():
+    import requests
+
+    from mi_notebook.http import RequestsTransport
+
+    with requests.Session() as session:
+        client = ImdsClient(url="http://127.0.0.1:9", session=session)
+        assert isinstance(client.transport, RequestsTransport) and client.transport.session is session
+        with pytest.raises(ValueError, match="not both"):
+            ImdsClient(url="http://127.0.0.1:9", session=session, transport=client.transport)

@@ -110,7 +110,7 @@ def fetches(key, monkeypatch):
     """Every URL the JWKS fetch is asked for (answered with ``key``'s JWKS; nothing goes on the wire)."""
     fetched = []
 
-    def fake_fetch(url, timeout, what):
+    def fake_fetch(url, timeout, what, transport=None):
         fetched.append((url, timeout))
         return jwks_for(key)
 
@@ -262,3 +262,22 @@ def test_emulator_tokens_decode_verify_and_pass_every_check():
             assert tok.reveal() not in claims._repr_html_() + str(claims) + claims.to_frame().to_string()
 
 
+
+
+def test_fetching_keys_without_sockets(key):
+    from mi_notebook.http import MockTransport, Truncated
+    from mi_notebook.jwks import fetch_jwks
+
+    entra = "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000001/discovery/v2.0/keys"
+    wire = MockTransport(lambda request: (200, {}, jwks_for(key)))
+    document, url = fetch_jwks(entra, transport=wire)
+    assert document == jwks_for(key) and url == entra
+    (request,) = wire.requests
+    assert request.proxies is True and request.timeout == (3.05, 10.0)  # Entra: the environment's proxies
+    for answer, fragment in [((302, {"Location": "http://127.0.0.1:1/k"}, b""), "HTTP 302 (a redirect: not followed)"),
+                             ((200, {}, b"<html>proxy</html>"), "is not JSON"),
+                             ((200, {}, b"[1]"), "not a JSON object"),
+                             (Truncated(200, {}, b'{"ke', ConnectionResetError()), "closed before the whole body"),
+                             (TimeoutError("read timed out"), "no answer within the read time-out")]:
+        with pytest.raises(TokenVerificationError, match=re.escape(fragment)):
+            fetch_jwks(entra, transport=MockTransport(lambda request, answer=answer: answer))

@@ -67,3 +67,20 @@ def test_from_compute_fills_gaps_from_the_resource_id():
     assert built.resource_id == "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/n"
     with pytest.raises(errors.UnexpectedResponseError):
         InstanceMetadata.from_compute(["not", "a", "dict"])
+
+
+def test_instance_metadata_parsed_without_sockets():
+    from mi_notebook.clock import VirtualClock
+    from mi_notebook.http import MockTransport
+    from mi_notebook.imds import ImdsClient
+
+    rid = "/subscriptions/s-1/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/vm-b"
+    answers = iter([(503, {"Content-Type": "text/plain"}, b"busy"),
+                    (200, {}, {"compute": {"resourceId": rid, "location": "westeurope", "tags": "env:dev"}})])
+    wire = MockTransport(lambda request: next(answers))
+    clock = VirtualClock()
+    md = instance_metadata(ImdsClient(url="http://127.0.0.1:9", transport=wire, clock=clock))
+    assert (md.subscription_id, md.resource_group, md.vm_name, md.tags) == ("s-1", "rg-a", "vm-b", {"env": "dev"})
+    assert md.timeline.statuses == ["503", "200"] and len(clock.slept) == 1
+    assert [r.params for r in wire.requests] == [(("api-version", INSTANCE_API_VERSION),)] * 2
+    assert all(r.headers["Metadata"] == "true" and r.proxies is False for r in wire.requests)

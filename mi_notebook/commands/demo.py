@@ -183,7 +183,7 @@ def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
 
     import requests
 
-    from ..arm_client import is_loopback_host
+    from ..http import is_loopback_host
 
     if not is_loopback_host(urlsplit(endpoint).hostname or ""):
         return None

@@ -101,8 +101,8 @@ def mask_proxy(value: str) -> str:
 
 def run(ns: argparse.Namespace) -> int:
     """Print the diagnosis; exit 1 if no identity answered."""
+    from ..http import proxy_variables
     from ..identity import Identity
-    from ..imds import proxy_variables
     from ..resources import resolve_resource
 
     resource = resolve_resource(ns.resource)
