@@ -24,7 +24,7 @@ from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
 
-from .http import (
+from .http_types import (
     MAX_BODY,
     ConnectTimeout,
     ReadTimeout,

@@ -20,16 +20,9 @@ from helpers import (
 )
 
 from mi_notebook.cache import default_cache
-from mi_notebook.connection import (
-    Connection,
-    classify_probe_answer,
-    connect,
-    current,
-    disconnect,
-    get_token,
-    probe_imds,
-)
+from mi_notebook.connection import Connection, connect, current, disconnect, get_token
 from mi_notebook.identity import Identity
+from mi_notebook.probe import classify_probe_answer, probe_imds
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
 
@@ -282,18 +275,19 @@ def test_the_probe_request_has_no_metadata_header_and_no_proxy():
 
 def test_a_bug_in_the_probes_classification_is_raised_not_read_as_not_azure(monkeypatch):
     """Before: any exception inside the probe became "not IMDS", so a bug silently chose the emulator."""
-    import mi_notebook.connection as connection_module
+    import mi_notebook.probe as probe_module
 
     def broken(status, headers, body):
         raise TypeError("a bug in the classification")
 
-    monkeypatch.setattr(connection_module, "classify_probe_answer", broken)
+    monkeypatch.setattr(probe_module, "classify_probe_answer", broken)
     wire = mock((400, {"Server": "IMDS/150.870.65.1684"}, {}))
     with pytest.raises(TypeError, match="a bug in the classification"):
         probe_imds("http://127.0.0.1:9", transport=wire)
     started = []
     with StubServer(canned(IMDS_LIKE)) as stub, pytest.raises(TypeError):
-        connect(mode="auto", probe_url=stub.url, emulator_factory=lambda: started.append(1) or FakeEmulator())
+        connect(mode="auto", probe_url=stub.url, emulator_factory=lambda: started.append(1) or FakeEmulator(),
+                environ={}, sysfs_root="/nonexistent", himds_path="/nonexistent")
     assert started == [] and current() is None
 
 

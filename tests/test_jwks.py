@@ -257,7 +257,7 @@ def test_emulator_tokens_decode_verify_and_pass_every_check():
             claims = decode(tok, jwks=emu.jwks_url, timeout=5)
             assert claims.verified and claims.unknown_claims == []
             assert {c.name: c.status for c in claims.checks()} == {
-                "signature": "ok", "audience": "ok", "identity": "ok", "expires_on": "ok", "validity": "ok"}
+                "signature": "ok", "audience": "ok", "identity": "ok", "principal": "ok", "expires_on": "ok", "validity": "ok"}
             assert claims.identity_kind == identity.kind
             assert tok.reveal() not in claims._repr_html_() + str(claims) + claims.to_frame().to_string()
 
