@@ -76,6 +76,7 @@ from .http import (
     Transport,
     default_verify,
     exchange,
+    is_loopback_host,
     timeout_pair,
 )
 from .http_wire import choose_transport
@@ -358,8 +359,20 @@ class ArmClient:
         return self._connection if self._connection is not None else _current_connection()
 
     def token(self, *, force_refresh: bool = False) -> AccessToken:
-        """The ARM token this client sends (from the connection's cache)."""
-        return self.connection.get_token("arm", identity=self.identity, force_refresh=force_refresh)
+        """The ARM token this client sends (from the connection's cache).
+
+        A token the emulator issued is never sent anywhere but a loopback ARM (the emulator's own):
+        Azure would only reject it, and it must not be mistaken for a credential there.
+        """
+        token = self.connection.get_token("arm", identity=self.identity, force_refresh=force_refresh)
+        host = urlsplit(self.url).hostname or ""
+        if token.source == "emulator" and not is_loopback_host(host):
+            raise ValueError(
+                f"refusing to send a token issued by the mi-notebook emulator to {self.url}: it is not an Azure "
+                f"token. Point ARM at the emulator's own (set {ENV_ARM_URL} and {ENV_ARM_CA_BUNDLE} to the lines "
+                "`mi-notebook emulator` printed, or pass url=...), or connect to a real Azure host."
+            )
+        return token
 
     def _request(self, url: str, query: list[tuple[str, str]], *,
                  on_attempt: Callable[..., None] | None = None) -> tuple[dict[str, Any], Timeline]:

@@ -166,3 +166,12 @@ def test_environ_replaces_the_process_environment_for_the_decision(monkeypatch):
     conn = mi.connect(environ={"MI_NOTEBOOK_IMDS_URL": "http://127.0.0.1:5"})
     assert conn.kind == "explicit" and conn.endpoint == "http://127.0.0.1:5"
     assert os.environ["MI_NOTEBOOK_MODE"] == "emulator"
+
+
+def test_an_emulator_token_is_never_sent_to_azures_arm():
+    from mi_notebook.arm_client import ArmClient
+
+    conn = mi.connect(mode="emulator")
+    client = ArmClient("https://management.azure.com", connection=conn)
+    with pytest.raises(ValueError, match="refusing to send a token issued by the mi-notebook emulator"):
+        client.vm()  # the loopback guard would also fail the test had anything gone to Azure
