@@ -147,7 +147,7 @@ def test_get_token_shows_card_claims_and_charts(conn, emu):
     assert any("Attempt 1 of 5</b>: HTTP 200 (success)" in s for s in seen)
     assert "Got a token: 1 attempt" in ex.status.value
     assert not ex.button.disabled and ex.button.description == "Get token" and not ex.running
-    assert "embedded emulator at " + conn.endpoint in ex.title.value
+    assert "embedded emulator (not Azure) at " + conn.endpoint in ex.title.value
 
     ex.on_get()  # second time: from the cache, said so
     assert ex.token.from_cache and "Served from the cache" in ex.status.value
@@ -381,3 +381,8 @@ def test_arm_explorer_token_failure_is_one_panel(conn, emu):
     assert set(ex.errors) == {"subscriptions"} and ex.error_panel.value.count("mi-error-panel") == 1
     assert "Azure failed on its side" in ex.error_panel.value and ex.groups_html.value == ""
     assert not ex.list_button.disabled and ex.group.disabled
+
+
+def test_the_arm_explorer_title_says_the_emulator_is_not_azure(conn):
+    ex = ArmExplorer(executor=SyncExecutor(), list_identities=False)
+    assert "tokens from embedded emulator (not Azure) at " + conn.endpoint in ex.title.value

@@ -34,7 +34,10 @@ __all__ = ["ArmExplorer"]
 
 logger = logging.getLogger(__name__)
 
-_TITLE = panels.title("ARM Explorer", "what this identity may read")
+def _title() -> str:
+    from ..connection import current
+
+    return panels.title("ARM Explorer", f"what this identity may read; tokens from {panels.where(current())}")
 
 
 def _default_client(identity: Identity) -> Any:
@@ -84,7 +87,7 @@ class ArmExplorer:
         self._identity: Identity | None = None
 
         self.identity_picker = IdentityPicker(identity, list_identities=list_identities, executor=executor)
-        self.title = w.HTML(_TITLE)
+        self.title = w.HTML(_title())
         self.list_button = w.Button(description="List", button_style="primary", icon="list",
                                     tooltip="List subscriptions and resource groups with this identity",
                                     layout=w.Layout(width="140px"))
@@ -149,6 +152,7 @@ class ArmExplorer:
             self._update_buttons()
             return None
         self.status.value = panels.note(f"Reading from ARM as {identity}\u2026")
+        self.title.value = _title()  # the connection may have been chosen since the widget was made
         return self._submit(self._list, identity)
 
     def on_group(self, change: dict | None = None) -> Future | None:

@@ -246,6 +246,27 @@ def results_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[ob
     return _h.card(f"{title} ({n} item{'s' if n != 1 else ''})", [content])
 
 
+def where(conn: Any) -> str:
+    """Where tokens come from, for a widget's title; the emulator always says it is not Azure.
+
+    >>> from types import SimpleNamespace
+    >>> where(SimpleNamespace(kind="emulator", host="azureml", endpoint="http://127.0.0.1:1/MSI/auth", closed=False))
+    'embedded emulator (not Azure) playing Azure ML at http://127.0.0.1:1/MSI/auth'
+    >>> where(None)
+    'connection chosen on the first request (mi.connect())'
+    """
+    if conn is None or conn.closed:
+        return "connection chosen on the first request (mi.connect())"
+    hosts = {"vm": "IMDS", "azureml": "Azure ML", "appservice": "App Service", "arc": "Azure Arc",
+             "cloudshell": "Cloud Shell (your own user token)", "servicefabric": "Service Fabric"}
+    if conn.kind == "emulator":
+        host = getattr(conn, "host", "vm")
+        playing = f" playing {hosts.get(host, host)}" if host != "vm" else ""
+        return f"embedded emulator (not Azure){playing} at {conn.endpoint}"
+    label = {"imds": "Azure IMDS", "explicit": "endpoint"}.get(conn.kind) or hosts.get(conn.kind, conn.kind)
+    return f"{label} at {conn.endpoint}"
+
+
 def title(name: str, subtitle: str) -> str:
     """A widget's heading: its ``name`` in bold, then ``subtitle`` in small muted text (escaped).
 

@@ -44,11 +44,7 @@ def _title() -> str:
 def _where() -> str:
     from ..connection import current
 
-    conn = current()
-    if conn is None or conn.closed:
-        return "connection chosen on the first request (mi.connect())"
-    label = {"emulator": "embedded emulator", "imds": "Azure IMDS", "explicit": "endpoint"}.get(conn.kind, conn.kind)
-    return f"{label} at {conn.endpoint}"
+    return panels.where(current())
 
 
 class TokenExplorer:
