@@ -221,3 +221,11 @@ def test_doctor_on_an_azure_ml_host_names_it_and_hides_the_secret(capsys, monkey
     assert "cloudshell: needs MSI_ENDPOINT without MSI_SECRET (but MSI_SECRET is set)" in out
     assert "DefaultAzureCredential (azure-identity 1.27)" in out and "ManagedIdentityCredential: Azure ML" in out
     assert "OK   system-assigned" in out
+
+
+def test_token_output_says_when_the_emulator_issued_it(capsys):
+    code, out, err = run(capsys, "token", "arm", "--mode", "emulator")
+    assert code == 0 and "issued by    the mi-notebook emulator (not Azure)" in out
+    assert err.startswith("NOT an Azure token: issued by the mi-notebook emulator.")
+    code, out, err = run(capsys, "token", "vault", "--mode", "emulator", "--json")
+    assert code == 0 and json.loads(out)["issuedBy"] == "emulator"

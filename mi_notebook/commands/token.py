@@ -92,6 +92,7 @@ def token_json(token: AccessToken, *, show_token: bool = False) -> dict[str, Any
         "clientId": token.client_id,
         "fingerprint": token.fingerprint,
         "endpoint": token.endpoint,
+        "issuedBy": token.source,
     }
 
 
@@ -102,9 +103,9 @@ def run(ns: argparse.Namespace) -> int:
     identity = identity_from_args(ns)
     resource = resolve_resource(ns.resource)  # bad input fails before any connection is made
     conn = connection_from_args(ns)
-    if conn.kind == "emulator":
-        print(conn.reason, file=sys.stderr)
     token = conn.get_token(resource, identity=identity, on_attempt=progress_printer())
+    if token.source == "emulator":
+        print(f"NOT an Azure token: issued by the mi-notebook emulator. {conn.reason}", file=sys.stderr)
     if ns.json:
         print(json.dumps(token_json(token, show_token=ns.show_token), indent=2))
         return EXIT_OK
@@ -113,6 +114,7 @@ def run(ns: argparse.Namespace) -> int:
         f"  endpoint     {conn.endpoint} ({conn.kind})",
         f"  expires_on   {token.expires_on} = {format_utc(token.expires_on)} "
         f"({format_relative(token.expires_on, time.time())})",
+        f"  issued by    {token.issuer_label}",
         f"  token_type   {token.token_type or 'Bearer'}",
         f"  fingerprint  {token.fingerprint}",
     ]
