@@ -117,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from azure.identity import ManagedIdentityCredential
-    from mi_notebook.connect import connect, disconnect
 
     import mi_notebook as mi
+    from mi_notebook.cache import TokenCache
+    from mi_notebook.connection import connect, disconnect
     from mi_notebook.emulator import Emulator
-    from mi_notebook.tokens import TokenCache
 
     rows: list[tuple[str, str, str, str, str]] = []
     with Emulator(throttle=False) as emu:
@@ -173,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     # 4. import time, in fresh interpreters
     ours_import = best_wall("import mi_notebook", args.import_runs)
     theirs_import = best_wall("from azure.identity import ManagedIdentityCredential", args.import_runs)
-    connect_import = best_wall("import mi_notebook.connect", args.import_runs)
+    connect_import = best_wall("import mi_notebook.connection", args.import_runs)
     rows.append((f"python -c import (best of {args.import_runs})", f"{ours_import * 1000:.0f} ms",
                  f"{theirs_import * 1000:.0f} ms", f"ours {ours_import / theirs_import:.2f}x",
                  "PASS" if ours_import <= 0.7 * theirs_import else "FAIL"))
-    rows.append(("  (for context) import mi_notebook.connect", f"{connect_import * 1000:.0f} ms", "", "", ""))
+    rows.append(("  (for context) import mi_notebook.connection", f"{connect_import * 1000:.0f} ms", "", "", ""))
     heavy = heavy_modules_after_import()
     rows.append(("heavy modules after import mi_notebook", ", ".join(heavy) or "none", "", "",
                  "PASS" if not heavy else "FAIL"))

@@ -478,9 +478,10 @@ def get_token(
         (True, True)
         >>> disconnect()
     """
-    return current_or_connect().get_token(
-        resource, identity=identity, force_refresh=force_refresh, on_attempt=on_attempt
-    )
+    conn = _current
+    if conn is None or conn.closed:  # a cached get_token is on every SDK call's path: skip the lock
+        conn = current_or_connect()
+    return conn.get_token(resource, identity=identity, force_refresh=force_refresh, on_attempt=on_attempt)
 
 
 # --- helpers -------------------------------------------------------------------------------------
