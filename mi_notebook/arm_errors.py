@@ -29,7 +29,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from . import errors
-from .http import Answer, UnexpectedAnswer, describe_failure
+from .http import Answer, UnexpectedAnswer, describe_failure, wire_outcome
 from .retry import AttemptOutcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,16 +55,11 @@ def judge(answer: Answer, *, client_request_id: str) -> AttemptOutcome:
         ...       client_request_id="c-1").retry_after
         7.0
     """
-    if not answer.answered:
-        # A TLS failure is not transient: not retried, explained.
-        return AttemptOutcome(exception=answer.exception, request_id=client_request_id,
-                              retryable=False if answer.kind == "tls" else None)
-    status = answer.status
-    base: dict[str, Any] = {"status": status, "request_id": answer.request_id or client_request_id,
-                            "retry_after": answer.retry_after}
+    decided, base = wire_outcome(answer, client_request_id)
+    if decided is not None:  # nothing answered, or the body was cut short: the wire decided
+        return decided
+    status: int = answer.status  # type: ignore[assignment]
     transient = status == 429 or 500 <= status <= 599
-    if answer.kind in ("truncated", "timeout"):  # a transport failure after the status: retried
-        return AttemptOutcome(exception=answer.exception, retryable=True, **base)
     if answer.kind == "redirect":
         problem = f"a redirect to {answer.location!r} (not followed)"
         return AttemptOutcome(exception=UnexpectedAnswer(f"HTTP {status}: {problem}", problem=problem),

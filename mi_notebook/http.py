@@ -62,6 +62,7 @@ from .http_types import (
     timeout_pair,
 )
 from .http_wire import MockTransport, RequestsTransport, choose_transport, default_transport, proxies_for
+from .retry import AttemptOutcome
 
 __all__ = [
     "EMULATOR_HEADER",
@@ -82,6 +83,7 @@ __all__ = [
     "default_verify",
     "describe_failure",
     "exchange",
+    "wire_outcome",
     "is_loopback_host",
     "parse_retry_after",
     "proxies_for",
@@ -138,6 +140,33 @@ def exchange(request: Request, *, transport: Transport | None = None, clock: Clo
     elapsed = clock.monotonic() - started
     kind = "redirect" if 300 <= status < 400 else _body_kind(body, _Headers(headers).get("Content-Type"))
     return Answer(kind, status, headers, body, _retry_after(headers, clock), None, elapsed)
+
+
+def wire_outcome(answer: Answer, client_request_id: str) -> tuple[AttemptOutcome | None, dict[str, object]]:
+    """What every protocol agrees on about one answer: ``(outcome, fields)``.
+
+    ``outcome`` is set when the wire decided: nothing answered (retried, except a TLS failure,
+    which retrying cannot fix), or the body was cut short or timed out after the status (retried
+    like a dropped connection, keeping the status: something did answer). Otherwise it is ``None``
+    and the protocol judges the body; ``fields`` (status, request id, Retry-After) go into whatever
+    outcome it builds.
+
+    Example::
+
+        >>> outcome, _ = wire_outcome(Answer("tls", exception=ConnectionError("bad cert")), "c-1")
+        >>> outcome.retryable, outcome.request_id
+        (False, 'c-1')
+        >>> wire_outcome(Answer("json", 429, {}, b"{}", retry_after=3.0), "c-1")
+        (None, {'status': 429, 'request_id': 'c-1', 'retry_after': 3.0})
+    """
+    if not answer.answered:
+        return AttemptOutcome(exception=answer.exception, request_id=client_request_id,
+                              retryable=False if answer.kind == "tls" else None), {}
+    fields: dict[str, object] = {"status": answer.status, "request_id": answer.request_id or client_request_id,
+                                 "retry_after": answer.retry_after}
+    if answer.kind in ("truncated", "timeout"):
+        return AttemptOutcome(exception=answer.exception, retryable=True, **fields), fields  # type: ignore[arg-type]
+    return None, fields
 
 
 # --- helpers -------------------------------------------------------------------------------------

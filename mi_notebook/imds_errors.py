@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import errors
-from .http import Answer, UnexpectedAnswer, describe_failure
+from .http import Answer, UnexpectedAnswer, describe_failure, wire_outcome
 from .retry import AttemptOutcome
 from .tokens import as_int, parse_expires_on
 
@@ -60,17 +60,10 @@ def judge(answer: Answer, *, client_request_id: str, now: float, expect_token: b
         >>> judge(Answer("unreachable", exception=ConnectionResetError()), client_request_id="c-1", now=0).label
         'ConnectionResetError'
     """
-    if not answer.answered:
-        # Nothing answered: retried, except a TLS failure (an https url), which retrying cannot fix.
-        return AttemptOutcome(exception=answer.exception, request_id=client_request_id,
-                              retryable=False if answer.kind == "tls" else None)
-    status = answer.status
-    base: dict[str, Any] = {"status": status, "request_id": answer.request_id or client_request_id,
-                            "retry_after": answer.retry_after}
-    if answer.kind in ("truncated", "timeout"):
-        # A transport failure after the status: retried like a dropped connection; the status is
-        # kept because something did answer (the error must never say "no response").
-        return AttemptOutcome(exception=answer.exception, retryable=True, **base)
+    decided, base = wire_outcome(answer, client_request_id)
+    if decided is not None:  # nothing answered, or the body was cut short: the wire decided
+        return decided
+    status: int = answer.status  # type: ignore[assignment]
     if answer.kind == "redirect":
         problem = f"a redirect to {answer.location!r}" if answer.location else "a redirect"
         return AttemptOutcome(exception=UnexpectedAnswer(f"HTTP {status}: {problem}; IMDS never redirects",

@@ -53,12 +53,12 @@ from typing import Any, ClassVar
 
 from .. import errors
 from ..clock import SYSTEM_CLOCK, Clock
-from ..http import Answer, Request, Transport, describe_failure, exchange, redact
+from ..http import Answer, Request, Transport, describe_failure, exchange, redact, timeout_pair
 from ..identity import Identity
 from ..resources import resolve_resource
 from ..retry import Attempt, AttemptOutcome, RetryPolicy, Timeline, execute
 from ..tokens import AccessToken
-from ._settings import DEFAULT_TIMEOUT, check_endpoint, check_timeout
+from ._settings import DEFAULT_TIMEOUT, check_endpoint
 
 __all__ = ["DEFAULT_TIMEOUT", "OnAttempt", "TokenSource", "host_retry_policy"]
 
@@ -130,7 +130,7 @@ class TokenSource:
         if not isinstance(clock, Clock):
             raise ValueError(f"clock must be a mi_notebook.clock.Clock (e.g. VirtualClock()); got {clock!r}")
         self.clock = clock
-        self.timeout = check_timeout(timeout)
+        self.timeout = timeout_pair(timeout)
         self.transport = transport
         self.note: str | None = None
         self._closed = False

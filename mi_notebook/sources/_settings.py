@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from ..errors import HostConfigurationError
 
-__all__ = ["Secret", "check_endpoint", "check_secret", "check_timeout", "endpoint_from", "secret_from"]
+__all__ = ["Secret", "check_endpoint", "check_secret", "endpoint_from", "secret_from"]
 
 DEFAULT_TIMEOUT: tuple[float, float] = (2.0, 10.0)
 
@@ -149,22 +149,3 @@ def secret_from(environ: Mapping[str, str], name: str) -> Secret:
         What to do: The host sets MSI_SECRET for the processes it starts; start this kernel from the host (or restart it) instead of copying the value by hand.
     """
     return check_secret(environ.get(name, ""), name)
-
-
-def check_timeout(timeout: float | tuple[float, float]) -> tuple[float, float]:
-    """``(connect, read)`` seconds from one number or a pair; ``ValueError`` unless both are in (0, 3600).
-
-    Example::
-
-        >>> check_timeout(3), check_timeout((1, 20))
-        ((3.0, 3.0), (1.0, 20.0))
-    """
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        pair = (float(timeout), float(timeout))
-    elif isinstance(timeout, tuple) and len(timeout) == 2 and not any(isinstance(t, bool) for t in timeout):
-        pair = (float(timeout[0]), float(timeout[1]))
-    else:
-        raise ValueError(f"timeout must be seconds or (connect, read) seconds, e.g. (2, 10); got {timeout!r}")
-    if not all(0 < t < 3600 for t in pair):
-        raise ValueError(f"time-outs must be positive and under an hour; got {timeout!r}")
-    return pair
