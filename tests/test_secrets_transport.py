@@ -107,7 +107,24 @@ def _connect_proxy(recorded: list[bytes]):
     return handler
 
 
-def test_arm_on_a_real_vm_honours_the_users_proxy_and_the_token_stays_in_the_tunnel(emu, conn, monkeypatch):
+def _as_real_imds(emu):
+    """A client of the emulator's IMDS whose answers lack the emulator's mark, as a real VM's would:
+    only such tokens may be sent to Azure's ARM at all."""
+    from mi_notebook.http import EMULATOR_HEADER, RequestsTransport
+
+    wire = RequestsTransport()
+
+    def unmarked(request):
+        status, headers, body = wire(request)
+        return status, {k: v for k, v in headers.items() if k.lower() != EMULATOR_HEADER.lower()}, body
+
+    return ImdsClient(url=emu.imds_url, transport=unmarked, timeout=(1.0, 2.0))
+
+
+def test_arm_on_a_real_vm_honours_the_users_proxy_and_the_token_stays_in_the_tunnel(emu, monkeypatch):
+    conn = explicit_connection(emu.imds_url, _as_real_imds(emu), "a real VM's IMDS, as far as the client can tell")
+    conn.cache = TokenCache()  # not the process-wide one, which may hold this endpoint's emulator tokens
+    assert conn.get_token("arm").source == "imds"
     recorded: list[bytes] = []
     with StubServer(_connect_proxy(recorded)) as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
