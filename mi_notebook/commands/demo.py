@@ -181,19 +181,12 @@ def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
     """
     from urllib.parse import urlsplit
 
-    import requests
-
-    from ..http import is_loopback_host
+    from ..http import Request, exchange, is_loopback_host
 
     if not is_loopback_host(urlsplit(endpoint).hostname or ""):
         return None
-    try:
-        with requests.Session() as session:
-            session.trust_env = False
-            answer = session.get(endpoint + "/__emulator__" + route, timeout=(1, 2))
-        document = answer.json() if answer.status_code == 200 else None
-    except (requests.RequestException, ValueError):
-        return None
+    answer = exchange(Request("GET", endpoint + "/__emulator__" + route, timeout=(1.0, 2.0)))
+    document = answer.document if answer.status == 200 else None
     return document if isinstance(document, dict) else None
 
 
