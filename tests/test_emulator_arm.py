@@ -251,7 +251,11 @@ def test_missing_and_malformed_authorization(emu):
     assert www.startswith(f'Bearer authorization_uri="https://login.windows.net/{emu.vm.tenant_id}"')
     assert 'error="invalid_token"' in www and "error_description=" in www
     r = anon.get(sub_path(emu), headers={"Authorization": "Basic dXNlcjpwYXNz"})
-    assert r.status_code == 401 and r.json()["error"]["code"] == "AuthenticationFailed"
+    assert r.status_code == 401 and r.json()["error"] == {
+        "code": "AuthenticationFailedInvalidHeader",
+        "message": "Authentication failed. The 'Authorization' header is provided in an invalid format."}
+    r = anon.get("/subscriptions")  # tenant-level: the challenge names no tenant
+    assert r.headers["WWW-Authenticate"].startswith('Bearer authorization_uri="https://login.windows.net/",')
     r = Caller(emu, "not.a.jwt").get(sub_path(emu))
     assert r.status_code == 401
     assert r.json()["error"] == {"code": "InvalidAuthenticationToken", "message": "The access token is invalid."}
@@ -391,7 +395,8 @@ def test_throttling_token_bucket_in_virtual_time():
         assert r.status_code == 429 and r.headers["Retry-After"] == "2"
         assert r.json()["error"] == {"code": "SubscriptionRequestsThrottled", "message": (
             f"Number of 'read' requests for subscription '{e.vm.subscription_id}' actor "
-            f"'{e.verify(system.token)['oid']}' exceeded. Please try again after '2' seconds.")}
+            f"'{e.verify(system.token)['oid']}' exceeded. Please try again after '2' seconds after additional "
+            "tokens are available. Refer to https://aka.ms/arm-throttling for additional information.")}
         assert user1.get(path).status_code == 200  # per principal
         clock.now += 2
         assert system.get(path).status_code == 200

@@ -54,7 +54,8 @@ __all__ = ["MARKER_HEADER", "PROFILES", "Emulator", "Fault", "KnownResource", "R
            "SignedInUser", "VirtualMachine", "VmIdentity"]
 
 # config keys that configure the emulator itself; everything else describes the VM
-_EMULATOR_KEYS = {"throttle", "latency", "single_user_quirk", "faults", "host", "port", "arm", "server_version", "vm",
+_EMULATOR_KEYS = {"throttle", "latency", "single_user_quirk", "strict_metadata", "faults", "host", "port", "arm",
+                  "server_version", "vm",
                   "profile", "secret", "user", "sso", "azureml_expires_on", "arc_key_dir"}
 
 
@@ -70,7 +71,8 @@ class Emulator:
     - ``latency``: seconds added to each identity-endpoint answer; ``single_user_quirk``: a VM with a
       system-assigned and exactly one user-assigned identity answers requests naming no identity with
       the user-assigned one (the known quirk; off by default). Without a system-assigned identity, a
-      single user-assigned one is always picked when none is named, as documented.
+      single user-assigned one is always picked when none is named, as documented. ``strict_metadata``:
+      accept only ``Metadata: true`` in lower case (default: any case; docs/emulator.md says why).
     - ``clock``: epoch seconds for token times and rate windows (inject one for short-lived/expired tokens).
     - any other keyword is a :meth:`VirtualMachine.build` option (``name``, ``tags``, ``resource_group``,
       ``extra_resources``, ``role_assignments``, ...); ``vm`` passes a ready-made VM instead.
@@ -109,6 +111,7 @@ class Emulator:
         throttle: bool | None = None,
         latency: float | None = None,
         single_user_quirk: bool | None = None,
+        strict_metadata: bool | None = None,
         clock: Callable[[], float] = time.time,
         faults: Iterable[Mapping[str, Any]] | None = None,
         host: str | None = None,
@@ -175,6 +178,7 @@ class Emulator:
         self.imds = ImdsService(self.vm, self.issuer, self.faults, throttle=self.throttle, clock=clock,
                                 latency=latency,
                                 single_user_quirk=bool(_pick(single_user_quirk, cfg.get("single_user_quirk"), False)),
+                                strict_metadata=bool(_pick(strict_metadata, cfg.get("strict_metadata"), False)),
                                 stop=self._stopping)
         self.user_tokens = UserTokenIssuer(self.vm, self.user, self.keys, clock=clock)
         self.secret = str(_pick(secret, cfg.get("secret"), str(uuid.uuid4())))

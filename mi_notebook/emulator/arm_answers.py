@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from .arm_throttle import throttled_message
 from .faults import Fault, proxy_html
 from .server import HttpRequest, HttpResponse, json_response
 
@@ -101,8 +102,7 @@ def fault_answer(fault: Fault, request: HttpRequest, ids: RequestIds, *, subscri
         if kind == 429:
             retry_after = fault.retry_after if fault.retry_after is not None else 5.0
             return arm_error(429, "SubscriptionRequestsThrottled",
-                             f"Number of 'read' requests for subscription '{subscription}' actor "
-                             f"'{_actor(request)}' exceeded. Please try again after '{retry_after:g}' seconds.",
+                             throttled_message(f"subscription '{subscription}'", _actor(request), retry_after),
                              headers=[("Retry-After", f"{retry_after:g}")], fault=label)
         code, message = FAULT_ERRORS[kind]
         stamp = _dt.datetime.fromtimestamp(clock(), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -3,7 +3,9 @@
 Checks, in order: an ``Authorization: Bearer <jwt>`` header; the signature against the emulator's
 signing key; the audience among ARM's accepted ones; the issuer (the emulated tenant); ``exp`` and
 ``nbf`` by the emulator's clock. A failure gives ARM's error code and message (docs/emulator.md) and a
-``WWW-Authenticate: Bearer authorization_uri=..., error="invalid_token", error_description=...``.
+``WWW-Authenticate: Bearer authorization_uri=..., error="invalid_token", error_description=...`` whose
+``authorization_uri`` names the tenant for calls inside a subscription and none for tenant-level calls
+(``/subscriptions``), as the public fixtures show.
 
 Example::
 
@@ -12,6 +14,10 @@ Example::
     >>> check = TokenCheck(keys, tenant_id="t", issuer="https://sts.windows.net/t/", clock=lambda: 100.0)
     >>> check.check(None).code
     'AuthenticationFailed'
+    >>> check.check("Basic abc").code
+    'AuthenticationFailedInvalidHeader'
+    >>> check.check(None, tenant_level=True).www_authenticate.split(",")[0]
+    'Bearer authorization_uri="https://login.windows.net/"'
     >>> good = keys.issue({"aud": "https://management.azure.com/", "iss": "https://sts.windows.net/t/",
     ...                    "oid": "o", "nbf": 0, "exp": 200})
     >>> check.check("Bearer " + good).claims["oid"]
@@ -44,6 +50,12 @@ ACCEPTED_AUDIENCES = (
 MISSING_HEADER = "Authentication failed. The 'Authorization' header is missing."
 BAD_FORMAT = "Authentication failed. The 'Authorization' header is provided in an invalid format."
 INVALID = "The access token is invalid."
+WRONG_ISSUER = ("The access token is from the wrong issuer '{iss}'. It must match the tenant "
+                "'https://sts.windows.net/{tenant}/' associated with this subscription. Please use the authority "
+                "(URL) 'https://login.windows.net/{tenant}' to get the token. Note, if the subscription is "
+                "transferred to another tenant there is no impact to the services, but information about new "
+                "tenant could take time to propagate (up to an hour). If you just transferred your subscription "
+                "and see this error message, please try back later.")
 
 
 def arm_time(epoch: float) -> str:
@@ -96,21 +108,23 @@ class TokenCheck:
         self.issuer = issuer
         self.clock = clock
 
-    def _fail(self, code: str, message: str, description: str | None = None) -> AuthResult:
-        desc = (description or message).replace('"', "'")
-        header = (f'Bearer authorization_uri="https://login.windows.net/{self.tenant_id}", '
-                  f'error="invalid_token", error_description="{desc}"')
-        return AuthResult(code=code, message=message, www_authenticate=header)
+    def check(self, authorization: str | None, *, now: float | None = None, tenant_level: bool = False) -> AuthResult:
+        """Judge an ``Authorization`` header value (None when the header is missing); ``tenant_level``:
+        the request names no subscription, so the challenge names no tenant."""
+        authority = "https://login.windows.net/" + ("" if tenant_level else self.tenant_id)
 
-    def check(self, authorization: str | None, *, now: float | None = None) -> AuthResult:
-        """Judge an ``Authorization`` header value (None when the header is missing)."""
+        def fail(code: str, message: str, description: str | None = None) -> AuthResult:
+            desc = (description or message).replace('"', "'")
+            header = f'Bearer authorization_uri="{authority}", error="invalid_token", error_description="{desc}"'
+            return AuthResult(code=code, message=message, www_authenticate=header)
+
         if authorization is None or not authorization.strip():
-            return self._fail("AuthenticationFailed", MISSING_HEADER,
-                              "The authentication failed because of missing 'Authorization' header.")
+            return fail("AuthenticationFailed", MISSING_HEADER,
+                        "The authentication failed because of missing 'Authorization' header.")
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return self._fail("AuthenticationFailed", BAD_FORMAT)
+            return fail("AuthenticationFailedInvalidHeader", BAD_FORMAT)
         current = self.clock() if now is None else now
         try:
             claims = self.keys.verify(token, audience=list(ACCEPTED_AUDIENCES), now=current)
@@ -118,29 +132,26 @@ class TokenCheck:
             aud = _unverified(token).get("aud")
             aud_text = ",".join(aud) if isinstance(aud, list) else str(aud)
             allowed = ",".join(f"'{a}'" for a in ACCEPTED_AUDIENCES)
-            return self._fail("InvalidAuthenticationTokenAudience",
-                              f"The access token has been obtained for wrong audience or resource '{aud_text}'. "
-                              f"It should exactly match with one of the allowed audiences {allowed}.")
+            return fail("InvalidAuthenticationTokenAudience",
+                        f"The access token has been obtained for wrong audience or resource '{aud_text}'. "
+                        f"It should exactly match with one of the allowed audiences {allowed}.")
         except jwt.ExpiredSignatureError:
             exp = _unverified(token).get("exp", 0)
-            return self._fail("ExpiredAuthenticationToken",
-                              f"The access token expiry UTC time '{arm_time(exp)}' is earlier than current "
-                              f"UTC time '{arm_time(current)}'.")
+            return fail("ExpiredAuthenticationToken",
+                        f"The access token expiry UTC time '{arm_time(exp)}' is earlier than current "
+                        f"UTC time '{arm_time(current)}'.")
         except jwt.ImmatureSignatureError:
             nbf = _unverified(token).get("nbf", 0)
-            return self._fail("InvalidAuthenticationToken",
-                              f"{INVALID} Its validity starts at UTC time '{arm_time(nbf)}', later than the "
-                              f"current UTC time '{arm_time(current)}'.")
+            return fail("InvalidAuthenticationToken",
+                        f"{INVALID} Its validity starts at UTC time '{arm_time(nbf)}', later than the "
+                        f"current UTC time '{arm_time(current)}'.")
         except (jwt.InvalidTokenError, ValueError, TypeError):
-            return self._fail("InvalidAuthenticationToken", INVALID)
+            return fail("InvalidAuthenticationToken", INVALID)
         if claims.get("iss") != self.issuer:
-            return self._fail("InvalidAuthenticationTokenTenant",
-                              f"The access token is from the wrong issuer '{claims.get('iss')}'. It must match "
-                              f"the tenant 'https://sts.windows.net/{self.tenant_id}/' associated with this "
-                              "subscription. Please use the authority (URL) "
-                              f"'https://login.windows.net/{self.tenant_id}' to get the token.")
+            return fail("InvalidAuthenticationTokenTenant",
+                        WRONG_ISSUER.format(iss=claims.get("iss"), tenant=self.tenant_id))
         if not claims.get("oid"):
-            return self._fail("InvalidAuthenticationToken", INVALID)
+            return fail("InvalidAuthenticationToken", INVALID)
         return AuthResult(claims=claims)
 
 

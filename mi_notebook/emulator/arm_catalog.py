@@ -178,7 +178,7 @@ class ArmCatalog:
             ("Microsoft.Network/networkInterfaces", f"{name}-nic",
              {"properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
                  "privateIPAddress": self.vm.private_ip}}], "macAddress": _mac(self.vm.mac_address)}}),
-            ("Microsoft.Compute/disks", f"{name}_OsDisk_1_{h[:32]}",
+            ("Microsoft.Compute/disks", self.vm.os_disk_name,
              {"sku": {"name": "Premium_LRS", "tier": "Premium"}, "managedBy": self.vm.resource_id,
               "properties": {"diskSizeGB": 30, "osType": self.vm.os_type, "diskState": "Attached"}}),
             ("Microsoft.Network/virtualNetworks", f"{self.vm.resource_group}-vnet",
@@ -268,7 +268,7 @@ class ArmCatalog:
                                     "sku": "22_04-lts-gen2", "version": "latest"} if linux else
                                    {"publisher": "MicrosoftWindowsServer", "offer": "WindowsServer",
                                     "sku": "2022-datacenter-g2", "version": "latest"}),
-                "osDisk": {"osType": vm.os_type, "name": f"{vm.name}_OsDisk_1_{self._h[:32]}",
+                "osDisk": {"osType": vm.os_type, "name": vm.os_disk_name,
                            "createOption": "FromImage", "caching": "ReadWrite", "diskSizeGB": 30,
                            "managedDisk": {"storageAccountType": "Premium_LRS"}},
                 "dataDisks": [],

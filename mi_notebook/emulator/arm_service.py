@@ -33,7 +33,7 @@ from .arm_auth import TokenCheck
 from .arm_catalog import ArmCatalog, list_item
 from .arm_paging import page, parse_query
 from .arm_routes import METHOD_ACTIONS, Route, action_and_scope, parse_route, read_action, version_problem
-from .arm_throttle import READ_CAPACITY, READ_REFILL, TokenBuckets
+from .arm_throttle import READ_CAPACITY, READ_REFILL, TokenBuckets, throttled_message
 from .faults import Fault, FaultQueue
 from .server import HttpRequest, HttpResponse, json_response
 from .world import VirtualMachine
@@ -138,7 +138,7 @@ class ArmService:
         return response
 
     def _answer(self, request: HttpRequest, route: Route, ids: RequestIds) -> HttpResponse:
-        auth = self.auth.check(request.header("Authorization"))
+        auth = self.auth.check(request.header("Authorization"), tenant_level=route.subscription is None)
         if not auth.ok:
             return arm_error(401, auth.code or "InvalidAuthenticationToken", auth.message or "",
                              headers=[("WWW-Authenticate", auth.www_authenticate or "Bearer")])
@@ -160,8 +160,7 @@ class ArmService:
             if not allowed and self.throttle:
                 where = (f"subscription '{route.subscription}'" if scoped else f"tenant '{claims.get('tid')}'")
                 return arm_error(429, "SubscriptionRequestsThrottled" if scoped else "TenantRequestsThrottled",
-                                 f"Number of 'read' requests for {where} actor '{oid}' exceeded. "
-                                 f"Please try again after '{retry_after:g}' seconds.",
+                                 throttled_message(where, oid, retry_after),
                                  headers=[("Retry-After", f"{retry_after:g}")], extra=extra)
             name = "subscription" if scoped else "tenant"
             headers.append((f"x-ms-ratelimit-remaining-{name}-reads", str(remaining)))

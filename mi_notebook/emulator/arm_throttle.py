@@ -22,10 +22,26 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-__all__ = ["READ_CAPACITY", "READ_REFILL", "TokenBuckets"]
+__all__ = ["READ_CAPACITY", "READ_REFILL", "TokenBuckets", "throttled_message"]
 
 READ_CAPACITY = 250
 READ_REFILL = 25.0
+
+
+def throttled_message(where: str, actor: str, retry_after: float) -> str:
+    """ARM's 429 message, in full as live answers quote it (``where``: "subscription '<id>'" or
+    "tenant '<id>'").
+
+    Example::
+
+        >>> throttled_message("subscription 's'", "o", 2.0)[:60]
+        "Number of 'read' requests for subscription 's' actor 'o' exc"
+        >>> throttled_message("subscription 's'", "o", 2.0).endswith("https://aka.ms/arm-throttling for additional information.")
+        True
+    """
+    return (f"Number of 'read' requests for {where} actor '{actor}' exceeded. Please try again after "
+            f"'{retry_after:g}' seconds after additional tokens are available. Refer to "
+            "https://aka.ms/arm-throttling for additional information.")
 
 
 class TokenBuckets:

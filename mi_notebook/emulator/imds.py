@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .faults import Fault, FaultQueue, proxy_html
+from .instance_doc import API_VERSIONS, NEWEST_VERSIONS, document
 from .issuer import TokenIssuer, resource_not_found
 from .server import TEXT, HttpRequest, HttpResponse, json_response
 from .throttle import ConcurrencyLimiter, RateLimiter
@@ -42,17 +43,8 @@ IDENTITY_INFO_PATH = "/metadata/identity/info"
 INSTANCE_PATH = "/metadata/instance"
 VERSIONS_PATH = "/metadata/versions"
 
-# The api-versions IMDS lists (the Instance Metadata Service article, "Supported API versions").
-API_VERSIONS = (
-    "2017-03-01", "2017-04-02", "2017-08-01", "2017-10-01", "2017-12-01", "2018-02-01", "2018-04-02",
-    "2018-10-01", "2019-02-01", "2019-03-11", "2019-04-30", "2019-06-01", "2019-06-04", "2019-08-01",
-    "2019-08-15", "2019-11-01", "2020-06-01", "2020-07-15", "2020-09-01", "2020-10-01", "2020-12-01",
-    "2021-01-01", "2021-02-01", "2021-03-01", "2021-05-01", "2021-10-01", "2021-11-01", "2021-11-15",
-    "2021-12-13", "2022-02-01", "2022-03-01", "2022-05-01", "2022-07-01", "2022-08-01", "2022-11-01",
-    "2023-07-01", "2023-11-15", "2024-03-15", "2024-07-17", "2025-04-07",
-)
-IDENTITY_API_VERSIONS = tuple(v for v in API_VERSIONS if v >= "2018-02-01")  # "2018-02-01 or greater"
-NEWEST_VERSIONS = ["2025-04-07", "2024-07-17", "2024-03-15"]
+# the identity endpoint takes the listed versions from the token article's "2018-02-01 or greater"
+IDENTITY_API_VERSIONS = tuple(v for v in API_VERSIONS if v >= "2018-02-01")
 SELECTORS = ("client_id", "object_id", "msi_res_id", "mi_res_id")
 
 IDENTITY_RATE, IDENTITY_CONCURRENCY, INSTANCE_RATE = 20, 5, 5
@@ -93,7 +85,9 @@ class ImdsService:
     ``latency`` adds that many seconds to every identity-endpoint answer (IMDS asking Entra), which is
     what makes the 5-concurrent-requests limit reachable; ``single_user_quirk``: with a
     system-assigned and exactly one user-assigned identity, a request naming no identity gets the
-    user-assigned one (the known quirk). ``stop`` is an event that cuts waits short at shutdown.
+    user-assigned one (the known quirk); ``strict_metadata``: accept only the exact value ``true`` in the
+    ``Metadata`` header, as the token article's error table words it (default: any letter case, since
+    Microsoft's own samples send ``True``). ``stop`` is an event that cuts waits short at shutdown.
 
     Example::
 
@@ -110,7 +104,7 @@ class ImdsService:
 
     def __init__(self, vm: VirtualMachine, issuer: TokenIssuer, faults: FaultQueue, *, throttle: bool = True,
                  clock: Callable[[], float] = time.time, latency: float = 0.0, single_user_quirk: bool = False,
-                 stop: threading.Event | None = None) -> None:
+                 strict_metadata: bool = False, stop: threading.Event | None = None) -> None:
         self.vm = vm
         self.issuer = issuer
         self.faults = faults
@@ -118,6 +112,7 @@ class ImdsService:
         self.clock = clock
         self.latency = latency
         self.single_user_quirk = single_user_quirk
+        self.strict_metadata = strict_metadata
         self.stop = stop or threading.Event()
         self.identity_rate = RateLimiter(IDENTITY_RATE, clock=clock)
         self.identity_concurrency = ConcurrencyLimiter(IDENTITY_CONCURRENCY)
@@ -218,10 +213,14 @@ class ImdsService:
             return (_token_error(400, desc, endpoint=endpoint) if token_style
                     else _instance_error(400, f"Bad request. {desc}", endpoint))
         values = request.header_all("Metadata")
-        if not values or any(v.strip().lower() != "true" for v in values):
+        if not values or any(not self._metadata_ok(v) for v in values):
             return (json_response(400, MISSING_HEADER_TOKEN, endpoint=endpoint) if token_style
                     else json_response(400, MISSING_HEADER_INSTANCE, endpoint=endpoint))
         return None
+
+    def _metadata_ok(self, value: str) -> bool:
+        value = value.strip()
+        return value == "true" if self.strict_metadata else value.lower() == "true"
 
     # ---- instance metadata -------------------------------------------------------------------------
     def _metadata(self, request: HttpRequest, endpoint: str) -> HttpResponse:
@@ -238,7 +237,7 @@ class ImdsService:
         fmt = query.get("format", "json")
         if fmt not in ("json", "text"):
             return _instance_error(400, "Bad request. Invalid format: use format=json or format=text", endpoint)
-        node: Any = {"compute": self.compute(), "network": self.network()}
+        node: Any = document(self.vm, query["api-version"])
         steps = [p for p in request.path[len(INSTANCE_PATH):].split("/") if p]
         for step in steps:
             if isinstance(node, dict) and step in node:
@@ -260,54 +259,6 @@ class ImdsService:
             return _instance_error(400, "Bad request. Leaf nodes can only be read as text: add format=text",
                                    endpoint)
         return json_response(200, node, endpoint=endpoint)
-
-    def compute(self) -> dict[str, Any]:
-        """The ``compute`` section: every field a string (missing = ""), as IMDS serves it."""
-        vm = self.vm
-        return {
-            "azEnvironment": "AzurePublicCloud",
-            "customData": "",
-            "evictionPolicy": "",
-            "isHostCompatibilityLayerVm": "false",
-            "licenseType": "",
-            "location": vm.location,
-            "name": vm.name,
-            "offer": "0001-com-ubuntu-server-jammy" if vm.os_type == "Linux" else "WindowsServer",
-            "osProfile": {"adminUsername": "azureuser", "computerName": vm.name,
-                          "disablePasswordAuthentication": "true" if vm.os_type == "Linux" else "false"},
-            "osType": vm.os_type,
-            "placementGroupId": "",
-            "plan": {"name": "", "product": "", "publisher": ""},
-            "platformFaultDomain": "0",
-            "platformUpdateDomain": "0",
-            "priority": "",
-            "provider": "Microsoft.Compute",
-            "publicKeys": [],
-            "publisher": "canonical" if vm.os_type == "Linux" else "MicrosoftWindowsServer",
-            "resourceGroupName": vm.resource_group,
-            "resourceId": vm.resource_id,
-            "securityProfile": {"secureBootEnabled": "true", "virtualTpmEnabled": "true"},
-            "sku": "22_04-lts-gen2" if vm.os_type == "Linux" else "2022-datacenter-g2",
-            "subscriptionId": vm.subscription_id,
-            "tags": ";".join(f"{k}:{v}" for k, v in vm.tags.items()),
-            "tagsList": [{"name": k, "value": v} for k, v in vm.tags.items()],
-            "userData": "",
-            "version": "22.04.202411010" if vm.os_type == "Linux" else "20348.2849.241106",
-            "vmId": vm.vm_id,
-            "vmScaleSetName": "",
-            "vmSize": vm.vm_size,
-            "zone": vm.zone,
-        }
-
-    def network(self) -> dict[str, Any]:
-        vm = self.vm
-        address, _, prefix = vm.subnet_prefix.partition("/")
-        return {"interface": [{
-            "ipv4": {"ipAddress": [{"privateIpAddress": vm.private_ip, "publicIpAddress": ""}],
-                     "subnet": [{"address": address, "prefix": prefix or "24"}]},
-            "ipv6": {"ipAddress": []},
-            "macAddress": vm.mac_address,
-        }]}
 
     # ---- faults ------------------------------------------------------------------------------------
     def _fault(self, fault: Fault, request: HttpRequest, endpoint: str) -> HttpResponse:
@@ -344,7 +295,7 @@ class ImdsService:
         """A would-be success body to damage: the token for the request's identity/resource as far as
         they can be made out (else the default identity and ARM), or the metadata document."""
         if endpoint != "token":
-            return {"compute": self.compute(), "network": self.network()}
+            return document(self.vm, NEWEST_VERSIONS[0])
         query, _ = _parse_query(request.query)
         resource = query.get("resource") or "https://management.azure.com/"
         identity = None

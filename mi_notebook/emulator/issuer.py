@@ -191,15 +191,21 @@ def trace_ids() -> tuple[str, str]:
 def resource_not_found(resource: str, tenant_id: str, now: float) -> str:
     """Entra's AADSTS500011 description for a resource the tenant does not know (IMDS relays it).
 
+    The layout is Entra's: the sentence, then ``Trace ID``, ``Correlation ID`` and ``Timestamp`` each on
+    a line of its own (``\\r\\n``), as the bodies quoted in public threads show.
+
     Example::
 
-        >>> resource_not_found("https://nope.example/", "t", 0).split(". ")[0]
+        >>> text = resource_not_found("https://nope.example/", "t", 0)
+        >>> text.split(". ")[0]
         'AADSTS500011: The resource principal named https://nope.example/ was not found in the tenant named t'
+        >>> [line.split(":")[0] for line in text.split("\\r\\n")[1:]]
+        ['Trace ID', 'Correlation ID', 'Timestamp']
     """
     trace, correlation = trace_ids()
     stamp = _dt.datetime.fromtimestamp(now, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
     return (f"AADSTS500011: The resource principal named {resource} was not found in the tenant named "
             f"{tenant_id}. This can happen if the application has not been installed by the "
             "administrator of the tenant or consented to by any user in the tenant. You might have sent "
-            f"your authentication request to the wrong tenant. Trace ID: {trace} Correlation ID: "
-            f"{correlation} Timestamp: {stamp}")
+            f"your authentication request to the wrong tenant.\r\nTrace ID: {trace}\r\nCorrelation ID: "
+            f"{correlation}\r\nTimestamp: {stamp}")

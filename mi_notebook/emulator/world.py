@@ -149,6 +149,11 @@ class VirtualMachine:
                 f"/providers/Microsoft.Compute/virtualMachines/{self.name}")
 
     @property
+    def os_disk_name(self) -> str:
+        """The OS disk's name, as ARM lists it and IMDS's ``storageProfile.osDisk`` reports it."""
+        return f"{self.name}_OsDisk_1_{hashlib.sha256(f'arm:{self.seed}'.encode()).hexdigest()[:32]}"
+
+    @property
     def resource_group_id(self) -> str:
         return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
 
