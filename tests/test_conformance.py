@@ -41,7 +41,8 @@ def _start(setup: dict[str, Any] | None = None) -> Emulator:
     setup = setup or {}
     arm = {"tls": True, **setup.get("arm", {})}
     return Emulator(clock=VirtualClock(START), throttle=bool(setup.get("throttle", False)),
-                    strict_metadata=bool(setup.get("strict_metadata", False)), arm=arm, **VM_OPTIONS).start()
+                    strict_metadata=bool(setup.get("strict_metadata", False)), arm=arm,
+                    **{**VM_OPTIONS, **setup.get("vm", {})}).start()
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +55,14 @@ def shared():
 def placeholders(emu: Emulator) -> dict[str, str]:
     vm = emu.vm
     user = vm.user_identities[0]
-    return {
+    names = {
         "tenant_id": vm.tenant_id, "subscription_id": vm.subscription_id, "resource_group": vm.resource_group,
-        "vm_name": vm.name, "vm_id": vm.vm_id, "system_client_id": vm.system_identity.client_id,
-        "oid": vm.system_identity.object_id, "user_client_id": user.client_id,
+        "vm_name": vm.name, "vm_id": vm.vm_id, "user_client_id": user.client_id,
         "user_resource_id": user.resource_id, "user_resource_id_lower_rg": user.mirid,
     }
+    if vm.system_identity is not None:
+        names.update(system_client_id=vm.system_identity.client_id, oid=vm.system_identity.object_id)
+    return names
 
 
 def fill(value: Any, names: dict[str, str]) -> Any:
