@@ -81,6 +81,9 @@ def attempt_reason(attempt: Attempt) -> str:
         >>> text = "ConnectionError: HTTPConnectionPool(host='127.0.0.1', port=9): ... [Errno 111] Connection refused"
         >>> attempt_reason(Attempt(number=1, start=0, duration=0.1, exception=text))
         'connection refused'
+        >>> cut = "ConnectionError: HTTPConnectionPool(...) (Caused by NewConnectionError('... Failed to establish a..."
+        >>> attempt_reason(Attempt(number=1, start=0, duration=0.1, exception=cut))
+        'could not connect'
         >>> attempt_reason(Attempt(number=1, start=0, duration=0.1, status=429, error="throttled"))
         'HTTP 429 throttled'
     """
@@ -93,9 +96,10 @@ def attempt_reason(attempt: Attempt) -> str:
     name = attempt.exception.split(":", 1)[0].strip()
     kind = "connect-timeout" if "ConnectTimeout" in name else "timeout" if "Timeout" in name else "unreachable"
     said = describe_failure(Answer(kind, exception=_Recorded(attempt.exception)))
-    if said.startswith(_Recorded.__name__):
-        return name  # nothing describe_failure knows: the exception's type says enough
-    return said.split(" (", 1)[0]
+    if not said.startswith(_Recorded.__name__):
+        return said.split(" (", 1)[0]
+    # The timeline keeps only the first 300 characters of urllib3's message, often cut before the errno.
+    return "could not connect" if "NewConnectionError" in attempt.exception else name
 
 
 def progress_printer(stream: Any = None, *, label: str = "IMDS") -> Any:
