@@ -69,7 +69,9 @@ def _axes(ax: Axes | None) -> Axes:
 
 
 def _seconds(value: float) -> str:
-    """``6 s``, ``1.6 s``, ``52.1 s``, ``2 min 5 s`` (for waits and totals on a seconds axis)."""
+    """``12 ms``, ``6 s``, ``1.6 s``, ``52.1 s``, ``2 min 5 s`` (for waits and totals on a seconds axis)."""
+    if 0 < value < 0.1:
+        return f"{value * 1000:.0f} ms"
     if value >= 120:
         return format_duration(value)
     rounded = round(value, 1)
@@ -117,9 +119,10 @@ def plot_retry_timeline(timeline: Timeline, ax: Axes | None = None, *, title: st
 
     Attempts are bars from start to end with a marker at the start, coloured by outcome (success,
     retried, failed; time-outs in their own colour and shape) and labelled with the status. The
-    waits are shaded and labelled (``wait 6 s``, ``Retry-After 10 s``, ``wait 5 s (410)``). A 410
-    episode shows the window IMDS promised (``gone_window`` from the first 410, 70 s by default).
-    A dashed line marks the total time; the title gives the final outcome.
+    waits are shaded and labelled (``wait 6 s``, ``Retry-After 10 s``, ``wait 5 s (410)``; a wait too
+    narrow for its label gets the duration alone, below the band). A 410 episode shows the window
+    IMDS promised (``gone_window`` from the first 410, 70 s by default) in a band of its own at the
+    bottom. A dashed line marks the total time; the title gives the final outcome.
 
     Example::
 
@@ -138,50 +141,67 @@ def plot_retry_timeline(timeline: Timeline, ax: Axes | None = None, *, title: st
     total = timeline.total
     gone_since = timeline.gone_since
     window = timeline.policy.gone_window if timeline.policy is not None else 70.0
-    right = max(total, (gone_since + window) if gone_since is not None else 0.0, 1.0)
+    has_window = gone_since is not None and window > 0
+    # one attempt: the axis spans it (a 12 ms answer on a 0-1 s axis would be an empty chart)
+    shortest = 1.0 if len(attempts) > 1 else max(total, 0.001)
+    right = max(total, (gone_since + window) if gone_since is not None else 0.0, shortest)
     trans = ax.get_xaxis_transform()  # x in seconds, y in axes fraction
     narrow = right * 0.06
+    # The 410 window gets the bottom band only when there is one, so no chart has an empty third.
+    base = 0.22 if has_window else 0.0
 
-    if gone_since is not None and window > 0:
-        ax.add_patch(Rectangle((gone_since, 0.04), window, 0.14, transform=trans, facecolor="none",
+    def y(v: float) -> float:
+        return base + v * (1 - base)
+
+    if has_window:
+        ax.add_patch(Rectangle((gone_since, 0.03), window, 0.15, transform=trans, facecolor="none",
                                edgecolor=COLOURS["gone-window"], hatch="///", linewidth=0.8, gid="gone-window",
                                label="410 window"))
-        ax.text(gone_since + window / 2, 0.11, f"410: IMDS back within {_seconds(window)}", transform=trans,
+        ax.text(gone_since + window / 2, 0.105, f"410: IMDS back within {_seconds(window)}", transform=trans,
                 ha="center", va="center", fontsize=8, color="#444444",
                 bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
 
+    # waits: a band behind the attempts; wide ones labelled inside, narrow ones below it (never over a marker)
+    below, last_below = 0, -math.inf
     for a in attempts:
-        if a.wait > 0:
-            ax.add_patch(Rectangle((a.end, 0.3), a.wait, 0.3, transform=trans, facecolor=COLOURS["wait"],
-                                   alpha=0.3, edgecolor="none", gid="wait"))
-            ax.text(a.end + a.wait / 2, 0.45, _wait_label(a), transform=trans, ha="center", va="center",
-                    fontsize=7 if a.wait < narrow else 8, rotation=90 if a.wait < narrow else 0, gid="wait-label")
+        if a.wait <= 0:
+            continue
+        ax.add_patch(Rectangle((a.end, y(0.18)), a.wait, y(0.58) - y(0.18), transform=trans,
+                               facecolor=COLOURS["wait"], alpha=0.3, edgecolor="none", gid="wait"))
+        if a.wait >= narrow:
+            ax.text(a.end + a.wait / 2, y(0.38), _wait_label(a), transform=trans, ha="center", va="center",
+                    fontsize=8, gid="wait-label")
+            continue
+        centre = a.end + a.wait / 2
+        below = 1 - below if centre - last_below < right * 0.05 else 0
+        last_below = centre
+        ax.text(centre, y(0.15 - 0.08 * below), _seconds(a.wait), transform=trans, ha="center",
+                va="top", fontsize=7, color="#24292f", gid="wait-label")
 
     categories = [_category(a) for a in attempts]
     level, last_x = 0, -math.inf
     for a, cat in zip(attempts, categories, strict=True):
-        ax.add_patch(Rectangle((a.start, 0.38), max(a.duration, 0.0), 0.14, transform=trans,
+        ax.add_patch(Rectangle((a.start, y(0.31)), max(a.duration, 0.0), y(0.45) - y(0.31), transform=trans,
                                facecolor=COLOURS[cat], edgecolor=COLOURS[cat], gid="attempt"))
         # stagger the status labels of attempts that follow each other closely
         level = 1 - level if a.start - last_x < right * 0.04 else 0
         last_x = a.start
-        ax.text(a.start, 0.64 + 0.1 * level, _attempt_label(a), transform=trans, ha="center", va="bottom",
+        ax.text(a.start, y(0.62 + 0.1 * level), _attempt_label(a), transform=trans, ha="center", va="bottom",
                 fontsize=8, gid="status-label")
     for cat in ("success", "retried", "failed", "time-out"):
         xs = [a.start for a, c in zip(attempts, categories, strict=True) if c == cat]
         if xs:
-            ax.plot(xs, [0.45] * len(xs), linestyle="none", marker=_MARKERS[cat], markersize=8,
+            ax.plot(xs, [y(0.38)] * len(xs), linestyle="none", marker=_MARKERS[cat], markersize=8,
                     color=COLOURS[cat], markeredgecolor="black", markeredgewidth=0.5, transform=trans,
                     label=cat, gid=f"attempts-{cat}")
 
     if attempts:
-        ax.axvline(total, color="#333333", linestyle="--", linewidth=1, gid="total")
-        at_right = total > right * 0.85
-        ax.text(total, 0.97, f"total {_seconds(total)} " if at_right else f" total {_seconds(total)}",
-                transform=trans, ha="right" if at_right else "left", va="top", fontsize=8)
+        # the line spans the attempts' band only: the status labels above it stay clear
+        ax.axvline(total, ymin=y(0.12), ymax=y(0.6), color="#333333", linestyle="--", linewidth=1, gid="total")
+        ax.text(total, y(0.1), f"total {_seconds(total)}", transform=trans, ha="right", va="top", fontsize=8,
+                color="#333333", gid="total-label")
 
     ax.set_xlim(-right * 0.03, right * 1.05)
-    ax.set_ylim(0, 1)
     ax.set_yticks([])
     ax.set_xlabel("seconds since the first attempt")
     ax.set_title(title if title is not None else _outcome_title(timeline))
@@ -231,6 +251,9 @@ def plot_policy_comparison(
 ) -> Axes:
     """Retry policies side by side: one row per policy, a marker per attempt at its start time.
 
+    A row that runs against answers of its own says so after its end (``· answers 410``), and a
+    410 episode's window is hatched behind its own row.
+
     ``policies`` maps a row label to a ``RetryPolicy``, or to ``(policy, statuses)`` /
     ``(policy, statuses, rng)`` to give that row its own answers (``statuses=None``: the chart's)
     or random source; default :func:`default_policies`. ``statuses`` are the scripted answers
@@ -246,6 +269,7 @@ def plot_policy_comparison(
         'azure-identity, 410'
     """
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     from .retry import simulate
 
@@ -254,12 +278,18 @@ def plot_policy_comparison(
     labels: list[str] = []
     ends: list[float] = []
     seen: set[str] = set()
-    any_gone = False
+    any_gone = any_own = False
+    shown = ", ".join(str(s) for s in statuses)
     for i, (label, spec) in enumerate(rows.items()):
         policy, own_statuses, rng = (tuple(spec) + (None, None))[:3] if isinstance(spec, tuple) else (spec, None, None)
         rng = rng if rng is not None else random.Random(seed + i)
-        timeline = simulate(policy, list(own_statuses if own_statuses is not None else statuses),
-                            attempt_duration=attempt_duration, rng=rng)
+        script = list(own_statuses if own_statuses is not None else statuses)
+        timeline = simulate(policy, script, attempt_duration=attempt_duration, rng=rng)
+        gone = timeline.gone_since
+        if gone is not None and policy.gone_window > 0:
+            any_gone = True  # behind the row it belongs to, not between two rows
+            ax.barh(i, policy.gone_window, left=gone, height=0.6, facecolor="none", edgecolor=COLOURS["gone-window"],
+                    hatch="///", linewidth=0.6, zorder=0, gid=f"gone-window-{i}")
         xs = [a.start for a in timeline]
         ax.plot(xs, [i] * len(xs), color="#777777", linewidth=1, zorder=1, gid=f"row-{i}")
         for a in timeline:
@@ -267,29 +297,28 @@ def plot_policy_comparison(
             seen.add(cat)
             ax.plot([a.start], [i], linestyle="none", marker=_MARKERS[cat], markersize=7, color=COLOURS[cat],
                     markeredgecolor="black", markeredgewidth=0.5, zorder=2, gid=f"attempt-{i}")
-        gone = timeline.gone_since
-        if gone is not None and policy.gone_window > 0:
-            any_gone = True
-            ax.plot([gone, gone + policy.gone_window], [i - 0.3, i - 0.3], color=COLOURS["gone-window"],
-                    linewidth=2, solid_capstyle="butt", gid=f"gone-window-{i}")
         n = len(timeline)
-        ax.text(timeline.total, i, f"  {n} attempt{'s' if n != 1 else ''}, {_seconds(timeline.total)}",
-                va="center", ha="left", fontsize=8)
+        own = ", ".join(str(s) for s in script)
+        note = f" · answers {own}" if own != shown else ""
+        any_own = any_own or bool(note)
+        end = max(timeline.total, (gone + policy.gone_window) if gone is not None else 0.0)
+        ax.text(end, i, f"  {n} attempt{'s' if n != 1 else ''}, {_seconds(timeline.total)}{note}",
+                va="center", ha="left", fontsize=8, gid=f"row-note-{i}")
         labels.append(label)
-        ends.append(max(timeline.total, (gone + policy.gone_window) if gone is not None else 0.0))
+        ends.append(end)
 
     right = max(ends, default=1.0) or 1.0
-    ax.set_xlim(-right * 0.02, right * 1.22)
-    ax.set_ylim(len(labels) - 0.5, -0.7)  # first row on top
+    ax.set_xlim(-right * 0.02, right * (1.36 if any_own else 1.22))
+    ax.set_ylim(len(labels) - 0.5, -0.5)  # first row on top
     ax.set_yticks(range(len(labels)), labels)
     ax.tick_params(axis="y", labelsize=8)
     ax.set_xlabel("seconds since the first attempt")
-    shown = ", ".join(str(s) for s in statuses)
-    ax.set_title(f"retry schedules against answers {shown} (the last repeats)")
+    unless = ", unless the row says otherwise" if any_own else ""
+    ax.set_title(f"retry schedules against answers {shown} (the last repeats){unless}", fontsize=10)
     handles = [Line2D([], [], linestyle="none", marker=_MARKERS[c], color=COLOURS[c], markeredgecolor="black",
                       markeredgewidth=0.5, label=c) for c in ("success", "retried", "failed", "time-out") if c in seen]
     if any_gone:
-        handles.append(Line2D([], [], color=COLOURS["gone-window"], linewidth=2, label="410 window"))
+        handles.append(Patch(facecolor="none", edgecolor=COLOURS["gone-window"], hatch="///", label="410 window"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return ax
@@ -356,6 +385,21 @@ def _rel_label(x: float) -> str:
     return ("+" if x > 0 else "-") + format_duration(abs(x))
 
 
+def _lifetime_ticks(limits: tuple[float, float], marks: Mapping[str, list[tuple[float, int]]],
+                    fwd: Any) -> list[float]:
+    """Now, every mark (rounded to the second, one per cluster), and the round ticks that leave room."""
+    xmin, xmax = limits
+    gap = 0.16 * (fwd(xmax) - fwd(xmin))  # closer than this, two tick labels would touch
+    chosen = [0.0]
+    for x in sorted({float(round(x)) for points in marks.values() for x, _ in points}, key=abs):
+        if xmin <= x <= xmax and all(abs(fwd(x) - fwd(c)) >= gap for c in chosen):
+            chosen.append(x)
+    for x in (s * t for t in _TICKS for s in (-1, 1)):
+        if xmin <= x <= xmax and all(abs(fwd(x) - fwd(c)) >= gap for c in chosen):
+            chosen.append(float(x))
+    return sorted(chosen)
+
+
 def plot_token_lifetimes(
     tokens: Iterable[AccessToken] | TokenCache | AccessToken,
     now: float | None = None,
@@ -368,7 +412,8 @@ def plot_token_lifetimes(
     refresh (``cache``'s plan, else the formula of :func:`mi_notebook.frames.planned_refresh`); a
     vertical line for now. The axis is symmetric-logarithmic around now (linear within a minute,
     logarithmic beyond), so a 24-hour, a 1-hour and a 2-minute token are all readable on one chart;
-    each bar is labelled with its lifetime and time left. Expired tokens are grey.
+    each row is labelled with its lifetime and time left. The marks (a planned refresh, a fetch a few
+    minutes ago) get ticks of their own. Expired tokens are grey.
 
     Example::
 
@@ -378,7 +423,7 @@ def plot_token_lifetimes(
         >>> tok = AccessToken("a.b.c", resource="https://management.azure.com/", fetched_at=0, expires_on=86400)
         >>> ax = plot_token_lifetimes([tok], now=600)
         >>> [t.get_text() for t in ax.get_yticklabels()]
-        ['arm · system\\n24 h token']
+        ['arm · system\\n24 h token, 23 h 50 min left']
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -404,11 +449,9 @@ def plot_token_lifetimes(
             marks["issued (iat)"].append((iat - when, i))
         marks["fetched"].append((float(tok.fetched_at) - when, i))
         marks["refresh planned"].append((planned_refresh(tok, cache) - when, i))
-        left = "expired " + format_duration(-end) + " ago" if expired else "expires in " + format_duration(end)
-        # under the bar's end: clear of the markers on the bar and of the legend beside the axes
-        ax.text(end, i + 0.27, left, va="top", ha="right", fontsize=7, color="#24292f", gid="time-left")
+        left = f"expired {format_duration(-end)} ago" if expired else f"{format_duration(end)} left"
         labels.append(f"{_token_name(tok)} · {_identity_name(tok)}\n"
-                      f"{format_duration(float(tok.expires_on) - _not_before(tok))} token")
+                      f"{format_duration(float(tok.expires_on) - _not_before(tok))} token, {left}")
         lows.append(start)
         highs.append(end)
     styles = {"issued (iat)": ("v", "#555555"), "fetched": ("o", "white"), "refresh planned": ("D", COLOURS["retried"])}
@@ -432,9 +475,7 @@ def plot_token_lifetimes(
 
     span = fwd(hi) - fwd(lo)
     ax.set_xlim(inv(fwd(lo) - 0.04 * span), inv(fwd(hi) + 0.08 * span))
-    xmin, xmax = ax.get_xlim()
-    ticks = sorted({0.0} | {s * t for t in _TICKS for s in (-1, 1) if xmin <= s * t <= xmax})
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_locator(FixedLocator(_lifetime_ticks(ax.get_xlim(), marks, fwd)))
     ax.xaxis.set_minor_locator(NullLocator())
     now_label = "now\n" + format_utc(when)[11:]  # HH:MM:SS UTC; the date is in the legend
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: now_label if x == 0 else _rel_label(x)))

@@ -24,9 +24,13 @@ SUBCOMMANDS = ("token", "decode", "doctor", "demo")
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every subcommand that is installed."""
+    from .commands._common import EXIT_CODES
+
     parser = argparse.ArgumentParser(
         prog="mi-notebook",
         description="Azure managed-identity tokens, made visible. Off Azure, runs on an embedded emulator.",
+        epilog="exit codes:\n" + "\n".join(f"  {code:<4}{meaning}" for code, meaning in EXIT_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from . import __version__
 

@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ __all__ = [
     "resolve_resource",
     "resource_to_scope",
     "scope_to_resource",
+    "suggest_aliases",
 ]
 
 DEFAULT_SUFFIX = "/.default"
@@ -93,6 +95,25 @@ WELL_KNOWN_RESOURCES: dict[str, WellKnownResource] = _table(
     ("databricks", "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d", "Azure Databricks"),
     ("aks", "6dae42f8-4368-4678-94ff-3960e28e3630", "AKS (Microsoft Entra server for kubectl)"),
 )
+
+# What people type for a resource when they know it by another name (az, the portal, the SDKs).
+COMMON_NAMES: dict[str, str] = {
+    "keyvault": "vault", "kv": "vault", "akv": "vault", "keyvaults": "vault",
+    "storageaccount": "storage", "blob": "storage", "blobs": "storage", "adls": "storage", "queue": "storage",
+    "management": "arm", "resourcemanager": "arm", "azure": "arm", "mgmt": "arm",
+    "msgraph": "graph", "microsoftgraph": "graph",
+    "sqldb": "sql", "database": "sql", "azuresql": "sql",
+    "cosmosdb": "cosmos", "documentdb": "cosmos",
+    "eventhub": "eventhubs", "servicebusnamespace": "servicebus", "sb": "servicebus",
+    "openai": "cognitiveservices", "azureopenai": "cognitiveservices", "aoai": "cognitiveservices",
+    "postgres": "ossrdbms", "postgresql": "ossrdbms", "mysql": "ossrdbms",
+    "containerregistry": "acr", "adx": "kusto", "dataexplorer": "kusto", "logs": "loganalytics",
+}
+# Delegated (user) permissions: a managed identity has no user, so only "<resource>/.default" works.
+OIDC_SCOPES = ("openid", "profile", "email", "offline_access")
+_PERMISSION = re.compile(r"[A-Z][A-Za-z]*(\.[A-Z][A-Za-z]*)+|user_impersonation|access_as_user|[A-Za-z]+\.[A-Za-z]+\.All")
+DEFAULT_ONLY = ("managed identities get app-only tokens, so the only scope they can ask for is "
+                "'<resource>/.default' (the token then carries the app roles granted to the identity)")
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # A DNS host name (labels of letters, digits, hyphens), optionally with a port; IMDS needs no more.
@@ -174,18 +195,58 @@ def resolve_resource(text: str) -> str:
     known = WELL_KNOWN_RESOURCES.get(value.lower())
     if known is not None:
         return known.uri
+    if value.lower() in OIDC_SCOPES:
+        raise ValueError(f"{value!r} is a sign-in scope for users; {DEFAULT_ONLY}, e.g. 'https://graph.microsoft.com/.default'")
     if value.endswith(DEFAULT_SUFFIX):
         return scope_to_resource(value)
     if _GUID.fullmatch(value):
         return value
     if "://" not in value:
         if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value) and "." not in value:
+            close = suggest_aliases(value)
+            hint = f"did you mean {' or '.join(repr(a) for a in close)}? " if close else ""
             raise ValueError(
-                f"unknown resource alias {value!r}; known aliases: {', '.join(WELL_KNOWN_RESOURCES)}. "
+                f"unknown resource alias {value!r}; {hint}known aliases: {', '.join(WELL_KNOWN_RESOURCES)}. "
                 f"Or pass an App ID URI such as 'https://management.azure.com/'"
             )
         raise ValueError(f"resource {_short(value)!r} is not a URI; expected {ACCEPTED_FORMS}")
+    _refuse_permission_scope(value)
     return _check_uri(value)
+
+
+def suggest_aliases(text: str, limit: int = 2) -> list[str]:
+    """Well-known aliases close to ``text`` (a common other name first, then close spellings).
+
+    Example::
+
+        >>> suggest_aliases("keyvault"), suggest_aliases("stroage"), suggest_aliases("zzz")
+        (['vault'], ['storage'], [])
+    """
+    value = re.sub(r"[\s_.-]", "", str(text).lower())
+    if value in COMMON_NAMES:
+        return [COMMON_NAMES[value]]
+    return difflib.get_close_matches(value, list(WELL_KNOWN_RESOURCES), n=limit, cutoff=0.6)
+
+
+def _refuse_permission_scope(value: str) -> None:
+    """A ``ValueError`` for a delegated permission such as ``https://graph.microsoft.com/User.Read``.
+
+    App ID URIs may have a path (``api://contoso.com/productsapi``), so only a path below a
+    well-known resource, or a last segment shaped like a permission, is refused.
+    """
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return  # _check_uri says what is wrong
+    path = parts.path.strip("/")
+    if not path:
+        return
+    base = f"{parts.scheme}://{parts.netloc}"
+    below_known = _canonical(base) in _BY_URI
+    if below_known or _PERMISSION.fullmatch(path.rsplit("/", 1)[-1]):
+        scope = resource_to_scope(base if below_known else value.rsplit("/", 1)[0])
+        raise ValueError(f"{_short(value)!r} is a permission (a delegated scope), not a resource: {DEFAULT_ONLY}. "
+                         f"Ask for {scope!r} instead")
 
 
 def scope_to_resource(scope: str) -> str:

@@ -61,6 +61,52 @@ def wait_text(seconds: float) -> str:
     return f"{rounded:.0f} s" if rounded == int(rounded) else f"{rounded:.1f} s"
 
 
+def extents(ax, artists):
+    renderer = ax.figure.canvas.get_renderer()
+    return [a.get_window_extent(renderer) for a in artists]
+
+
+def assert_nothing_overlaps(ax):
+    """No label sits on a marker or on the dashed total line, and labels do not touch each other."""
+    ax.figure.canvas.draw()
+    labels = [t for t in ax.texts if t.get_gid() in ("wait-label", "status-label", "total-label")]
+    boxes = extents(ax, labels)
+    markers = extents(ax, [line for line in ax.lines if (line.get_gid() or "").startswith("attempts-")])
+    marker_points = [ax.transData.transform((x, 0))[0] for line in ax.lines
+                     if (line.get_gid() or "").startswith("attempts-") for x in line.get_xdata()]
+    marker_y = markers[0].y0, markers[0].y1
+    for label, box in zip(labels, boxes, strict=True):
+        for x in marker_points:
+            on_marker = box.x0 - 4 < x < box.x1 + 4 and box.y0 < marker_y[1] and box.y1 > marker_y[0]
+            assert not on_marker, f"{label.get_text()!r} is drawn over a marker"
+    (total,) = by_gid(ax.lines, "total")
+    line_x = ax.transData.transform((total.get_xdata()[0], 0))[0]
+    line_box = total.get_window_extent(ax.figure.canvas.get_renderer())
+    for label, box in zip(labels, boxes, strict=True):
+        if label.get_gid() != "total-label" and box.x0 < line_x < box.x1:
+            assert box.y0 > line_box.y1 or box.y1 < line_box.y0, f"{label.get_text()!r} is on the total line"
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), "two labels overlap"
+
+
+def assert_no_empty_band(ax, tmp_path, name):
+    """No horizontal third of the plot area is blank (checked on the rendered pixels)."""
+    from matplotlib.image import imread
+
+    path = render(ax, tmp_path, name)
+    pixels = imread(path)[..., :3]
+    box = ax.get_window_extent()
+    height = pixels.shape[0]
+    top, bottom = int(height - box.y1 * 80 / ax.figure.dpi) + 3, int(height - box.y0 * 80 / ax.figure.dpi) - 3
+    left, right = int(box.x0 * 80 / ax.figure.dpi) + 3, int(box.x1 * 80 / ax.figure.dpi) - 3
+    area = pixels[top:bottom, left:right]
+    third = (bottom - top) // 3
+    for k in range(3):
+        band = area[k * third:(k + 1) * third]
+        assert (band < 0.9).any(axis=2).mean() > 0.01, f"band {k} of {name} is empty"
+
+
 # --- retry timeline ----------------------------------------------------------------------------------
 def test_five_attempt_5xx_episode(tmp_path):
     timeline = simulate(RetryPolicy(), [500, 502, "timeout", 503, 500], rng=random.Random(1), timeout_duration=1.0)
@@ -85,8 +131,10 @@ def test_five_attempt_5xx_episode(tmp_path):
     # the four waits, shaded and labelled with their (jittered) lengths
     waits = by_gid(ax.patches, "wait")
     assert [round(w.get_width(), 6) for w in waits] == [round(a.wait, 6) for a in timeline[:4]]
+    narrow = ax.get_xlim()[1] / 1.05 * 0.06  # a wait narrower than this is labelled below the band
     assert [t.get_text() for t in ax.texts if t.get_gid() == "wait-label"] == [
-        f"wait {wait_text(a.wait)}" for a in timeline[:4]]
+        wait_text(a.wait) if a.wait < narrow else f"wait {wait_text(a.wait)}" for a in timeline[:4]]
+    assert_nothing_overlaps(ax)
     assert [t.get_text() for t in ax.texts if t.get_gid() == "status-label"] == ["500", "502", "time-out", "503", "500"]
     # total time and final outcome
     assert by_gid(ax.lines, "total")[0].get_xdata()[0] == pytest.approx(timeline.total)
@@ -108,7 +156,8 @@ def test_410_episode_shows_the_70_second_window(tmp_path):
     assert (window.get_x(), window.get_width()) == (0.0, 70.0)
     assert "410: IMDS back within 70 s" in texts(ax)
     labels = [t.get_text() for t in ax.texts if t.get_gid() == "wait-label"]
-    assert labels[:4] == ["wait 2 s", "wait 6 s", "wait 14 s", "wait 30 s"]
+    assert labels[:4] == ["2 s", "wait 6 s", "wait 14 s", "wait 30 s"]  # 2 s is too narrow: below the band
+    assert_nothing_overlaps(ax)
     assert labels[4].endswith("(410)")  # the extra wait comes from the 410 window
     assert ax.get_title() == "success after 6 attempts in 70 s"
     assert legend_labels(ax) == ["success", "retried", "wait", "410 window"]
@@ -116,6 +165,14 @@ def test_410_episode_shows_the_70_second_window(tmp_path):
     # status labels of attempts close together are staggered, not drawn over each other
     status = [t for t in ax.texts if t.get_gid() == "status-label"]
     assert status[0].get_position()[1] != status[1].get_position()[1]
+
+
+@pytest.mark.parametrize("answers", [[503, 429, 200], [500, 502, "timeout", 503, 500], [410] * 6, [410, 410, 200]])
+def test_no_third_of_the_retry_plot_is_empty(tmp_path, answers):
+    timeline = simulate(RetryPolicy(), answers, rng=random.Random(1), timeout_duration=1.0)
+    ax = plot_retry_timeline(timeline)
+    assert_no_empty_band(ax, tmp_path, "bands")
+    assert_nothing_overlaps(ax)
 
 
 def test_retry_after_is_labelled(tmp_path):
@@ -131,7 +188,7 @@ def test_draws_into_a_given_axes():
     before = plt.get_fignums()
     assert plot_retry_timeline(simulate(RetryPolicy.documented(), [200]), ax=ax2) is ax2
     assert plt.get_fignums() == before
-    assert ax2.get_title() == "success after 1 attempt in 0.1 s" and not ax1.has_data()
+    assert ax2.get_title() == "success after 1 attempt in 50 ms" and not ax1.has_data()
 
 
 # --- policy comparison --------------------------------------------------------------------------------
@@ -157,12 +214,20 @@ def test_policy_comparison_default_rows(tmp_path):
     assert row_starts(plot_policy_comparison(), 1) == jittered
     # the toolkit keeps going through the 410 window: its row reaches 70 s
     assert row_starts(ax, 2)[-1] == pytest.approx(70.0, abs=0.1)
-    assert by_gid(ax.lines, "gone-window-2") and by_gid(ax.lines, "gone-window-4") == []
+    # the 410 window sits behind its own row, centred on it
+    (window,) = by_gid(ax.patches, "gone-window-2")
+    assert window.get_y() + window.get_height() / 2 == pytest.approx(2)
+    assert (window.get_x(), window.get_width()) == (0.0, 70.0)
+    assert by_gid(ax.patches, "gone-window-4") == []
     assert "5 attempts, 52.2 s" in [t.strip() for t in texts(ax)]
-    assert "6 attempts, 75.3 s" in [t.strip() for t in texts(ax)]
+    # rows that run against 410 say so; the title does not claim 500 for them
+    assert "6 attempts, 75.3 s · answers 410" in [t.strip() for t in texts(ax)]
+    assert "6 attempts, 70 s · answers 410" in [t.strip() for t in texts(ax)]
     assert ax.get_xlim()[1] > 75.3
     assert legend_labels(ax) == ["retried", "failed", "410 window"]
-    assert ax.get_title() == "retry schedules against answers 500 (the last repeats)"
+    assert ax.get_title() == "retry schedules against answers 500 (the last repeats), unless the row says otherwise"
+    same = plot_policy_comparison({"documented": RetryPolicy.documented()})
+    assert same.get_title() == "retry schedules against answers 500 (the last repeats)"
 
 
 def test_policy_comparison_custom_policies_and_statuses(tmp_path):
@@ -209,9 +274,11 @@ def test_token_lifetimes_24h_1h_2min(tmp_path, three_tokens):
     assert len(bars) == 3
     # sorted by expiry: the 2-minute token on top; bars from not-before to expiry, relative to now
     assert [(b.get_x(), b.get_x() + b.get_width()) for b in bars] == [(-30, 90), (-300, 3300), (-900, 85800)]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["storage · system\n2 min token",
-                                                            "vault · system\n1 h token",
-                                                            "arm · system\n24 h 5 min token"]
+    # the time left is part of each row's label: nothing is repeated under the bars
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["storage · system\n2 min token, 1 min 30 s left",
+                                                            "vault · system\n1 h token, 55 min left",
+                                                            "arm · system\n24 h 5 min token, 23 h 50 min left"]
+    assert texts(ax) == []
     # readable for all of them: every bar takes a real share of the plot width
     axes_width = ax.get_window_extent().width
     widths = [bar_pixels(ax, b) for b in bars]
@@ -222,9 +289,18 @@ def test_token_lifetimes_24h_1h_2min(tmp_path, three_tokens):
     assert marks["fetched"] == [-600, -300, -30]
     assert marks["refresh planned"] == sorted(planned_refresh(t) - NOW for t in three_tokens) == [30, 3000, 42600]
     assert list(by_gid(ax.lines, "now")[0].get_xdata()) == [0, 0]
-    assert [t.strip() for t in texts(ax)] == ["expires in 1 min 30 s", "expires in 55 min", "expires in 23 h 50 min"]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert "now\n00:00:00 UTC" in ticks and "+1 min" in ticks and "+24 h" in ticks and "-10 min" in ticks
+    # ticks at the refresh diamonds and the minutes-ago marks, round ones where there is room
+    assert "now\n00:00:00 UTC" in ticks and "+11 h 50 min" in ticks and "+50 min" in ticks
+    # every refresh diamond and fetch mark has a tick at it or right beside it (in the axis' own scale)
+    scale = ax.xaxis.get_transform()
+    span = scale.transform(ax.get_xlim()[1]) - scale.transform(ax.get_xlim()[0])
+    tick_at = [scale.transform(x) for x in ax.get_xticks()]
+    for x in marks["refresh planned"] + marks["fetched"]:
+        assert min(abs(scale.transform(x) - t) for t in tick_at) <= 0.16 * span, x
+    ax.figure.canvas.draw()
+    tick_boxes = extents(ax, [t for t in ax.get_xticklabels() if t.get_text()])
+    assert all(b.x0 - a.x1 >= 4 for a, b in zip(tick_boxes, tick_boxes[1:], strict=False)), "tick labels touch"
     assert ax.get_xscale() == "symlog"
     assert legend_labels(ax) == ["valid (nbf to exp)", "issued (iat)", "fetched", "refresh planned",
                                  "now: 2026-01-01"]
@@ -241,13 +317,13 @@ def test_token_lifetimes_expired_undecodable_and_cache(tmp_path):
     render(ax, tmp_path, "cache")
     bars = by_gid(ax.patches, "lifetime")
     assert len(bars) == 2 and bars[0].get_facecolor() != bars[1].get_facecolor()  # expired is grey
-    assert "expired 5 min ago" in [t.strip() for t in texts(ax)]
+    assert "1 h token, expired 5 min ago" in [t.get_text().split("\n")[1] for t in ax.get_yticklabels()]
     assert "expired" in legend_labels(ax)
     assert len(by_gid(ax.lines, "issued (iat)")[0].get_xdata()) == 1  # only the decodable token has an iat
     # the cache's plan is used
     planned = [e["refresh_at"] - NOW for e in cache.entries()]
     assert sorted(by_gid(ax.lines, "refresh planned")[0].get_xdata()) == sorted(planned)
-    assert [t.get_text() for t in ax.get_yticklabels()][1] == "api://my-api · system\n2 h token"
+    assert [t.get_text() for t in ax.get_yticklabels()][1] == "api://my-api · system\n2 h token, 1 h 59 min left"
 
 
 def test_token_lifetimes_single_token_into_given_axes():
@@ -266,3 +342,13 @@ def test_empty_inputs_still_draw(tmp_path):
     ax = plot_token_lifetimes([], now=NOW)
     render(ax, tmp_path, "no-tokens")
     assert "no tokens" in texts(ax) and not by_gid(ax.patches, "lifetime")
+
+
+def test_a_one_attempt_timeline_spans_the_attempt(tmp_path):
+    timeline = simulate(RetryPolicy(), [200], attempt_duration=0.012)
+    ax = plot_retry_timeline(timeline)
+    render(ax, tmp_path, "one")
+    (bar,) = by_gid(ax.patches, "attempt")
+    left, right = ax.get_xlim()
+    assert bar.get_width() > 0.9 * (right - left) / 1.08  # the bar fills the axis, not 1 % of a 0-1 s one
+    assert ax.get_title() == "success after 1 attempt in 12 ms"

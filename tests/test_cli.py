@@ -86,7 +86,7 @@ def test_progress_while_retrying(transport_emu, capsys, virtual_time):
     assert code == 0
     lines = [line for line in err.splitlines() if line.startswith("IMDS attempt")]
     assert len(lines) == 2
-    assert re.fullmatch(r"IMDS attempt 1 of 5: HTTP 503 \w+; next attempt in \d+\.\d s", lines[0])
+    assert re.fullmatch(r"IMDS attempt 1 of 5: HTTP 503 \w+; next in \d+\.\d s", lines[0])
     assert lines[1].startswith("IMDS attempt 2 of 5: HTTP 503")
     assert "503, 503, 200" in out
     assert len(virtual_time.slept) == 2
@@ -121,6 +121,51 @@ def test_token_unreachable_endpoint(capsys, virtual_time):
 
     code, _, err = run(capsys, "token", "--imds-url", f"http://127.0.0.1:{free_port()}")
     assert code == 1 and "EndpointUnreachableError" in err and "refused" in err
+    lines = [line for line in err.splitlines() if line.startswith("IMDS attempt")]
+    assert len(lines) == 5 and all(len(line) < 80 for line in lines)
+    assert re.fullmatch(r"IMDS attempt 2 of 5: could not connect; next in \d+\.\d s", lines[1])
+    assert lines[-1] == "IMDS attempt 5 of 5: could not connect; giving up"
+    assert "HTTPConnectionPool" not in err and "..." not in err
+
+
+def test_token_output_raw_prints_only_the_token(transport_emu, capsys):
+    code, out, err = run(capsys, "token", "arm", "-o", "raw", "--imds-url", transport_emu.imds_url)
+    assert code == 0 and out.count("\n") == 1 and JWT.fullmatch(out.strip())
+    assert transport_emu.verify(out.strip())["aud"] == "https://management.azure.com/"
+    assert not JWT.search(err)
+
+
+def test_token_output_tsv_is_one_redacted_line(transport_emu, capsys):
+    code, out, _ = run(capsys, "token", "vault", "--output", "tsv", "--imds-url", transport_emu.imds_url)
+    fields = out.rstrip("\n").split("\t")
+    assert code == 0 and out.count("\n") == 1 and not JWT.search(out)
+    assert fields[0].startswith("<redacted") and "https://vault.azure.net" in fields
+    code, out, _ = run(capsys, "token", "vault", "-o", "tsv", "--show-token", "--imds-url", transport_emu.imds_url)
+    assert JWT.fullmatch(out.split("\t")[0])
+
+
+@pytest.mark.parametrize(("alias", "suggestion"), [("keyvault", "'vault'"), ("storageaccount", "'storage'"),
+                                                   ("grpah", "'graph'")])
+def test_unknown_alias_gets_a_suggestion_before_any_request(transport_emu, capsys, alias, suggestion):
+    code, out, err = run(capsys, "token", alias, "--imds-url", transport_emu.imds_url)
+    assert code == 1 and out == "" and f"did you mean {suggestion}?" in err
+    assert transport_emu.requests.filter(endpoint="token") == []
+
+
+def test_a_delegated_scope_is_refused_locally(transport_emu, capsys):
+    code, _, err = run(capsys, "token", "https://graph.microsoft.com/User.Read", "--imds-url", transport_emu.imds_url)
+    assert code == 1 and "managed identities" in err and "'https://graph.microsoft.com/.default'" in err
+    assert "AADSTS" not in err and transport_emu.requests.filter(endpoint="token") == []
+
+
+def test_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit codes:" in out and re.search(r"0\s+success", out) and re.search(r"2\s+bad usage", out)
+    with pytest.raises(SystemExit) as info:  # argparse's own usage error
+        main(["token", "--output", "yaml"])
+    assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
 # --- decode -----------------------------------------------------------------------------------------------
@@ -137,6 +182,35 @@ def test_decode_argument_and_stdin(transport_emu, capsys, monkeypatch):
     code, out, _ = run(capsys, "decode", "-", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["payload"]["aud"] == "https://management.azure.com/" and raw not in out
+
+
+def test_decode_shows_meanings_and_pipes_from_token_raw(transport_emu, capsys, monkeypatch):
+    run(capsys, "token", "arm", "-o", "raw", "--imds-url", transport_emu.imds_url)
+    code, raw, _ = run(capsys, "token", "arm", "-o", "raw", "--imds-url", transport_emu.imds_url)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(raw))
+    code, out, _ = run(capsys, "decode")
+    assert code == 0 and raw.strip() not in out
+    assert re.search(r"  aud\s+https://management.azure.com/\n\s+audience: the resource the token is for", out)
+    assert re.search(r"  xms_mirid .*\n\s+managed identity resource id", out)
+    assert re.search(r"  alg\s+RS256\n\s+signature algorithm", out)
+
+
+def test_decode_verify_with_the_emulators_keys(transport_emu, capsys):
+    code, raw, _ = run(capsys, "token", "arm", "-o", "raw", "--imds-url", transport_emu.imds_url)
+    code, out, _ = run(capsys, "decode", raw.strip(), "--verify", "--imds-url", transport_emu.imds_url)
+    assert code == 0 and "(signature verified)" in out and "RS256 signature verified with key" in out
+    code, out, _ = run(capsys, "decode", raw.strip(), "--jwks", transport_emu.jwks_url, "--json")
+    assert code == 0 and json.loads(out)["verified"] is True
+    assert json.loads(out)["meanings"]["oid"].startswith("object id")
+
+
+def test_decode_verify_fails_against_other_keys(transport_emu, capsys):
+    from mi_notebook.emulator import Emulator
+
+    code, raw, _ = run(capsys, "token", "arm", "-o", "raw", "--imds-url", transport_emu.imds_url)
+    with Emulator(arm=False) as other:
+        code, out, err = run(capsys, "decode", raw.strip(), "--verify", "--imds-url", other.imds_url)
+    assert code == 1 and out == "" and "TokenVerificationError: No key with kid" in err
 
 
 @pytest.mark.parametrize("bad", ["not-a-token", "a.b", "eyJhbGciOiJSUzI1NiJ9.!!!.sig"])
@@ -158,7 +232,7 @@ def test_doctor_reports_endpoint_identities_and_clock(transport_emu, capsys, mon
     user = transport_emu.vm.user_identities[0]
     code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url,
                        "--client-id", user.client_id, "--client-id", UNKNOWN_GUID)
-    assert code == 0
+    assert code == 1  # a named identity failed
     assert f"explicit: {transport_emu.imds_url}" in out
     assert "none set" in out
     assert re.search(r"OK\s+system-assigned", out)
@@ -168,10 +242,38 @@ def test_doctor_reports_endpoint_identities_and_clock(transport_emu, capsys, mon
     assert not JWT.search(out)
 
 
-def test_doctor_in_emulator_mode_lists_the_emulators_identities(capsys):
+def test_doctor_in_emulator_mode_lists_the_identities_through_arm(capsys):
     code, out, _ = run(capsys, "doctor", "--mode", "emulator")
     assert code == 0 and "Using the embedded emulator" in out
-    assert len(re.findall(r"OK\s+user-assigned", out)) >= 1
+    assert re.search(r"user   id-notebook-1: client id [0-9a-f-]{36}, principal id", out)
+    assert re.search(r"OK\s+user-assigned \(client_id=[0-9a-f-]{36}\) 'id-notebook-2': .*expires in 23 h 59 min", out)
+    assert " min, sha256" not in out.replace("59 min, sha256", "")  # human durations, never "1439 min"
+
+
+def test_doctor_names_the_missing_role_on_403_and_carries_on(transport_emu, capsys, monkeypatch):
+    monkeypatch.setenv("MI_NOTEBOOK_ARM_URL", transport_emu.arm_url)
+    monkeypatch.setenv("MI_NOTEBOOK_ARM_CA_BUNDLE", transport_emu.ca_bundle)
+    transport_emu.vm.role_assignments.clear()
+    user = transport_emu.vm.user_identities[0]
+    code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url, "--client-id", user.client_id)
+    assert code == 0
+    assert "ARM said 403 (AuthorizationFailed)" in out and "Reader" in out and "Carrying on" in out
+    assert re.search(r"OK\s+system-assigned", out) and re.search(rf"OK\s+user-assigned \(client_id={user.client_id}\)", out)
+
+
+def test_doctor_network_checks_each_target(transport_emu, capsys):
+    from helpers import free_port
+
+    closed = f"https://127.0.0.1:{free_port()}/"
+    code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url, "--network",
+                       "--arm-url", transport_emu.arm_url, "--entra-url", closed, "--ca-bundle", transport_emu.ca_bundle)
+    assert code == 1
+    assert re.search(rf"ARM {re.escape(transport_emu.arm_url)}: reachable \(HTTP \d+ in \d+ ms\)", out)
+    assert f"Entra ID {closed}: NOT reachable: connection refused" in out
+    code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url, "--network",
+                       "--arm-url", transport_emu.arm_url, "--entra-url", transport_emu.arm_url,
+                       "--ca-bundle", transport_emu.ca_bundle)
+    assert code == 0 and "NOT reachable" not in out
 
 
 @pytest.mark.parametrize(("no_proxy", "verdict"), [("", "does NOT cover"), ("localhost,169.254.0.0/16", "covers"),

@@ -68,7 +68,7 @@ def test_resolve_good_inputs(text, resource):
         ("", "resource is empty"),
         ("   ", "resource is empty"),
         ("\t\n", "resource is empty"),
-        ("armm", "unknown resource alias 'armm'; known aliases: arm, vault"),
+        ("armm", "unknown resource alias 'armm'; did you mean 'arm'\\? known aliases: arm, vault"),
         ("management.azure.com", "is not a URI"),
         ("not a uri", "one resource at a time"),
         ("https://management.azure.com/ https://vault.azure.net", "holds 2"),
@@ -161,3 +161,32 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(("typed", "expected"), [("keyvault", ["vault"]), ("KeyVault", ["vault"]),
+                                                 ("storageaccount", ["storage"]), ("openai", ["cognitiveservices"]),
+                                                 ("stroage", ["storage"]), ("qwertyuiop", [])])
+def test_suggest_aliases(typed, expected):
+    from mi_notebook.resources import suggest_aliases
+
+    assert suggest_aliases(typed) == expected
+
+
+@pytest.mark.parametrize(("scope", "instead"), [
+    ("https://graph.microsoft.com/User.Read", "https://graph.microsoft.com/.default"),
+    ("https://graph.microsoft.com/Mail.ReadWrite", "https://graph.microsoft.com/.default"),
+    ("https://management.azure.com/user_impersonation", "https://management.azure.com/.default"),
+    ("https://vault.azure.net/anything", "https://vault.azure.net/.default"),
+    ("api://my-api/Files.Read.All", "api://my-api/.default"),
+    ("api://contoso.com/productsapi/access_as_user", "api://contoso.com/productsapi/.default"),
+])
+def test_delegated_scopes_are_refused_with_the_default_scope_to_use(scope, instead):
+    with pytest.raises(ValueError, match="managed identities get app-only tokens") as info:
+        resolve_resource(scope)
+    assert f"Ask for {instead!r} instead" in str(info.value)
+
+
+@pytest.mark.parametrize("word", ["openid", "offline_access", "profile", "email"])
+def test_sign_in_scopes_are_refused(word):
+    with pytest.raises(ValueError, match="sign-in scope for users"):
+        resolve_resource(word)

@@ -1,8 +1,8 @@
 """Options and habits shared by the ``token``, ``decode`` and ``doctor`` subcommands.
 
 Every command honours ``MI_NOTEBOOK_IMDS_URL`` / ``MI_NOTEBOOK_MODE`` and accepts ``--imds-url``
-and ``--mode``; every failure becomes a readable message on stderr and exit code 1, never a
-traceback.
+and ``--mode``; every failure becomes a readable message on stderr and an exit code (:data:`EXIT_CODES`), never
+a traceback.
 
 Example::
 
@@ -27,6 +27,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2
+#: the exit codes, as ``mi-notebook --help`` and the README list them
+EXIT_CODES = (
+    (EXIT_OK, "success"),
+    (EXIT_ERROR, "failed: the endpoint or ARM refused or failed, a token did not verify, a doctor check "
+                 "failed, or an input was refused before any request (an unknown alias, a malformed id)"),
+    (EXIT_USAGE, "bad usage: an unknown command or option, a missing argument"),
+    (130, "interrupted (Ctrl+C)"),
+)
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +81,7 @@ def fail(message: str) -> int:
 
 
 def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Wrap a command so that every failure is a message on stderr and exit code 1, never a traceback.
+    """Wrap a command so that every failure is a message on stderr and an exit code, never a traceback.
 
     The current connection is closed afterwards (an emulator started for this command is stopped).
     """

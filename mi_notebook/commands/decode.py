@@ -1,49 +1,123 @@
-"""``mi-notebook decode [TOKEN|-]``: explain a token's claims (read from stdin with ``-`` or no argument).
+"""``mi-notebook decode [TOKEN|-]``: every claim, its value and what it means (jwt.ms in a terminal).
 
-The signature is not verified (the output says so); the token itself is never printed.
+Reads the token from the argument, or from stdin for ``-`` or no argument. ``--verify`` checks the
+signature (and ``exp`` / ``nbf``): against ``--jwks URL`` when given, else the JWKS of the emulator
+at ``--imds-url`` / ``MI_NOTEBOOK_IMDS_URL`` when one is set, else Entra ID's keys for the token's
+tenant. A token that does not verify exits 1 and says why. The token itself is never printed.
 
 Example::
 
-    $ mi-notebook token arm --show-token --json | jq -r .accessToken | mi-notebook decode -
+    $ mi-notebook token arm -o raw | mi-notebook decode
+    $ mi-notebook decode --verify --imds-url http://127.0.0.1:8080 "$TOKEN"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
-from typing import Any
+import textwrap
+from typing import TYPE_CHECKING, Any
 
 from ._common import EXIT_OK, fail, guarded
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..claims import Claims
+
+#: where an mi-notebook emulator publishes its signing keys, below its base URL
+EMULATOR_JWKS_PATH = "/__emulator__/jwks"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``decode`` on the ``mi-notebook`` parser."""
     parser = subparsers.add_parser(
         "decode",
-        help="explain the claims of an access token (signature not verified)",
-        description="Decode a JWT access token and explain every claim. Reads stdin for '-' or no argument.",
+        help="explain every claim of an access token; --verify checks its signature",
+        description="Decode a JWT access token and explain every claim and header parameter. Reads stdin "
+                    "for '-' or no argument. The signature is checked only with --verify.",
     )
     parser.add_argument("token", nargs="?", default="-", help="the token, or '-' to read it from stdin")
-    parser.add_argument("--json", action="store_true", help="print header and payload as JSON")
-    parser.add_argument("--imds-url", help=argparse.SUPPRESS)  # accepted for symmetry; decode needs no endpoint
-    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print header, payload and meanings as JSON")
+    parser.add_argument("--verify", action="store_true",
+                        help="verify the signature, audience and times (exit 1 if it does not verify)")
+    parser.add_argument("--jwks", metavar="URL|entra",
+                        help="the keys to verify with: a JWKS or OpenID-configuration URL, or 'entra' "
+                             "(default: the emulator at --imds-url if given, else Entra ID's keys for the "
+                             "token's tenant); implies --verify")
+    parser.add_argument("--imds-url", metavar="URL",
+                        help="an mi-notebook emulator's base URL: its JWKS verifies its tokens")
+    parser.add_argument("--mode", help=argparse.SUPPRESS)  # accepted for symmetry; decode needs no endpoint
     parser.set_defaults(func=guarded(run))
     return parser
 
 
+def keys_for(ns: argparse.Namespace, environ: Any = None) -> str | None:
+    """Where the keys come from for these options: ``None`` (do not verify), a JWKS URL, or ``"entra"``.
+
+    Example::
+
+        >>> ns = argparse.Namespace(verify=True, jwks=None, imds_url="http://127.0.0.1:8080/")
+        >>> keys_for(ns, {})
+        'http://127.0.0.1:8080/__emulator__/jwks'
+        >>> keys_for(argparse.Namespace(verify=True, jwks=None, imds_url=None), {})
+        'entra'
+    """
+    env = os.environ if environ is None else environ
+    if ns.jwks:
+        return ns.jwks
+    if not ns.verify:
+        return None
+    base = ns.imds_url or env.get("MI_NOTEBOOK_IMDS_URL")
+    return base.rstrip("/") + EMULATOR_JWKS_PATH if base else "entra"
+
+
+def claim_lines(claims: Claims, width: int = 100) -> list[str]:
+    """The claims and header parameters, each with its value and, indented below, its meaning.
+
+    Example::
+
+        >>> from mi_notebook.claims import Claims
+        >>> print("\\n".join(claim_lines(Claims({"alg": "RS256"}, {"aud": "https://vault.azure.net"}), width=60)))
+        Claims (1):
+          aud  https://vault.azure.net
+               audience: the resource the token is for; IMDS sets it
+               to the requested resource verbatim
+        Header (1):
+          alg  RS256
+               signature algorithm (Entra ID signs with RS256)
+    """
+    lines: list[str] = []
+    for title, rows in ((f"Claims ({len(claims.payload)}):", claims.rows(relative=False)),
+                        (f"Header ({len(claims.header)}):", claims.header_rows())):
+        lines.append(title)
+        pad = max((len(name) for name, _, _ in rows), default=0) + 4
+        for name, value, meaning in rows:
+            lines.append(f"  {name:<{pad - 4}}  {value}")
+            lines.extend(textwrap.wrap(meaning, width=max(width, pad + 20), initial_indent=" " * pad,
+                                       subsequent_indent=" " * pad))
+    return lines
+
+
 def run(ns: argparse.Namespace) -> int:
-    """Decode and print."""
-    from ..claims import decode
+    """Decode (and, when asked, verify) and print."""
+    from ..jwks import decode
 
     raw = sys.stdin.read() if ns.token == "-" else ns.token
     raw = raw.strip()
     if not raw:
         return fail("no token given (pass it as an argument, or pipe it in with '-')")
-    claims = decode(raw)
+    jwks = keys_for(ns)
+    claims = decode(raw, jwks=jwks) if jwks else decode(raw)
     if ns.json:
         print(json.dumps({"header": claims.header, "payload": claims.payload,
-                          "verified": claims.verified, "fingerprint": claims.fingerprint}, indent=2, default=str))
-    else:
-        print(claims.to_text())
+                          "meanings": {name: meaning for name, _, meaning in claims.rows()},
+                          "verified": claims.verified, "verification": claims.verification,
+                          "fingerprint": claims.fingerprint}, indent=2, default=str))
+        return EXIT_OK
+    head = claims.to_text().split("\nClaims (", 1)[0]  # the overview and the checks
+    print(head)
+    print("\n".join(claim_lines(claims, shutil.get_terminal_size((100, 24)).columns)))
+    print(f"Token {claims.fingerprint} (the token itself is never shown)")
     return EXIT_OK

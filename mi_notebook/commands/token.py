@@ -1,13 +1,16 @@
-"""``mi-notebook token [RESOURCE]``: get a managed-identity token, redacted unless ``--show-token``.
+"""``mi-notebook token [RESOURCE]``: get a managed-identity token, redacted unless asked for.
 
-``--json`` prints the shape of ``az account get-access-token`` (``accessToken``, ``expiresOn``,
-``expires_on``, ``resource``, ``tokenType``) plus ``identity``, ``fingerprint`` and ``endpoint``.
-While IMDS is being retried, progress goes to stderr (attempt n of m, last status, next wait).
+``--output`` (``-o``) as ``az account get-access-token`` has it: ``text`` (the default, a readable
+card), ``json`` (az's shape: ``accessToken``, ``expiresOn``, ``expires_on``, ``resource``,
+``tokenType``, plus ``identity``, ``fingerprint``, ``endpoint``), ``tsv`` (the same values, one
+line, tab-separated) and ``raw`` (the token alone, for ``$(...)``). The token is redacted in
+``text``, ``json`` and ``tsv`` unless ``--show-token``; ``raw`` exists to print it. While the
+endpoint is being retried, one short line per attempt goes to stderr.
 
 Example::
 
-    $ mi-notebook token arm --json
-    $ mi-notebook token vault --client-id 11111111-2222-3333-4444-555555555555 --show-token
+    $ mi-notebook token arm -o json
+    $ curl -H "Authorization: Bearer $(mi-notebook token arm -o raw)" https://management.azure.com/...
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..tokens import AccessToken
 
 
+OUTPUTS = ("text", "json", "tsv", "raw")
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``token`` on the ``mi-notebook`` parser."""
     parser = subparsers.add_parser(
@@ -45,38 +51,91 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("resource", nargs="?", default="arm",
                         help="alias (arm, vault, storage, graph, ...), App ID URI or .default scope (default: arm)")
     add_identity_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON like `az account get-access-token`")
-    parser.add_argument("--show-token", action="store_true", help="print the token itself (it is a secret!)")
+    parser.add_argument("-o", "--output", choices=OUTPUTS, default="text",
+                        help="text (default), json (like `az account get-access-token`), tsv, or raw: "
+                             "the token alone, for $(...)")
+    parser.add_argument("--json", dest="output", action="store_const", const="json", help="same as --output json")
+    parser.add_argument("--show-token", action="store_true",
+                        help="show the token itself in text, json and tsv output (it is a secret!)")
     add_connection_arguments(parser)
     parser.set_defaults(func=guarded(run))
     return parser
 
 
-def progress_printer(stream: Any = None) -> Any:
-    """An ``on_attempt`` callback that reports each failed attempt on ``stream`` (default stderr).
+class _Recorded(Exception):
+    """A timeline's exception text standing in for the exception (the timeline keeps only the text)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def attempt_reason(attempt: Attempt) -> str:
+    """What one attempt got, in a few words: ``HTTP 503 ...``, ``connection refused``, ``ReadTimeout``.
+
+    Failures on the wire read as :func:`mi_notebook.http.describe_failure` says them; anything it
+    does not recognise is named by its exception type alone (never a cut-off urllib3 message).
+
+    Example::
+
+        >>> from mi_notebook.retry import Attempt
+        >>> text = "ConnectionError: HTTPConnectionPool(host='127.0.0.1', port=9): ... [Errno 111] Connection refused"
+        >>> attempt_reason(Attempt(number=1, start=0, duration=0.1, exception=text))
+        'connection refused'
+        >>> cut = "ConnectionError: HTTPConnectionPool(...) (Caused by NewConnectionError('... Failed to establish a..."
+        >>> attempt_reason(Attempt(number=1, start=0, duration=0.1, exception=cut))
+        'could not connect'
+        >>> attempt_reason(Attempt(number=1, start=0, duration=0.1, status=429, error="throttled"))
+        'HTTP 429 throttled'
+    """
+    from ..http import Answer, describe_failure
+
+    if attempt.status is not None:
+        return f"HTTP {attempt.status}" + (f" {attempt.error}" if attempt.error else "")
+    if not attempt.exception:
+        return "no answer"
+    name = attempt.exception.split(":", 1)[0].strip()
+    kind = "connect-timeout" if "ConnectTimeout" in name else "timeout" if "Timeout" in name else "unreachable"
+    said = describe_failure(Answer(kind, exception=_Recorded(attempt.exception)))
+    if not said.startswith(_Recorded.__name__):
+        return said.split(" (", 1)[0]
+    # The timeline keeps only the first 300 characters of urllib3's message, often cut before the errno.
+    return "could not connect" if "NewConnectionError" in attempt.exception else name
+
+
+def progress_printer(stream: Any = None, *, label: str = "IMDS") -> Any:
+    """An ``on_attempt`` callback printing one short line per retried attempt on ``stream`` (default stderr).
 
     Example::
 
         >>> import io
         >>> from mi_notebook.retry import Attempt
         >>> out = io.StringIO()
-        >>> progress_printer(out)(Attempt(number=1, start=0, duration=0.1, status=503, outcome="retried"), 2.0, 5)
+        >>> progress_printer(out)(Attempt(number=2, start=0, duration=0.1, status=503, outcome="retried"), 6.0, 5)
         >>> out.getvalue()
-        'IMDS attempt 1 of 5: HTTP 503; next attempt in 2.0 s\\n'
+        'IMDS attempt 2 of 5: HTTP 503; next in 6.0 s\\n'
     """
 
     def on_attempt(attempt: Attempt, next_wait: float | None, max_attempts: int) -> None:
         if attempt.outcome == "success" or (next_wait is None and attempt.number == 1):
             return  # nothing was retried: the result (or the error) says it all
         out = stream if stream is not None else sys.stderr
-        last = f"HTTP {attempt.status}" if attempt.status is not None else (attempt.exception or "no answer")
-        if attempt.error:
-            last += f" {attempt.error}"
         of = f" of {max_attempts}" if attempt.number <= max_attempts else f" (past {max_attempts}: 410 window)"
-        then = f"next attempt in {next_wait:.1f} s" if next_wait is not None else "giving up"
-        print(f"IMDS attempt {attempt.number}{of}: {last}; {then}", file=out, flush=True)
+        then = f"next in {next_wait:.1f} s" if next_wait is not None else "giving up"
+        print(f"{label} attempt {attempt.number}{of}: {attempt_reason(attempt)}; {then}", file=out, flush=True)
 
     return on_attempt
+
+
+def endpoint_label(source: str | None) -> str:
+    """What the progress lines call the token endpoint (``IMDS``, ``Azure ML``, ...).
+
+    Example::
+
+        >>> endpoint_label("imds"), endpoint_label("azureml")
+        ('IMDS', 'Azure ML endpoint')
+    """
+    names = {"azureml": "Azure ML", "appservice": "App Service", "arc": "Azure Arc", "cloudshell": "Cloud Shell"}
+    return f"{names[source]} endpoint" if source in names else "IMDS"
 
 
 def token_json(token: AccessToken, *, show_token: bool = False) -> dict[str, Any]:
@@ -103,11 +162,16 @@ def run(ns: argparse.Namespace) -> int:
     identity = identity_from_args(ns)
     resource = resolve_resource(ns.resource)  # bad input fails before any connection is made
     conn = connection_from_args(ns)
-    token = conn.get_token(resource, identity=identity, on_attempt=progress_printer())
+    token = conn.get_token(resource, identity=identity, on_attempt=progress_printer(label=endpoint_label(conn.host)))
     if token.source == "emulator":
         print(f"NOT an Azure token: issued by the mi-notebook emulator. {conn.reason}", file=sys.stderr)
-    if ns.json:
-        print(json.dumps(token_json(token, show_token=ns.show_token), indent=2))
+    if ns.output == "raw":
+        print(token.reveal())
+        return EXIT_OK
+    if ns.output in ("json", "tsv"):
+        doc = token_json(token, show_token=ns.show_token)
+        print(json.dumps(doc, indent=2) if ns.output == "json" else
+              "\t".join("" if value is None else str(value) for value in doc.values()))
         return EXIT_OK
     lines = [
         f"Token for {token.resource} ({token.identity})",

@@ -231,9 +231,12 @@ class TokenExplorer:
         self.lifetime_chart.layout.display = ""
         if token.timeline is not None and len(token.timeline):
             title = None if not token.from_cache else "the request that fetched this token (now served from the cache)"
+            one = len(token.timeline) == 1  # nothing was retried: a short strip, not an empty 0-1 s chart
+            if one and title is None:
+                title = "answered at the first attempt: nothing was retried"
             self.timeline_chart.value = panels.figure_png(
                 lambda ax: panels.legend_outside(plot_retry_timeline(token.timeline, ax=ax, title=title)),
-                figsize=(7.0, 2.4))
+                figsize=(7.0, 1.7 if one else 2.4))
             self.timeline_chart.layout.display = ""
         else:
             self.timeline_chart.layout.display = "none"
