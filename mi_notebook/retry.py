@@ -90,10 +90,17 @@ class AttemptOutcome:
 
 
 def _exception_text(exc: BaseException | None) -> str | None:
+    """The exception as one line of at most 300 characters, keeping its start and its end: wrapped
+    network errors put the useful part ("[Errno 111] Connection refused") last.
+
+    >>> long = ConnectionError("HTTPConnectionPool(...): Max retries exceeded " + "x" * 400 + " Connection refused'))")
+    >>> text = _exception_text(long); len(text) <= 300, text.startswith("ConnectionError: HTTP"), "refused" in text
+    (True, True, True)
+    """
     if exc is None:
         return None
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    text = " ".join((f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__).split())
+    return text if len(text) <= 300 else f"{text[:150]} … {text[-147:]}"
 
 
 @dataclass(frozen=True)

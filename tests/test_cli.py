@@ -123,8 +123,8 @@ def test_token_unreachable_endpoint(capsys, virtual_time):
     assert code == 1 and "EndpointUnreachableError" in err and "refused" in err
     lines = [line for line in err.splitlines() if line.startswith("IMDS attempt")]
     assert len(lines) == 5 and all(len(line) < 80 for line in lines)
-    assert re.fullmatch(r"IMDS attempt 2 of 5: could not connect; next in \d+\.\d s", lines[1])
-    assert lines[-1] == "IMDS attempt 5 of 5: could not connect; giving up"
+    assert re.fullmatch(r"IMDS attempt 2 of 5: connection refused; next in \d+\.\d s", lines[1])
+    assert lines[-1] == "IMDS attempt 5 of 5: connection refused; giving up"
     assert "HTTPConnectionPool" not in err and "..." not in err
 
 
