@@ -16,6 +16,7 @@ scenario really was what it says (ARM refused, IMDS knew no identity, explicit m
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -140,3 +141,37 @@ def test_error_outputs_and_stream_tracebacks_are_found():
     assert found[0] == "cell 2: ArmError: 403"
     assert found[1].startswith("cell 3: a traceback on stderr") and "KeyError" in found[1]
     assert len(found) == 2
+
+
+def emulators_assigned(sources: list[str]) -> set[str]:
+    """Names a notebook binds to an emulator: ``x = Emulator(...)...``, ``with Emulator() as x``,
+    ``x = <something>.emulator``."""
+    names = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Assign):
+                value, targets = node.value, node.targets
+            elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+                value, targets = node.context_expr, [node.optional_vars]
+            else:
+                continue
+            text = ast.unparse(value)
+            if "Emulator(" in text or text.endswith(".emulator"):
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_faults_are_injected_only_into_an_emulator(path):
+    """Fault demos always run (test_no_error_output proves it on a VM), and only ever into an emulator
+    the notebook holds: one it started itself, or its connection's."""
+    sources = ["".join(c["source"]) for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
+               if c["cell_type"] == "code"]
+    targets = {ast.unparse(node.func.value) for source in sources for node in ast.walk(ast.parse(source))
+               if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "inject"}
+    assert targets <= emulators_assigned(sources), f"{path.name}: faults injected into {targets}"
+
+
+def test_an_injection_into_something_else_is_caught():
+    sources = ["lab = Emulator().start()\nlab.inject(503)", "client = mi.ImdsClient(url=u)\nclient.inject(503)"]
+    assert emulators_assigned(sources) == {"lab"}
