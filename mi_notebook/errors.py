@@ -115,11 +115,24 @@ class BadRequestError(ManagedIdentityError, ValueError):
 
 
 class IdentityNotFoundError(BadRequestError):
-    """The selected identity is not assigned to this VM (or the VM has no identity at all)."""
+    """The selected identity is not assigned to this VM (or the VM has no identity at all).
+
+    IMDS says "Identity not found" in both cases, so the hint covers both: a wrong selector, and a VM
+    whose identity was never turned on (how every new VM starts).
+
+    Example::
+
+        >>> hint = IdentityNotFoundError("IMDS found no identity.").hint
+        >>> "check its client id" in hint, "az vm identity assign --resource-group <group> --name <vm>" in hint
+        (True, True)
+    """
 
     default_hint = (
-        "Check the identity's client id / object id / resource id, and that it is assigned to this VM "
-        "(Azure portal: the VM's Identity blade). Assignments can take a few minutes to reach IMDS."
+        "If you named an identity, check its client id / object id / resource id and that it is assigned "
+        "to this VM (Azure portal: the VM's Identity blade, 'User assigned' tab). If you named none, this "
+        "VM may have no identity at all: turn on its system-assigned identity (the Identity blade, "
+        "'System assigned' tab, Status On, Save; or az vm identity assign --resource-group <group> --name "
+        "<vm>), then give it a role such as Reader. Changes can take a few minutes to reach IMDS."
     )
 
 
