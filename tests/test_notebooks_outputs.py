@@ -119,16 +119,6 @@ def test_raw_token_bodies_are_shown_redacted():
     assert "'access_token': '<redacted>'" in first
 
 
-def test_fault_injection_cells_are_skipped_off_the_emulator():
-    for path in TUTORIALS:
-        for cell in code_cells(path):
-            source = text_of(cell["source"])
-            if ".inject(" in source:
-                assert ("ON_EMULATOR" in source or 'kind == "emulator"' in source), (
-                    f"{path.name}: fault injection without an emulator guard")
-                assert "Skipped" in source or "skipped" in source
-
-
 def test_the_sanitize_file_parses_and_every_pattern_compiles():
     text = SANITIZE.read_text(encoding="utf-8")
     patterns = sanitize_patterns()
