@@ -363,7 +363,8 @@ def _short(value: Any) -> str:
 
 
 def _format_value(name: str, value: Any, now: float | None) -> str:
-    epoch = as_epoch(value) if name in TIME_CLAIMS else None
+    number = int(value) if isinstance(value, str) and value.isdigit() else value  # live xms_tcdt is a string
+    epoch = as_epoch(number) if name in TIME_CLAIMS else None
     if epoch is not None:
         return f"{value} = {format_utc(epoch)}" + ("" if now is None else f" ({format_relative(epoch, now)})")
     if isinstance(value, str):

@@ -315,3 +315,10 @@ def test_relative_times_in_the_card_only_where_asked(key):
     pinned = decode(raw, now=NOW)
     assert "2026-01-02 00:00:00 UTC (in 24 h)" in str(pinned).split("\nClaims (")[1]
     assert "(in 24 h)" in unpinned.to_html(now=NOW).split(" claims</summary>")[1]
+
+
+def test_a_time_claim_sent_as_a_string_is_explained_as_a_time():
+    """Live tokens carry xms_tcdt as a string of epoch seconds (captured); it still reads as a date."""
+    claims = Claims({}, {"xms_tcdt": "1289241547", "aud": "api://x"})
+    value = dict((name, shown) for name, shown, _ in claims.rows())["xms_tcdt"]
+    assert value.startswith("1289241547 = 2010-11-08")

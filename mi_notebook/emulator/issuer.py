@@ -117,7 +117,8 @@ class TokenIssuer:
         nbf = now - BACKDATE_SECONDS
         exp = now + lifetime
         token = self.keys.issue(self.claims(identity, resource, iat=nbf, nbf=nbf, exp=exp))
-        return IssuedToken(token, identity, resource, now, nbf, exp, lifetime)
+        # ext_expires_in: every public capture shows one second less than the lifetime ("86399")
+        return IssuedToken(token, identity, resource, now, nbf, exp, max(lifetime - 1, 0))
 
     def claims(self, identity: VmIdentity, resource: str, *, iat: int, nbf: int, exp: int) -> dict[str, Any]:
         """The v1 app-only claims of a managed-identity token for ``resource`` (``aud`` = it, verbatim)."""
@@ -144,7 +145,7 @@ class TokenIssuer:
         }
         if identity.kind == "user":
             claims["xms_az_rid"] = _lower_ids(vm.resource_id)
-        claims["xms_tcdt"] = vm.tenant_created
+        claims["xms_tcdt"] = str(vm.tenant_created)  # a string in live tokens (captured)
         return claims
 
     def response_body(self, token: IssuedToken) -> dict[str, str]:

@@ -173,7 +173,7 @@ class UserTokenIssuer:
             "idtyp": "user", "ipaddr": "203.0.113.7", "name": user.name, "oid": user.object_id,
             "puid": user.puid, "rh": "1.A" + _opaque(40) + ".", "scp": "user_impersonation",
             "sub": sub, "tid": tenant, "unique_name": user.upn, "upn": user.upn, "uti": _opaque(16),
-            "ver": "1.0", "wids": [_USER_ROLE_TEMPLATE], "xms_tcdt": self.vm.tenant_created,
+            "ver": "1.0", "wids": [_USER_ROLE_TEMPLATE], "xms_tcdt": str(self.vm.tenant_created),
         }
 
     def clear(self) -> int:
