@@ -68,6 +68,7 @@ _LAZY: dict[str, str] = {
     "plot_retry_timeline": "charts",
     "plot_token_lifetimes": "charts",
     "plot_policy_comparison": "charts",
+    "connect_or_carry_on": "tutorial",
     "TokenExplorer": "widgets",
     "ArmExplorer": "widgets",
 }
