@@ -205,9 +205,10 @@ class AgentClient:
         return f"AgentClient({self.paths.socket!r})"
 
     # --- one exchange -----------------------------------------------------------------------------
-    def request(self, message: Mapping[str, Any]) -> dict[str, Any]:
+    def request(self, message: Mapping[str, Any], *, read_timeout: float | None = None) -> dict[str, Any]:
         """Send one request and return the agent's final answer (heartbeats skipped); ``AgentUnavailable``
-        for anything but a proper answer in time."""
+        for anything but a proper answer in time (``read_timeout``: between frames, default the client's)."""
+        between = self.read_timeout if read_timeout is None else read_timeout
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.connect_timeout)
@@ -221,7 +222,7 @@ class AgentClient:
             try:
                 send_frame(sock, {"v": VERSION, **message})
                 while True:
-                    reply = recv_frame(sock, timeout=min(self.read_timeout, max(deadline - time.monotonic(), 0.001)))
+                    reply = recv_frame(sock, timeout=min(between, max(deadline - time.monotonic(), 0.001)))
                     if reply.get("op") != "wait":
                         break
             except (OSError, ProtocolError) as exc:
@@ -275,12 +276,12 @@ class AgentClient:
 
     # --- starting one -----------------------------------------------------------------------------
     def ensure_running(self) -> bool:
-        """Start an agent if none answers (one, however many processes try at once); ``True`` once one answers."""
-        try:
-            self.ping()
-            return True
-        except AgentUnavailable:
-            pass
+        """Start an agent if none runs (one, however many processes try at once); ``True`` once one answers.
+
+        An agent that runs (it holds its pid lock) but does not answer (hung, or another version) is
+        left alone: ``False``, and the caller asks the endpoint itself.
+        """
+        quick = min(self.read_timeout, 0.5)
         fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             deadline = time.monotonic() + self.start_timeout
@@ -292,11 +293,13 @@ class AgentClient:
                     if time.monotonic() > deadline:
                         return False
                     time.sleep(0.01)
-            try:  # whoever held the lock may have started one
-                self.ping()
-                return True
-            except AgentUnavailable:
-                pass
+            settle = time.monotonic() + quick
+            while self._agent_runs():  # started by whoever held the lock, hung, or dying right now
+                if self._answers(quick):
+                    return True
+                if time.monotonic() > settle:
+                    return False
+                time.sleep(0.02)
             self._spawn()
             while time.monotonic() < deadline:
                 try:
@@ -308,16 +311,39 @@ class AgentClient:
         finally:
             os.close(fd)  # releases the lock
 
+    def _answers(self, timeout: float) -> bool:
+        try:
+            self.request({"op": "ping"}, read_timeout=timeout)
+            return True
+        except AgentUnavailable:
+            return False
+
+    def _agent_runs(self) -> bool:
+        """Whether a live agent holds the pid lock (the lock dies with its process)."""
+        try:
+            fd = os.open(self.paths.pid, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def _spawn(self) -> None:
         log = os.open(self.paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "mi_notebook", "agent", "run", "--dir", self.paths.directory,
                  "--idle", str(self.idle_timeout)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
                 close_fds=True)
         finally:
             os.close(log)
+        # reap it when it exits (idle), so it leaves no zombie in a long-lived kernel
+        threading.Thread(target=proc.wait, name="mi-agent-reaper", daemon=True).start()
         logger.info("started the mi-notebook token agent for %s", self.paths.socket)
 
 
