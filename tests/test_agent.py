@@ -13,7 +13,7 @@ import time
 import warnings
 
 import pytest
-from test_agent_support import agent_dir
+from test_agent_support import agent_dir, token_requests
 
 import mi_notebook as mi
 from mi_notebook.agent.client import (
@@ -50,10 +50,6 @@ def served():
             yield server
         finally:
             server.stop()
-
-
-def token_requests(emu) -> int:
-    return len(emu.requests.filter(service="imds", endpoint="token"))
 
 
 # --- where it lives ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 import warnings
 
 import pytest
-from test_agent_support import agent_dir, agent_pid, alive
+from test_agent_support import agent_dir, agent_pid, alive, token_requests
 
 import mi_notebook as mi
 from mi_notebook.agent.client import AgentUnavailableWarning
@@ -35,10 +35,6 @@ print(tok.fingerprint, tok.from_cache, conn.cache.served, conn.cache.fallbacks, 
 def emu():
     with Emulator(throttle=False) as emulator:
         yield emulator
-
-
-def token_requests(emu) -> int:
-    return len(emu.requests.filter(service="imds", endpoint="token"))
 
 
 def kernels(emu, directory: str, count: int) -> list[list[str]]:
@@ -159,3 +155,35 @@ def test_a_stopped_agent_is_passed_by_within_a_bounded_time(emu):
             assert time.monotonic() - started < 2.0 and tok.from_cache is False
         finally:
             os.kill(pid, signal.SIGCONT)
+
+
+RESOURCES = ["https://management.azure.com/", "https://vault.azure.net", "https://graph.microsoft.com",
+             "https://storage.azure.com/"]
+
+
+def _ask_the_agent(task: int) -> tuple[int, bool]:
+    from mi_notebook.agent.upstream import describe
+    from mi_notebook.connection import current
+    from mi_notebook.identity import Identity
+
+    conn = current()
+    agent = conn.cache.agent
+    right = True
+    for i in range(25):  # many exchanges: a socket shared with another process would mix answers up
+        resource = RESOURCES[(task + i) % len(RESOURCES)]
+        right &= agent.token(describe(conn), resource, Identity.system()).resource == resource
+    return os.getpid(), right
+
+
+def test_forked_workers_open_their_own_connections_to_the_agent(emu):
+    import multiprocessing
+
+    with agent_dir() as directory:
+        conn = mi.connect(emu.imds_url, share=True, agent_dir=directory)
+        conn.get_token("arm")  # the parent now keeps a connection to the agent
+        with multiprocessing.get_context("fork").Pool(4) as pool:
+            answers = pool.map(_ask_the_agent, range(16), chunksize=1)
+        assert all(right for _, right in answers)
+        assert len({worker for worker, _ in answers}) > 1
+        assert conn.get_token("vault").resource == "https://vault.azure.net"
+        assert token_requests(emu) == len(RESOURCES)

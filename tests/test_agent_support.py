@@ -10,6 +10,20 @@ import tempfile
 import time
 
 
+def token_requests(emu, settle: float = 0.05) -> int:
+    """Token requests the emulator logged, once its log has been still for ``settle`` seconds (it logs
+    just after answering, so a client can hold its token a moment before the record exists)."""
+    count, still_since, deadline = -1, 0.0, time.monotonic() + 2
+    while time.monotonic() < deadline:
+        now = len(emu.requests.filter(service="imds", endpoint="token"))
+        if now != count:
+            count, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= settle:
+            break
+        time.sleep(0.005)
+    return count
+
+
 def agent_pid(directory: str) -> int | None:
     """The pid the running agent wrote, if any."""
     try:

@@ -53,7 +53,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..identity import Identity
 from ..retry import Timeline
 from ..tokens import AccessToken
-from .protocol import VERSION, AgentPaths, ProtocolError, agent_paths, recv_frame, send_frame
+from .protocol import VERSION, AgentPaths, PeerClosed, ProtocolError, agent_paths, recv_frame, send_frame
 
 __all__ = ["ENV_SHARE", "AgentClient", "AgentTokenInfo", "AgentUnavailable", "AgentUnavailableWarning",
            "SharedCache", "share_requested"]
@@ -62,6 +62,7 @@ logger = logging.getLogger("mi_notebook.agent")
 
 #: set to 1 (e.g. in a JupyterHub spawner's environment) to share tokens through the agent
 ENV_SHARE = "MI_NOTEBOOK_SHARE"
+_POOL_SIZE = 4  # connections kept open to the agent, at most
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -200,6 +201,9 @@ class AgentClient:
         self.max_wait = max_wait
         self.start_timeout = start_timeout
         self.idle_timeout = idle_timeout
+        self._pool: list[socket.socket] = []
+        self._pool_pid = os.getpid()
+        self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"AgentClient({self.paths.socket!r})"
@@ -207,33 +211,68 @@ class AgentClient:
     # --- one exchange -----------------------------------------------------------------------------
     def request(self, message: Mapping[str, Any], *, read_timeout: float | None = None) -> dict[str, Any]:
         """Send one request and return the agent's final answer (heartbeats skipped); ``AgentUnavailable``
-        for anything but a proper answer in time (``read_timeout``: between frames, default the client's)."""
+        for anything but a proper answer in time (``read_timeout``: between frames, default the client's).
+
+        The connection is kept for the next request (one per thread at a time); a kept connection the
+        agent has closed since (idle, or a new agent) is replaced once, transparently.
+        """
         between = self.read_timeout if read_timeout is None else read_timeout
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock, kept = self._checkout()
+        deadline = time.monotonic() + self.max_wait
         try:
-            sock.settimeout(self.connect_timeout)
-            try:
-                sock.connect(self.paths.socket)
-            except FileNotFoundError:
-                raise AgentUnavailable(f"no agent answers at {self.paths.socket} (no socket)") from None
-            except OSError as exc:
-                raise AgentUnavailable(f"no agent answers at {self.paths.socket} ({exc.strerror or exc})") from None
-            deadline = time.monotonic() + self.max_wait
             try:
                 send_frame(sock, {"v": VERSION, **message})
-                while True:
-                    reply = recv_frame(sock, timeout=min(between, max(deadline - time.monotonic(), 0.001)))
-                    if reply.get("op") != "wait":
-                        break
-            except (OSError, ProtocolError) as exc:
-                raise AgentUnavailable(f"the agent at {self.paths.socket} did not answer properly: {exc}") from None
-        finally:
+                reply = recv_frame(sock, timeout=between)
+            except (PeerClosed, BrokenPipeError, ConnectionResetError):
+                if not kept:
+                    raise
+                sock.close()  # closed while kept: the agent never saw this request, so ask again
+                sock, kept = self._checkout(fresh=True)
+                send_frame(sock, {"v": VERSION, **message})
+                reply = recv_frame(sock, timeout=between)
+            while reply.get("op") == "wait":
+                reply = recv_frame(sock, timeout=min(between, max(deadline - time.monotonic(), 0.001)))
+        except (OSError, ProtocolError) as exc:
             sock.close()
+            raise AgentUnavailable(f"the agent at {self.paths.socket} did not answer properly: {exc}") from None
         if reply["v"] != VERSION:
+            sock.close()
             raise AgentUnavailable(f"the agent at {self.paths.socket} speaks protocol {reply['v']}, this process {VERSION}")
+        self._checkin(sock)
         if reply.get("ok") is not True and not isinstance(reply.get("error"), dict):
             raise AgentUnavailable("the agent's answer is neither a result nor an error")
         return reply
+
+    def _checkout(self, *, fresh: bool = False) -> tuple[socket.socket, bool]:
+        """A connection to the agent: a kept one (``True``) unless ``fresh``, else a new one."""
+        with self._pool_lock:
+            if self._pool_pid != os.getpid():  # forked: the kept sockets are the parent's conversations
+                self._pool, self._pool_pid = [], os.getpid()
+            if self._pool and not fresh:
+                return self._pool.pop(), True
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.connect_timeout)
+        try:
+            sock.connect(self.paths.socket)
+        except OSError as exc:
+            sock.close()
+            why = "no socket" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+            raise AgentUnavailable(f"no agent answers at {self.paths.socket} ({why})") from None
+        return sock, False
+
+    def _checkin(self, sock: socket.socket) -> None:
+        with self._pool_lock:
+            if self._pool_pid == os.getpid() and len(self._pool) < _POOL_SIZE:
+                self._pool.append(sock)
+                return
+        sock.close()
+
+    def close(self) -> None:
+        """Close the kept connections (the agent goes on)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        for sock in pool:
+            sock.close()
 
     def ping(self) -> dict[str, Any]:
         """The agent's pid and package version (``AgentUnavailable`` if none answers)."""

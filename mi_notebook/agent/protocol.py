@@ -35,6 +35,7 @@ __all__ = [
     "MAX_FRAME",
     "VERSION",
     "AgentPaths",
+    "PeerClosed",
     "ProtocolError",
     "agent_paths",
     "peer_credentials",
@@ -54,6 +55,11 @@ class ProtocolError(Exception):
     """The peer broke the framing: too big, cut short, too slow, not JSON, not an object, no version."""
 
 
+class PeerClosed(ProtocolError):
+    """The peer closed the connection (or let it idle past its time) between frames: not an error of
+    the framing, the end of a conversation."""
+
+
 def send_frame(sock: socket.socket, message: Mapping[str, Any]) -> None:
     """Send ``message`` as one frame (the socket's own time-out applies). ``ProtocolError`` if too big.
 
@@ -71,7 +77,7 @@ def send_frame(sock: socket.socket, message: Mapping[str, Any]) -> None:
     sock.sendall(_HEADER.pack(len(body)) + body)
 
 
-def _read_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
+def _read_exactly(sock: socket.socket, size: int, deadline: float, *, at_start: bool = False) -> bytes:
     chunks: list[bytes] = []
     missing = size
     while missing:
@@ -84,16 +90,21 @@ def _read_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
         except TimeoutError:
             raise ProtocolError(f"the peer sent {size - missing} of {size} bytes before the deadline") from None
         if not chunk:
+            if at_start and missing == size:
+                raise PeerClosed("the peer closed the connection")
             raise ProtocolError(f"the peer closed the connection after {size - missing} of {size} bytes")
         chunks.append(chunk)
         missing -= len(chunk)
     return b"".join(chunks)
 
 
-def recv_frame(sock: socket.socket, *, timeout: float) -> dict[str, Any]:
+def recv_frame(sock: socket.socket, *, timeout: float, idle: float | None = None) -> dict[str, Any]:
     """One frame from ``sock``, read within ``timeout`` seconds in all; a JSON object with a ``"v"``.
 
-    Raises :class:`ProtocolError` for anything else (and ``OSError`` if the connection breaks).
+    ``idle``: first wait up to this long for the frame to begin (a connection kept open between
+    requests); the ``timeout`` then runs from its first byte. :class:`PeerClosed` when the peer closes
+    (or stays silent through ``idle``) before a frame begins; :class:`ProtocolError` for anything
+    else that is not a frame (and ``OSError`` if the connection breaks).
 
     Example::
 
@@ -105,8 +116,18 @@ def recv_frame(sock: socket.socket, *, timeout: float) -> dict[str, Any]:
         mi_notebook.agent.protocol.ProtocolError: a frame of 4294967295 bytes is over the 262144-byte limit
         >>> a.close(); b.close()
     """
+    first = b""
+    if idle is not None:
+        sock.settimeout(idle)
+        try:
+            first = sock.recv(1)
+        except TimeoutError:
+            raise PeerClosed(f"no request for {idle:g} s") from None
+        if not first:
+            raise PeerClosed("the peer closed the connection")
     deadline = time.monotonic() + timeout
-    (size,) = _HEADER.unpack(_read_exactly(sock, _HEADER.size, deadline))
+    head = first + _read_exactly(sock, _HEADER.size - len(first), deadline, at_start=not first)
+    (size,) = _HEADER.unpack(head)
     if size > MAX_FRAME:
         raise ProtocolError(f"a frame of {size} bytes is over the {MAX_FRAME}-byte limit")
     raw = _read_exactly(sock, size, deadline)

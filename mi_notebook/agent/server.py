@@ -1,8 +1,10 @@
 """The token agent: one process per user that holds tokens in memory and serves them over a Unix socket.
 
 :class:`AgentServer` listens on the socket of :func:`~mi_notebook.agent.protocol.agent_paths`, checks
-every connection's uid (``SO_PEERCRED``; another uid is closed without a word), reads one request
-frame within ``read_timeout`` and answers it. Token requests go through one
+every connection's uid (``SO_PEERCRED``; another uid is closed without a word), then answers the
+requests that come on it, one after another (a client keeps its connection for the next one; one
+left silent for ``connection_idle`` seconds is closed). Each frame, once begun, must arrive within
+``read_timeout``. Token requests go through one
 :class:`~mi_notebook.cache.TokenCache` (refresh-ahead, single-flight across every client) and one
 :class:`~mi_notebook.agent.upstream.Upstream` per endpoint (a 429 or 410 holds back every client).
 While a fetch is in flight the client gets a ``{"op": "wait"}`` frame every ``heartbeat`` seconds,
@@ -45,6 +47,7 @@ from ..resources import resolve_resource
 from .protocol import (
     VERSION,
     AgentPaths,
+    PeerClosed,
     ProtocolError,
     agent_paths,
     peer_credentials,
@@ -101,21 +104,25 @@ class AgentServer:
     """
 
     def __init__(self, directory: str | None = None, *, idle_timeout: float = 1800.0, read_timeout: float = 2.0,
-                 heartbeat: float = 0.5, clock: Clock = SYSTEM_CLOCK,
+                 heartbeat: float = 0.5, connection_idle: float = 300.0, clock: Clock = SYSTEM_CLOCK,
                  peer: Callable[[socket.socket], tuple[int, int]] = peer_credentials,
                  uid: int | None = None) -> None:
         self.paths: AgentPaths = agent_paths(directory)
         self.idle_timeout = float(idle_timeout)
         self.read_timeout = float(read_timeout)
         self.heartbeat = float(heartbeat)
+        self.connection_idle = float(connection_idle)
         self.uid = os.getuid() if uid is None else uid
         self._peer = peer
         self._clock = clock
         self.cache = TokenCache(clock=clock)
         self._upstreams: dict[str, Upstream] = {}
+        self._wire_forms: dict[int, tuple[Any, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._waiting: dict[socket.socket, threading.Lock] = {}
-        self._active = 0
+        self._active = 0  # connections open
+        self._busy = 0  # requests being answered
+        self._open: set[socket.socket] = set()
         self._last_request = time.monotonic()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -183,6 +190,11 @@ class AgentServer:
             if self._closing:
                 return
             self._closing = True
+        with self._lock:
+            still_open = list(self._open)
+        for conn in still_open:  # wake the threads waiting on kept-open connections
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         if self._listener is not None:
             self._listener.close()
             with contextlib.suppress(FileNotFoundError):
@@ -190,6 +202,7 @@ class AgentServer:
         for upstream in self._upstreams.values():
             upstream.close()
         self.cache.clear()
+        self._wire_forms.clear()
         if self._pid_fd is not None:
             os.close(self._pid_fd)
         logger.info("mi-notebook agent pid %d stopped", os.getpid())
@@ -197,7 +210,7 @@ class AgentServer:
 
     def _idle(self) -> bool:
         with self._lock:
-            return self._active == 0 and time.monotonic() - self._last_request > self.idle_timeout
+            return self._busy == 0 and time.monotonic() - self._last_request > self.idle_timeout
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
@@ -233,7 +246,8 @@ class AgentServer:
             for conn, send_lock in waiting:
                 if send_lock.acquire(blocking=False):
                     try:
-                        send_frame(conn, {"v": VERSION, "op": "wait"})
+                        if self._waiting.get(conn) is send_lock:  # not answered meanwhile
+                            send_frame(conn, {"v": VERSION, "op": "wait"})
                     except OSError:
                         pass  # the client left; its request still finishes for the others
                     finally:
@@ -241,6 +255,9 @@ class AgentServer:
 
     # --- one connection ---------------------------------------------------------------------------
     def _serve(self, conn: socket.socket) -> None:
+        """One client connection: the uid check, then its requests one after another until it closes,
+        idles past ``connection_idle``, or breaks the framing."""
+        send_lock = threading.Lock()
         try:
             try:
                 pid, uid = self._peer(conn)
@@ -254,13 +271,25 @@ class AgentServer:
                 return
             with self._lock:
                 self._clients.add(pid)
-            try:
-                request = recv_frame(conn, timeout=self.read_timeout)
-            except ProtocolError as exc:
-                self._reply(conn, threading.Lock(), _failure("ProtocolError", str(exc)))
-                return
-            self._touch()
-            self._reply(conn, *self._answer(conn, request))
+                self._open.add(conn)
+            while not self._stopping.is_set():
+                try:
+                    request = recv_frame(conn, timeout=self.read_timeout, idle=self.connection_idle)
+                except PeerClosed:
+                    return
+                except ProtocolError as exc:
+                    self._reply(conn, send_lock, _failure("ProtocolError", str(exc)))
+                    return
+                with self._lock:
+                    self._busy += 1
+                    self._last_request = time.monotonic()
+                try:
+                    answer = self._answer(conn, send_lock, request)
+                finally:
+                    with self._lock:
+                        self._busy -= 1
+                        self._last_request = time.monotonic()
+                self._reply(conn, send_lock, answer)
         except OSError:
             pass  # the client went away
         except Exception:  # never let one client take the agent down
@@ -269,35 +298,30 @@ class AgentServer:
             conn.close()
             with self._lock:
                 self._active -= 1
-            self._touch()
-
-    def _touch(self) -> None:
-        with self._lock:
-            self._last_request = time.monotonic()
+                self._open.discard(conn)
 
     def _reply(self, conn: socket.socket, send_lock: threading.Lock, message: dict[str, Any]) -> None:
         with send_lock:
             conn.settimeout(self.read_timeout)
             send_frame(conn, message)
 
-    def _answer(self, conn: socket.socket, request: dict[str, Any]) -> tuple[threading.Lock, dict[str, Any]]:
-        send_lock = threading.Lock()
+    def _answer(self, conn: socket.socket, send_lock: threading.Lock, request: dict[str, Any]) -> dict[str, Any]:
         if request["v"] != VERSION:
-            return send_lock, _failure("VersionMismatch", f"this agent speaks protocol {VERSION}, not {request['v']}")
+            return _failure("VersionMismatch", f"this agent speaks protocol {VERSION}, not {request['v']}")
         op = request.get("op")
         if op == "ping":
-            return send_lock, {"v": VERSION, "ok": True, "pid": os.getpid(), "version": __version__}
+            return {"v": VERSION, "ok": True, "pid": os.getpid(), "version": __version__}
         if op == "status":
-            return send_lock, {"v": VERSION, "ok": True, **self.status()}
+            return {"v": VERSION, "ok": True, **self.status()}
         if op == "stop":
             self._stopping.set()
-            return send_lock, {"v": VERSION, "ok": True, "pid": os.getpid()}
+            return {"v": VERSION, "ok": True, "pid": os.getpid()}
         if op != "token":
-            return send_lock, _failure("ProtocolError", f"unknown op {str(op)[:40]!r}")
+            return _failure("ProtocolError", f"unknown op {str(op)[:40]!r}")
         with self._lock:
             self._waiting[conn] = send_lock
         try:
-            return send_lock, self._token(request)
+            return self._token(request)
         finally:
             with self._lock:
                 self._waiting.pop(conn, None)
@@ -320,10 +344,21 @@ class AgentServer:
             return {"v": VERSION, "ok": False, "error": error_payload(exc)}
         except Exception as exc:
             return _failure(type(exc).__name__, str(exc))
-        reply: dict[str, Any] = {"v": VERSION, "ok": True, "token": token.to_dict(include_token=True),
-                                 "from_cache": token.from_cache}
-        reply["token"]["timeline"] = token.timeline.to_dict() if token.timeline is not None else None
-        return reply
+        return {"v": VERSION, "ok": True, "token": self._wire(token), "from_cache": token.from_cache}
+
+    def _wire(self, token: Any) -> dict[str, Any]:
+        """The token as plain data, built once per token object (a cache hit returns the same object)."""
+        with self._lock:
+            known = self._wire_forms.get(id(token))
+        if known is not None and known[0] is token:
+            return known[1]
+        data = token.to_dict(include_token=True)
+        data["timeline"] = token.timeline.to_dict() if token.timeline is not None else None
+        with self._lock:
+            if len(self._wire_forms) >= _UPSTREAM_LIMIT * 4:
+                self._wire_forms.clear()
+            self._wire_forms[id(token)] = (token, data)  # the token is kept alive: its id stays its own
+        return data
 
     def _upstream(self, desc: dict[str, Any]) -> Upstream:
         name = json.dumps(desc, sort_keys=True)
