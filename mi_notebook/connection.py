@@ -304,13 +304,13 @@ def connect(
 
 def _share(conn: Connection, agent_dir: str | None, clock: Clock) -> None:
     """Serve ``conn``'s tokens through this user's token agent (a process cache in front of it)."""
-    from .agent.client import AgentClient, SharedCache
-    from .agent.upstream import describe
+    from .agent.client import SharedCache
 
-    agent = AgentClient(agent_dir)
-    conn.cache = SharedCache(agent, describe(conn), clock=clock)
-    conn.reason += (f" Tokens are shared with this user's other processes through the token agent at "
-                    f"{agent.paths.socket} (started on first use).")
+    shared = SharedCache.for_connection(conn, agent_dir, clock=clock)
+    if shared is not None:
+        conn.cache = shared
+        conn.reason += (f" Tokens are shared with this user's other processes through the token agent at "
+                        f"{shared.agent.paths.socket} (started on first use).")
 
 
 def _auto(found: Detection, probe_url: str, probe_timeout: float, client_for: Callable[..., ImdsClient],

@@ -341,3 +341,22 @@ def test_the_stop_command_stops_it(served):
     assert served._stopped.wait(2)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert cli_main(["agent", "status", "--dir", served.paths.directory]) == 1
+
+
+def test_an_unusable_agent_directory_means_no_sharing_not_a_failure(tmp_path, emu):
+    shared = tmp_path / "open"
+    shared.mkdir()
+    shared.chmod(0o755)
+    with pytest.warns(AgentUnavailableWarning, match="not shared between processes: .* mode 0700"):
+        conn = mi.connect(emu.imds_url, share=True, agent_dir=str(shared))
+    assert not isinstance(conn.cache, SharedCache) and "token agent" not in conn.reason
+    assert conn.get_token("arm").from_cache is False
+
+
+def test_the_agent_forgets_the_oldest_endpoint_past_its_limit(served, emu, monkeypatch):
+    monkeypatch.setattr("mi_notebook.agent.server._UPSTREAM_LIMIT", 2)
+    client = AgentClient(served.paths.directory, start=False)
+    for source in ("emulator", "imds", "emulator"):
+        client.token({"host": "vm", "endpoint": emu.imds_url, "source": source, "n": 0}, "arm", Identity.system())
+    client.token({"host": "vm", "endpoint": emu.imds_url + "/", "source": "emulator"}, "arm", Identity.system())
+    assert len(served._upstreams) == 2

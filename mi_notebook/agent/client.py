@@ -417,6 +417,30 @@ class SharedCache(TokenCache):
         self.served = 0
         self.fallbacks = 0
 
+    @classmethod
+    def for_connection(cls, conn: Any, directory: str | None = None, *, clock: Clock = SYSTEM_CLOCK) -> SharedCache | None:
+        """The shared cache for ``conn`` (a ``Connection``), or ``None`` with a warning when the agent's
+        directory cannot be used (e.g. another user owns it): the connection then keeps its own cache.
+
+        Example::
+
+            >>> import tempfile
+            >>> from mi_notebook.connection import Connection
+            >>> from mi_notebook.imds import ImdsClient
+            >>> conn = Connection("http://127.0.0.1:9", "explicit", ImdsClient(url="http://127.0.0.1:9"))
+            >>> SharedCache.for_connection(conn, tempfile.mkdtemp()).upstream["endpoint"]
+            'http://127.0.0.1:9'
+        """
+        from .upstream import describe
+
+        try:
+            agent = AgentClient(directory)
+        except OSError as exc:
+            warnings.warn(f"mi-notebook: tokens are not shared between processes: {exc}", AgentUnavailableWarning,
+                          stacklevel=3)
+            return None
+        return cls(agent, describe(conn), clock=clock)
+
     def get(self, key: Hashable, fetch: Callable[[], AccessToken], *, force_refresh: bool = False) -> AccessToken:
         """The token for ``key``: this process's if it holds a fresh one, else the agent's, else ``fetch()``'s."""
         return super().get(key, lambda: self._through_agent(key, fetch, force_refresh), force_refresh=force_refresh)

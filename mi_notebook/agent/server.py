@@ -366,12 +366,15 @@ class AgentServer:
             upstream = self._upstreams.get(name)
         if upstream is None:
             built = Upstream(desc, clock=self._clock)  # ValueError for a bad description
+            evicted = []
             with self._lock:
                 upstream = self._upstreams.setdefault(name, built)
-                if len(self._upstreams) > _UPSTREAM_LIMIT:
-                    raise ValueError(f"this agent already serves {_UPSTREAM_LIMIT} endpoints")
+                while len(self._upstreams) > _UPSTREAM_LIMIT:  # e.g. the emulators of kernels long gone
+                    evicted.append(self._upstreams.pop(next(iter(self._upstreams))))
             if upstream is not built:
-                built.close()
+                evicted.append(built)
+            for old in evicted:
+                old.close()
         return upstream
 
     def _fetch(self, upstream: Upstream, key: CacheKey) -> Any:
