@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import socket
 import stat
@@ -148,6 +149,11 @@ def test_every_host_profile_works_through_the_agent(served):
         tok = conn.get_token("vault")
         assert tok.source == "emulator" and conn.cache.served == 1
         assert served.status()["tokens"][0]["resource"] == "https://vault.azure.net"
+        # the host's secret travels to the agent, and is shown nowhere
+        secret = appservice.environment["IDENTITY_HEADER"]
+        shown = [repr(conn.cache), str(conn.cache.__dict__.get("endpoint")), conn.reason, repr(conn.cache.agent),
+                 json.dumps(served.status()), format_status(served.status()), repr(conn.cache.tokens())]
+        assert not [text for text in shown if secret in text]
 
 
 # --- never worse than without it ------------------------------------------------------------------------

@@ -390,7 +390,8 @@ class SharedCache(TokenCache):
     """The cache of a sharing connection (see the module docstring): this process's tokens in front,
     the agent behind, the endpoint itself whenever the agent cannot answer.
 
-    ``upstream`` is the connection's description (:func:`~mi_notebook.agent.upstream.describe`).
+    ``upstream`` is the connection's description (:func:`~mi_notebook.agent.upstream.describe`); it
+    may hold the host's secret, so it is kept private (``endpoint`` is its endpoint).
 
     Example::
 
@@ -409,7 +410,8 @@ class SharedCache(TokenCache):
                  retry_after: float = 30.0) -> None:
         super().__init__(clock=clock)
         self.agent = agent
-        self.upstream = dict(upstream)
+        self._upstream = dict(upstream)
+        self.endpoint = self._upstream.get("endpoint")
         self.retry_after = retry_after
         self._down_since: float | None = None
         self._warned = False
@@ -428,7 +430,7 @@ class SharedCache(TokenCache):
             >>> from mi_notebook.connection import Connection
             >>> from mi_notebook.imds import ImdsClient
             >>> conn = Connection("http://127.0.0.1:9", "explicit", ImdsClient(url="http://127.0.0.1:9"))
-            >>> SharedCache.for_connection(conn, tempfile.mkdtemp()).upstream["endpoint"]
+            >>> SharedCache.for_connection(conn, tempfile.mkdtemp()).endpoint
             'http://127.0.0.1:9'
         """
         from .upstream import describe
@@ -449,7 +451,7 @@ class SharedCache(TokenCache):
         down = self._down_since
         if down is None or time.monotonic() - down >= self.retry_after:
             try:
-                token = self.agent.token(self.upstream, key.resource, key.identity, force_refresh=force_refresh)
+                token = self.agent.token(self._upstream, key.resource, key.identity, force_refresh=force_refresh)
             except AgentUnavailable as exc:
                 self._fell_back(exc)
             else:
@@ -489,7 +491,7 @@ class SharedCache(TokenCache):
         infos = self.tokens()
         if not all(isinstance(t, AgentTokenInfo) for t in infos):
             return super().entries()
-        return [{"key": (self.upstream.get("endpoint"), t.identity, t.resource), "token": t,
+        return [{"key": (self.endpoint, t.identity, t.resource), "token": t,
                  "refresh_at": t.refresh_at, "hold_until": None, "in_flight": t.in_flight,
                  "last_error": t.last_error} for t in infos]
 
