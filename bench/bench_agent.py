@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_client import token_requests  # noqa: E402 - after the path; it also clears the host variables
+
 ARM_SCOPE = "https://management.azure.com/.default"
 
 # Never through a proxy, never to a real metadata service.
@@ -56,18 +58,6 @@ sys.stdin.readline()
 cred.get_token(sys.argv[1])
 print("done", flush=True)
 """
-
-
-def token_requests(emu, settle: float = 0.3) -> int:
-    """Token requests the emulator logged, after its log has settled (it logs just after answering)."""
-    deadline = time.monotonic() + settle
-    count = len(emu.requests.filter(endpoint="token"))
-    while time.monotonic() < deadline:
-        time.sleep(0.02)
-        now = len(emu.requests.filter(endpoint="token"))
-        if now != count:
-            count, deadline = now, time.monotonic() + settle
-    return count
 
 
 def at_once(emu, code: str, args: list[str], processes: int) -> tuple[int, int]:

@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -204,6 +205,7 @@ class AgentClient:
         self._pool: list[socket.socket] = []
         self._pool_pid = os.getpid()
         self._pool_lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._pool)  # a client dropped with its connections kept
 
     def __repr__(self) -> str:
         return f"AgentClient({self.paths.socket!r})"
@@ -247,7 +249,8 @@ class AgentClient:
         """A connection to the agent: a kept one (``True``) unless ``fresh``, else a new one."""
         with self._pool_lock:
             if self._pool_pid != os.getpid():  # forked: the kept sockets are the parent's conversations
-                self._pool, self._pool_pid = [], os.getpid()
+                _close_all(self._pool)  # (closing the child's copies leaves the parent's open)
+                self._pool_pid = os.getpid()
             if self._pool and not fresh:
                 return self._pool.pop(), True
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -270,9 +273,7 @@ class AgentClient:
     def close(self) -> None:
         """Close the kept connections (the agent goes on)."""
         with self._pool_lock:
-            pool, self._pool = self._pool, []
-        for sock in pool:
-            sock.close()
+            _close_all(self._pool)
 
     def ping(self) -> dict[str, Any]:
         """The agent's pid and package version (``AgentUnavailable`` if none answers)."""
@@ -384,6 +385,11 @@ class AgentClient:
         # reap it when it exits (idle), so it leaves no zombie in a long-lived kernel
         threading.Thread(target=proc.wait, name="mi-agent-reaper", daemon=True).start()
         logger.info("started the mi-notebook token agent for %s", self.paths.socket)
+
+
+def _close_all(sockets: list[socket.socket]) -> None:
+    while sockets:
+        sockets.pop().close()
 
 
 class SharedCache(TokenCache):
