@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -70,6 +71,7 @@ def agent_dir():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
                     os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_agent_dir_stops_the_agent_started_in_it():
