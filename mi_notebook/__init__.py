@@ -64,6 +64,7 @@ _LAZY: dict[str, str] = {
     "ManagedIdentityTokenCredential": "sdk_credential",
     "ArmClient": "arm_client",
     "arm": "arm_client",
+    "AgentClient": "agent.client",
     # presentation
     "plot_retry_timeline": "charts",
     "plot_token_lifetimes": "charts",

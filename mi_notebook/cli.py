@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 # subcommand -> module under mi_notebook.commands, in the order `--help` lists them
 SUBCOMMANDS = ("token", "decode", "doctor", "demo")
+# subcommands whose module lives in their own package: name -> module (relative to this package)
+PACKAGED_SUBCOMMANDS = {"agent": ".agent.command"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("emulator", help="serve the IMDS (+ ARM) emulator in the foreground", add_help=False)
     for name in SUBCOMMANDS:
         importlib.import_module(f".commands.{name}", __package__).add_parser(sub)
+    for module in PACKAGED_SUBCOMMANDS.values():
+        importlib.import_module(module, __package__).add_parser(sub)
     return parser
 
 

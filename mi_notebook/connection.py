@@ -23,6 +23,12 @@ The decision, in order:
    Azure. The probe is bounded by ``probe_timeout`` (default 0.8 s), instead of the 10-25 s other
    clients spend retrying a foreign metadata service.
 
+Sharing: ``share=True`` (or ``MI_NOTEBOOK_SHARE=1``, e.g. in a JupyterHub spawner's environment) makes the
+connection's cache a :class:`~mi_notebook.agent.client.SharedCache`: a token this process does not
+hold is asked of this user's token agent (started on first use), which makes one request per refresh
+for all the user's processes; when the agent cannot answer, the process asks the endpoint itself.
+Off by default (docs/agent.md).
+
 The probe sends a token request *without* ``Metadata: true``, which IMDS refuses with a 400 before
 touching any identity: nothing is issued, nothing is throttled.
 
@@ -211,6 +217,8 @@ def connect(
     sysfs_root: str = DMI_ROOT,
     himds_path: str = HIMDS_PATH,
     arc_key_dir: str | None = None,
+    share: bool | None = None,
+    agent_dir: str | None = None,
 ) -> Connection:
     """Choose the endpoint (see the module docstring), make it the current connection, return it.
 
@@ -219,7 +227,9 @@ def connect(
     given). ``emulator_factory`` builds the emulator (default ``Emulator(profile=profile)``).
     ``environ`` (default ``os.environ``), ``sysfs_root`` and ``himds_path`` are what detection reads:
     tests point them elsewhere; ``arc_key_dir`` is where an Arc agent's key files must be (default the
-    platform's directory). Bad arguments -> ``ValueError``.
+    platform's directory). ``share``: serve tokens through this user's token agent (default: the
+    ``MI_NOTEBOOK_SHARE`` variable; see the module docstring), whose files are in ``agent_dir``
+    (default ``$XDG_RUNTIME_DIR/mi-notebook``). Bad arguments -> ``ValueError``.
 
     Example::
 
@@ -243,6 +253,9 @@ def connect(
     if len(given) > 1:
         raise ValueError(f"give one of imds_url, source or mode, not {' and '.join(given)}")
     env: Mapping[str, str] = os.environ if environ is None else environ
+    from .agent.client import share_requested
+
+    sharing = share_requested(share, env)
     options: dict[str, Any] = {"clock": clock}
     if retry is not None:
         options["retry"] = retry
@@ -279,12 +292,25 @@ def connect(
             raise ValueError(f"{ENV_MODE} must be one of {', '.join(MODES)}; got {env_mode!r}")
         conn = _auto(detect(env, sysfs_root=sysfs_root, himds_path=himds_path), probe_url, probe_timeout,
                      client_for, host_options, starting)
+    if sharing:
+        _share(conn, agent_dir, clock)
     logger.info("%s", conn.reason)
     with _lock:
         previous, _current = _current, conn
     if previous is not None and previous is not conn:
         previous.close()
     return conn
+
+
+def _share(conn: Connection, agent_dir: str | None, clock: Clock) -> None:
+    """Serve ``conn``'s tokens through this user's token agent (a process cache in front of it)."""
+    from .agent.client import SharedCache
+
+    shared = SharedCache.for_connection(conn, agent_dir, clock=clock)
+    if shared is not None:
+        conn.cache = shared
+        conn.reason += (f" Tokens are shared with this user's other processes through the token agent at "
+                        f"{shared.agent.paths.socket} (started on first use).")
 
 
 def _auto(found: Detection, probe_url: str, probe_timeout: float, client_for: Callable[..., ImdsClient],
