@@ -100,13 +100,14 @@ class CallClock:
 
 
 def run_token_load(threads: int = 64, calls: int = 1000, *, lifetime: int = 300, step: float = 0.5,
-                   burst: int = 4, pause: float = 0.015, time_limit: float = 60.0) -> LoadResult:
+                   burst: int = 4, gap: float = 60.0, time_limit: float = 60.0) -> LoadResult:
     """``threads`` x ``calls`` ``get_token`` over 3 identities x 2 resources, 429 / 500 bursts injected.
 
     Tokens live ``lifetime`` s of virtual time and the clock moves ``step`` s per call, so every key
     is refreshed many times. Bursts of at most ``burst`` faults (fewer than the policy's 5 attempts)
-    are injected at the token endpoint ``pause`` s after the previous burst is used up, so concurrent
-    refreshes share them and a refresh sometimes fails altogether (then the valid token is served).
+    are injected at the token endpoint ``gap`` s of *virtual* time after the previous burst is used up
+    (paced by the calls, not by the machine's speed, so a loaded machine meets the same fault rate),
+    and concurrent refreshes share them.
     Retry waits are virtual. ``errors`` lists the errors that reached a caller while a token for that
     key was still valid (must be none); ``errors_no_valid_token`` counts the others. Returns the counts
     the load test checks.
@@ -166,11 +167,16 @@ def run_token_load(threads: int = 64, calls: int = 1000, *, lifetime: int = 300,
 
         def injector() -> None:
             rng = random.Random(11)
+            used_up_at: float | None = None
             while not stop.is_set():
                 if len(emu.faults) == 0:
-                    emu.inject(rng.choice([429, 500]), "token", count=rng.randint(1, burst))
-                    counters["injected"] += 1
-                stop.wait(pause)
+                    now = clock()
+                    used_up_at = now if used_up_at is None else used_up_at
+                    if now - used_up_at >= gap:
+                        emu.inject(rng.choice([429, 500]), "token", count=rng.randint(1, burst))
+                        counters["injected"] += 1
+                        used_up_at = None
+                stop.wait(0.001)
 
         def worker(n: int) -> None:
             rng = random.Random(n)
