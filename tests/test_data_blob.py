@@ -7,6 +7,7 @@ IMDS emulator through ``mi.credential()``, exactly as on a VM. Unmodified ``azur
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,6 @@ def test_azurite_runs_without_telemetry_on_loopback(azurite):
     argv = azurite.process.args
     assert "--disableTelemetry" in argv and argv[argv.index("--blobHost") + 1] == "127.0.0.1"
     assert azurite.account_url.startswith("https://127.0.0.1:")
-    environ = open(f"/proc/{azurite.process.pid}/environ", "rb").read().split(b"\0")
+    environ = Path(f"/proc/{azurite.process.pid}/environ").read_bytes().split(b"\0")
     node_options = next(v for v in environ if v.startswith(b"NODE_OPTIONS="))
     assert b"_guard/loopback_guard.js" in node_options  # the suite's Node guard watches it too
