@@ -37,6 +37,7 @@ from typing import Any
 
 from .admin import ADMIN_PREFIX, AdminEndpoint
 from .arckeys import DEFAULT_KEY_DIR
+from .azurite import Azurite, AzuriteUnavailable
 from .config import load_config
 from .faults import Fault, FaultQueue
 from .hostbase import HostContext, HostService
@@ -50,7 +51,7 @@ from .tenant import KnownResource, RoleAssignment
 from .usertokens import SignedInUser, UserTokenIssuer
 from .world import VirtualMachine, VmIdentity
 
-__all__ = ["MARKER_HEADER", "PROFILES", "Emulator", "Fault", "KnownResource", "RequestRecord", "RoleAssignment",
+__all__ = ["MARKER_HEADER", "PROFILES", "Azurite", "AzuriteUnavailable", "Emulator", "Fault", "KnownResource", "RequestRecord", "RoleAssignment",
            "SignedInUser", "VirtualMachine", "VmIdentity"]
 
 # config keys that configure the emulator itself; everything else describes the VM
