@@ -130,6 +130,14 @@ def test_api_version_is_checked_after_the_token(transport_emu, query, status, co
     assert (r.status_code, r.json()["error"]["code"]) == (status, code)
 
 
+def test_the_vault_server_starts_on_first_use_and_stops_with_the_emulator():
+    with Emulator(throttle=False) as emu:
+        assert emu.keyvault.url is None  # nothing started for an emulator that never asks
+        url = emu.vault_url
+        assert url.startswith("https://127.0.0.1:") and emu.keyvault.url == url
+    assert emu.vault_url is None and emu.keyvault.url is None
+
+
 def test_keyvault_can_be_turned_off_and_takes_seeded_secrets():
     with Emulator(keyvault=False) as emu:
         assert emu.vault_url is None and emu.vault is None

@@ -242,9 +242,6 @@ class Emulator:
             self._server = server
             try:
                 self._start_arm()
-                if self.keyvault is not None:
-                    self.keyvault._shared_tls = self.arm.tls if self.arm is not None else None
-                    self.keyvault.start()
             except BaseException:
                 if self.arm is not None:
                     self.arm.stop()
@@ -344,13 +341,27 @@ class Emulator:
 
     @property
     def vault_url(self) -> str | None:
-        """The emulated Key Vault's URL (``https://127.0.0.1:PORT``), None when it is off or stopped."""
-        return self.keyvault.url if self.keyvault is not None else None
+        """The emulated Key Vault's URL (``https://127.0.0.1:PORT``), None when it is off or stopped.
+
+        The vault's server starts on first use of this (or :attr:`vault_ca_bundle`): an emulator that
+        never needs it does not pay for a third server (about 50 ms to stop one).
+        """
+        vault = self._started_vault()
+        return vault.url if vault is not None else None
 
     @property
     def vault_ca_bundle(self) -> str | None:
         """The CA certificate the Key Vault's HTTPS presents (pass it as ``connection_verify=``)."""
-        return self.keyvault.ca_bundle if self.keyvault is not None else None
+        vault = self._started_vault()
+        return vault.ca_bundle if vault is not None else None
+
+    def _started_vault(self) -> Any:
+        with self._lock:
+            if self.keyvault is None or self._server is None:
+                return None
+            if self.keyvault.url is None:
+                self.keyvault.start(self.arm.tls if self.arm is not None else None)
+            return self.keyvault
 
     @property
     def jwks_url(self) -> str:

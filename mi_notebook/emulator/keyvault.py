@@ -241,9 +241,9 @@ class VaultService:
 class VaultServer:
     """Serves :class:`VaultService` for an emulator on its own loopback port over HTTPS.
 
-    ``tls``: certificate material to present (the ARM side's, so one CA bundle serves both); without
-    it a fresh CA is made here and removed at :meth:`stop`. ``url`` and ``ca_bundle`` are set by
-    :meth:`start`.
+    :meth:`start` takes the certificate material to present (``tls``: the ARM side's, so one CA bundle
+    serves both); without it a fresh CA is made here and removed at :meth:`stop`. ``url`` and
+    ``ca_bundle`` are set by :meth:`start`.
 
     Example::
 
@@ -253,25 +253,22 @@ class VaultServer:
         (True, True, True)
     """
 
-    def __init__(self, emulator: Emulator, *, tls: TlsMaterial | None = None,
-                 secrets: Mapping[str, str] | None = None, port: int = 0) -> None:
+    def __init__(self, emulator: Emulator, *, secrets: Mapping[str, str] | None = None, port: int = 0) -> None:
         self.emulator = emulator
         check = VaultTokenCheck(emulator.keys, tenant_id=emulator.vm.tenant_id, issuer=emulator.issuer_url,
                                 clock=emulator.clock)
         self.service = VaultService(emulator.vm, check=check, secrets=secrets, clock=emulator.clock,
                                     base_url=lambda: self.url or f"https://{self.service.name}.vault.azure.net")
-        self._shared_tls = tls
-        self.tls: TlsMaterial | None = None
+        self.tls: TlsMaterial | None = None  # only when made here
         self._port = port
         self._server: HttpServer | None = None
         self.url: str | None = None
         self.ca_bundle: str | None = None
 
-    def start(self) -> VaultServer:
+    def start(self, tls: TlsMaterial | None = None) -> VaultServer:
         if self._server is not None:
             return self
         host = self.emulator.host
-        tls = self._shared_tls
         if tls is None:
             hosts = ("localhost", "127.0.0.1", "::1")
             self.tls = tls = TlsMaterial.generate(hosts if host in hosts else (*hosts, host))
