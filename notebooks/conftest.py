@@ -27,6 +27,10 @@ os.environ.setdefault(
 if str(_GUARD_DIR) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join([str(_GUARD_DIR), *filter(None, [os.environ.get("PYTHONPATH")])])
 os.environ["MI_NOTEBOOK_MODE"] = "emulator"
+# Azurite (notebook 09) is a Node process: the Node twin of the guard refuses and logs off-loopback traffic
+_NODE_GUARD = _GUARD_DIR / "loopback_guard.js"
+if str(_NODE_GUARD) not in os.environ.get("NODE_OPTIONS", ""):
+    os.environ["NODE_OPTIONS"] = " ".join(filter(None, [f'--require "{_NODE_GUARD}"', os.environ.get("NODE_OPTIONS")]))
 os.environ.pop("MI_NOTEBOOK_IMDS_URL", None)
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_proxy, None)

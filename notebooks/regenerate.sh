@@ -21,6 +21,7 @@ export MI_NOTEBOOK_LOOPBACK_GUARD=1
 guard_log="$(mktemp -d)/violations.log"
 export MI_NOTEBOOK_GUARD_LOG="$guard_log"
 export PYTHONPATH="$repo/tests/_guard${PYTHONPATH:+:$PYTHONPATH}"
+export NODE_OPTIONS="--require \"$repo/tests/_guard/loopback_guard.js\"${NODE_OPTIONS:+ $NODE_OPTIONS}"  # Azurite (notebook 09)
 
 if [ "$#" -eq 0 ]; then
     set -- notebooks/[0-9]*.ipynb

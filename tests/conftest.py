@@ -102,3 +102,27 @@ def clean_connection_module():
     _forget_connection()
     yield
     _forget_connection()
+
+
+# --- Azurite (Storage emulator, a Node process) ---------------------------------------------------
+# The Python guard cannot see into Node: every Node process the suite starts (Azurite, also from a
+# notebook kernel) preloads the Node guard, which refuses non-loopback connects and DNS look-ups and
+# writes them to the same log the autouse fixture above checks. Azurite also always runs with
+# --disableTelemetry (mi_notebook/emulator/azurite.py).
+_NODE_GUARD = _GUARD_DIR / "loopback_guard.js"
+os.environ["NODE_OPTIONS"] = " ".join(filter(None, [f'--require "{_NODE_GUARD}"', os.environ.get("NODE_OPTIONS")]))
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """A running Azurite Blob service (HTTPS, OAuth); skipped where Node/Azurite are missing, failed in CI."""
+    from mi_notebook.emulator.azurite import Azurite, AzuriteUnavailable, find_azurite
+
+    try:
+        find_azurite()
+    except AzuriteUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the Azurite tests (.ci/run installs it): {exc}", pytrace=False)
+        pytest.skip(f"{exc}")
+    with Azurite() as az:
+        yield az

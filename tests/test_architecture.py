@@ -20,7 +20,7 @@ CORE = {"identity", "resources", "clock", "timefmt", "retry", "retry_policy", "t
         "claim_checks", "errors", "html"}
 TRANSPORT = {"http", "http_types", "http_wire", "imds", "imds_errors", "sources", "detect", "metadata", "arm_client",
              "arm_errors", "arm_list", "arm_urls", "jwks", "probe", "connection", "sdk_credential", "agent"}
-PRESENTATION = {"frames", "charts", "widgets", "cli", "commands", "tutorial", "__main__"}
+PRESENTATION = {"frames", "charts", "widgets", "cli", "commands", "tutorial", "data", "__main__"}
 EMULATOR = {"emulator"}
 LAYER = {**{m: 1 for m in CORE}, **{m: 2 for m in TRANSPORT}, **{m: 3 for m in PRESENTATION},
          **{m: 4 for m in EMULATOR}}

@@ -20,7 +20,7 @@ def section(title: str) -> str:
 
 def test_the_test_command_is_the_one_ci_runs():
     block = re.search(r"<!-- test-command -->\n```\n(.*?)\n```\n<!-- /test-command -->", README, re.S)
-    assert block and block.group(1) == 'python -m pip install -e ".[test]" && python -m pytest'
+    assert block and block.group(1) == 'python -m pip install -e ".[test]" && bash .ci/install-azurite && python -m pytest'
 
 
 def test_the_quickstart_comes_first_and_runs_on_the_emulator():

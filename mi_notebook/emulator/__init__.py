@@ -37,6 +37,7 @@ from typing import Any
 
 from .admin import ADMIN_PREFIX, AdminEndpoint
 from .arckeys import DEFAULT_KEY_DIR
+from .azurite import Azurite, AzuriteUnavailable
 from .config import load_config
 from .faults import Fault, FaultQueue
 from .hostbase import HostContext, HostService
@@ -50,13 +51,13 @@ from .tenant import KnownResource, RoleAssignment
 from .usertokens import SignedInUser, UserTokenIssuer
 from .world import VirtualMachine, VmIdentity
 
-__all__ = ["MARKER_HEADER", "PROFILES", "Emulator", "Fault", "KnownResource", "RequestRecord", "RoleAssignment",
+__all__ = ["MARKER_HEADER", "PROFILES", "Azurite", "AzuriteUnavailable", "Emulator", "Fault", "KnownResource", "RequestRecord", "RoleAssignment",
            "SignedInUser", "VirtualMachine", "VmIdentity"]
 
 # config keys that configure the emulator itself; everything else describes the VM
 _EMULATOR_KEYS = {"throttle", "latency", "single_user_quirk", "strict_metadata", "faults", "host", "port", "arm",
                   "server_version", "vm",
-                  "profile", "secret", "user", "sso", "azureml_expires_on", "arc_key_dir"}
+                  "profile", "secret", "user", "sso", "azureml_expires_on", "arc_key_dir", "keyvault"}
 
 
 class Emulator:
@@ -86,9 +87,15 @@ class Emulator:
       (default), False or ``"unavailable"``; ``azureml_expires_on``: ``"int"`` (default),
       ``"string"`` or ``"date"``; ``arc_key_dir``: where Arc writes its key files (default
       ``/var/opt/azcmagent/tokens``, the directory the official clients insist on).
+    - ``keyvault`` (default True): serve a seeded Key Vault's secrets over HTTPS
+      (:mod:`~mi_notebook.emulator.keyvault`), or a dict ``{"secrets": {name: value}, "port": n}``. Unless
+      ``role_assignments`` are given, the system-assigned identity is *Key Vault Secrets User* on it
+      (the user-assigned ones are not, so they meet the data-plane 403).
 
     Attributes: ``imds_url`` (the base URL, whatever the profile), ``token_url``, ``profile``,
-    ``environment``, ``arm_url`` / ``ca_bundle`` (None without ARM), ``vm``, ``user``, ``requests``,
+    ``environment``, ``arm_url`` / ``ca_bundle`` (None without ARM), ``vault_url`` / ``vault`` /
+    ``vault_ca_bundle`` (the Key Vault's URL, :class:`~mi_notebook.emulator.keyvault.VaultService` and
+    CA, the same file as ARM's when ARM speaks TLS; None without it), ``vm``, ``user``, ``requests``,
     ``faults``, ``keys``, ``jwks``, ``jwks_url``, ``issuer``, ``clock``, ``config``.
 
     Example::
@@ -125,6 +132,7 @@ class Emulator:
         sso: bool | str | None = None,
         azureml_expires_on: str | None = None,
         arc_key_dir: str | Path | None = None,
+        keyvault: bool | Mapping[str, Any] | None = None,
         **vm_options: Any,
     ) -> None:
         cfg = load_config(config) if config is not None else {}
@@ -148,6 +156,12 @@ class Emulator:
         if self.profile in USER_TOKEN_PROFILES and vm is None and "role_assignments" not in vm_cfg:
             # the signed-in user can read the subscription, so their tokens are of use on the ARM side
             self.vm.add_role_assignment(RoleAssignment(self.user.object_id, "Reader", self.vm.subscription_scope))
+        kv = _given(keyvault, cfg, "keyvault")
+        self._keyvault_options: dict[str, Any] = dict(kv) if isinstance(kv, Mapping) else {}
+        self._keyvault_enabled = kv is None or isinstance(kv, Mapping) or bool(kv)
+        unknown = set(self._keyvault_options) - {"secrets", "port"}
+        if unknown:
+            raise ValueError(f"unknown keyvault option(s) {sorted(unknown)}: use 'secrets' and 'port'")
         self.clock = clock
         self.throttle = bool(_pick(throttle, cfg.get("throttle"), True))
         latency = float(_pick(latency, cfg.get("latency"), 0.0))
@@ -194,6 +208,17 @@ class Emulator:
         self.arm: Any = None  # the ARM side (mi_notebook/emulator/arm.py), when present and enabled
         self.arm_url: str | None = None
         self.ca_bundle: str | None = None
+        self.keyvault: Any = None  # the Key Vault side (emulator/keyvault.py VaultServer), when enabled
+        self.vault: Any = None
+        if self._keyvault_enabled:
+            from .keyvault import SECRETS_USER, VaultServer
+
+            self.keyvault = VaultServer(self, secrets=self._keyvault_options.get("secrets"),
+                                        port=int(self._keyvault_options.get("port", 0)))
+            self.vault = self.keyvault.service
+            system = self.vm.system_identity
+            if vm is None and "role_assignments" not in vm_cfg and system is not None:
+                self.vm.add_role_assignment(RoleAssignment(system.object_id, SECRETS_USER, self.vault.resource_id))
         self._lock = threading.Lock()
 
     # ---- life cycle --------------------------------------------------------------------------------
@@ -218,6 +243,9 @@ class Emulator:
             try:
                 self._start_arm()
             except BaseException:
+                if self.arm is not None:
+                    self.arm.stop()
+                    self.arm = None
                 server.stop()
                 self._server = None
                 if self.host_service is not None:
@@ -243,6 +271,8 @@ class Emulator:
         """Stop serving: wakes held ("hang") requests and closes keep-alive connections. Idempotent."""
         with self._lock:
             self._stopping.set()
+            if self.keyvault is not None:
+                self.keyvault.stop()
             if self.arm is not None:
                 self.arm.stop()
                 self.arm = None
@@ -308,6 +338,30 @@ class Emulator:
         if self.host_service is None:
             return {}
         return self.host_service.environment(self.imds_url)
+
+    @property
+    def vault_url(self) -> str | None:
+        """The emulated Key Vault's URL (``https://127.0.0.1:PORT``), None when it is off or stopped.
+
+        The vault's server starts on first use of this (or :attr:`vault_ca_bundle`): an emulator that
+        never needs it does not pay for a third server (about 50 ms to stop one).
+        """
+        vault = self._started_vault()
+        return vault.url if vault is not None else None
+
+    @property
+    def vault_ca_bundle(self) -> str | None:
+        """The CA certificate the Key Vault's HTTPS presents (pass it as ``connection_verify=``)."""
+        vault = self._started_vault()
+        return vault.ca_bundle if vault is not None else None
+
+    def _started_vault(self) -> Any:
+        with self._lock:
+            if self.keyvault is None or self._server is None:
+                return None
+            if self.keyvault.url is None:
+                self.keyvault.start(self.arm.tls if self.arm is not None else None)
+            return self.keyvault
 
     @property
     def jwks_url(self) -> str:

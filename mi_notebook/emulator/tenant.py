@@ -19,7 +19,7 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_RESOURCES", "ROLE_ACTIONS", "KnownResource", "RoleAssignment"]
+__all__ = ["DATA_ROLE_ACTIONS", "DEFAULT_RESOURCES", "ROLE_ACTIONS", "KnownResource", "RoleAssignment"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,19 @@ ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
                                   "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"),
 }
 
+# Built-in role -> allowed *data* actions (Azure's ``dataActions``). Control-plane roles (Owner,
+# Contributor, Reader) have none: being Owner of a vault or an account does not let you read its data.
+DATA_ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
+    "Key Vault Administrator": ("Microsoft.KeyVault/vaults/*",),
+    "Key Vault Secrets Officer": ("Microsoft.KeyVault/vaults/secrets/*",),
+    "Key Vault Secrets User": ("Microsoft.KeyVault/vaults/secrets/getSecret/action",
+                               "Microsoft.KeyVault/vaults/secrets/readMetadata/action"),
+    "Key Vault Reader": ("Microsoft.KeyVault/vaults/secrets/readMetadata/action",),
+    "Storage Blob Data Owner": ("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*",),
+    "Storage Blob Data Contributor": ("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*",),
+    "Storage Blob Data Reader": ("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",),
+}
+
 
 @dataclass(frozen=True)
 class RoleAssignment:
@@ -117,6 +130,18 @@ class RoleAssignment:
     def allows(self, action: str) -> bool:
         patterns = ROLE_ACTIONS.get(self.role, ())
         return any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in patterns)
+
+    def allows_data(self, data_action: str) -> bool:
+        """Whether the role grants a data-plane action (:data:`DATA_ROLE_ACTIONS`).
+
+        Example::
+
+            >>> action = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
+            >>> RoleAssignment("p", "Owner", "/").allows_data(action), RoleAssignment("p", "Key Vault Secrets User", "/").allows_data(action)
+            (False, True)
+        """
+        patterns = DATA_ROLE_ACTIONS.get(self.role, ())
+        return any(fnmatch.fnmatchcase(data_action.lower(), p.lower()) for p in patterns)
 
     def to_dict(self) -> dict[str, str]:
         return {"principal_id": self.principal_id, "role": self.role, "scope": self.scope}

@@ -237,6 +237,18 @@ class VirtualMachine:
         """
         return any(a.covers(scope) and a.allows(action) for a in self.assignments_for(principal_id))
 
+    def is_data_authorized(self, principal_id: str, data_action: str, scope: str) -> bool:
+        """True when a role assignment at or above ``scope`` grants the data-plane ``data_action``.
+
+        Example::
+
+            >>> vm = VirtualMachine.build()
+            >>> sys_id = vm.system_identity.object_id  # Reader on the subscription: no data actions
+            >>> vm.is_data_authorized(sys_id, "Microsoft.KeyVault/vaults/secrets/getSecret/action", vm.resource_id)
+            False
+        """
+        return any(a.covers(scope) and a.allows_data(data_action) for a in self.assignments_for(principal_id))
+
     # ---- construction --------------------------------------------------------------------------------
     @classmethod
     def build(

@@ -1,0 +1,14 @@
+"""Your data with your identity: the data-plane helpers (Blob Storage, Azure SQL's token struct, the errors).
+
+Example::
+
+    >>> from mi_notebook.data import sql_token_struct
+    >>> len(sql_token_struct("abc"))
+    10
+"""
+
+from __future__ import annotations
+
+from .sql import SQL_COPT_SS_ACCESS_TOKEN, SQL_RESOURCE, sql_token_struct
+
+__all__ = ["SQL_COPT_SS_ACCESS_TOKEN", "SQL_RESOURCE", "sql_token_struct"]
