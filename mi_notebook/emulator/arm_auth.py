@@ -38,7 +38,7 @@ import jwt
 
 from .keys import SigningKeys
 
-__all__ = ["ACCEPTED_AUDIENCES", "AuthResult", "TokenCheck", "arm_time"]
+__all__ = ["ACCEPTED_AUDIENCES", "AuthResult", "BearerCheck", "TokenCheck", "arm_time", "bearer", "unverified_claims"]
 
 ACCEPTED_AUDIENCES = (
     "https://management.core.windows.net/",
@@ -91,14 +91,40 @@ class AuthResult:
         return self.claims is not None
 
 
-class TokenCheck:
-    """Validates ARM bearer tokens issued by ``keys`` for ``tenant_id`` (issuer ``issuer``).
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value, or ``None`` if it is not one.
 
     Example::
 
-        >>> check = TokenCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/")
-        >>> check.check("Bearer not-a-jwt").message
-        'The access token is invalid.'
+        >>> bearer("Bearer abc"), bearer("Basic abc"), bearer("Bearer "), bearer(None)
+        ('abc', None, None, None)
+    """
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of ``token`` without checking anything (to word an error), ``{}`` if unreadable.
+
+    Example::
+
+        >>> unverified_claims("not-a-jwt")
+        {}
+    """
+    try:
+        return jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return {}
+
+
+class BearerCheck:
+    """What every service's token check holds: the signing keys, the tenant, the issuer, the clock.
+
+    Example::
+
+        >>> BearerCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/").tenant_id
+        't'
     """
 
     def __init__(self, keys: SigningKeys, *, tenant_id: str, issuer: str,
@@ -107,6 +133,17 @@ class TokenCheck:
         self.tenant_id = tenant_id
         self.issuer = issuer
         self.clock = clock
+
+
+class TokenCheck(BearerCheck):
+    """Validates ARM bearer tokens issued by ``keys`` for ``tenant_id`` (issuer ``issuer``).
+
+    Example::
+
+        >>> check = TokenCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/")
+        >>> check.check("Bearer not-a-jwt").message
+        'The access token is invalid.'
+    """
 
     def check(self, authorization: str | None, *, now: float | None = None, tenant_level: bool = False) -> AuthResult:
         """Judge an ``Authorization`` header value (None when the header is missing); ``tenant_level``:
@@ -121,27 +158,26 @@ class TokenCheck:
         if authorization is None or not authorization.strip():
             return fail("AuthenticationFailed", MISSING_HEADER,
                         "The authentication failed because of missing 'Authorization' header.")
-        scheme, _, token = authorization.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer(authorization)
+        if token is None:
             return fail("AuthenticationFailedInvalidHeader", BAD_FORMAT)
         current = self.clock() if now is None else now
         try:
             claims = self.keys.verify(token, audience=list(ACCEPTED_AUDIENCES), now=current)
         except jwt.InvalidAudienceError:
-            aud = _unverified(token).get("aud")
+            aud = unverified_claims(token).get("aud")
             aud_text = ",".join(aud) if isinstance(aud, list) else str(aud)
             allowed = ",".join(f"'{a}'" for a in ACCEPTED_AUDIENCES)
             return fail("InvalidAuthenticationTokenAudience",
                         f"The access token has been obtained for wrong audience or resource '{aud_text}'. "
                         f"It should exactly match with one of the allowed audiences {allowed}.")
         except jwt.ExpiredSignatureError:
-            exp = _unverified(token).get("exp", 0)
+            exp = unverified_claims(token).get("exp", 0)
             return fail("ExpiredAuthenticationToken",
                         f"The access token expiry UTC time '{arm_time(exp)}' is earlier than current "
                         f"UTC time '{arm_time(current)}'.")
         except jwt.ImmatureSignatureError:
-            nbf = _unverified(token).get("nbf", 0)
+            nbf = unverified_claims(token).get("nbf", 0)
             return fail("InvalidAuthenticationToken",
                         f"{INVALID} Its validity starts at UTC time '{arm_time(nbf)}', later than the "
                         f"current UTC time '{arm_time(current)}'.")
@@ -153,10 +189,3 @@ class TokenCheck:
         if not claims.get("oid"):
             return fail("InvalidAuthenticationToken", INVALID)
         return AuthResult(claims=claims)
-
-
-def _unverified(token: str) -> dict[str, Any]:
-    try:
-        return jwt.decode(token, options={"verify_signature": False})
-    except jwt.InvalidTokenError:
-        return {}

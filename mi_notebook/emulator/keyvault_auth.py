@@ -25,13 +25,9 @@ Example::
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import jwt
 
-from .arm_auth import AuthResult, _unverified
-from .keys import SigningKeys
+from .arm_auth import AuthResult, BearerCheck, bearer, unverified_claims
 
 __all__ = ["VAULT_AUDIENCES", "VAULT_RESOURCE", "VaultTokenCheck"]
 
@@ -41,7 +37,7 @@ VAULT_AUDIENCES = (VAULT_RESOURCE, VAULT_RESOURCE + "/", "cfa8b339-82a2-471a-a3c
 MISSING = "AKV10000: Request is missing a Bearer or PoP token."
 
 
-class VaultTokenCheck:
+class VaultTokenCheck(BearerCheck):
     """Validates Key Vault bearer tokens issued by ``keys`` for ``tenant_id`` (issuer ``issuer``).
 
     ``check`` returns an :class:`~mi_notebook.emulator.arm_auth.AuthResult`: ``claims`` when good,
@@ -49,17 +45,11 @@ class VaultTokenCheck:
 
     Example::
 
+        >>> from mi_notebook.emulator.keys import SigningKeys
         >>> check = VaultTokenCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/")
         >>> check.check("Bearer not-a-jwt").code
         'Unauthorized'
     """
-
-    def __init__(self, keys: SigningKeys, *, tenant_id: str, issuer: str,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.keys = keys
-        self.tenant_id = tenant_id
-        self.issuer = issuer
-        self.clock = clock
 
     @property
     def challenge(self) -> str:
@@ -71,17 +61,14 @@ class VaultTokenCheck:
         def fail(message: str) -> AuthResult:
             return AuthResult(code="Unauthorized", message=message, www_authenticate=self.challenge)
 
-        if authorization is None or not authorization.strip():
-            return fail(MISSING)
-        scheme, _, token = authorization.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer(authorization)
+        if token is None:  # no header, or not a Bearer one: Key Vault says the same for both
             return fail(MISSING)
         current = self.clock() if now is None else now
         try:
             claims = self.keys.verify(token, audience=list(VAULT_AUDIENCES), now=current)
         except jwt.InvalidAudienceError:
-            aud = _unverified(token).get("aud")
+            aud = unverified_claims(token).get("aud")
             found = ",".join(aud) if isinstance(aud, list) else str(aud)
             return fail(f"AKV10022: Invalid audience. Expected {VAULT_RESOURCE}, found: {found}.")
         except jwt.ExpiredSignatureError:
