@@ -24,7 +24,7 @@ _LAZY: dict[str, str] = {
     "resolve_resource": "resources",
     "WELL_KNOWN_RESOURCES": "resources",
     "list_resources": "resources",
-    "RetryPolicy": "retry_policy",
+    "RetryPolicy": "retry",
     "AttemptOutcome": "retry",
     "Attempt": "retry",
     "Timeline": "retry",
@@ -56,7 +56,7 @@ _LAZY: dict[str, str] = {
     # transport
     "decode": "jwks",
     "ImdsClient": "imds",
-    "detect": "detect",
+    "detect": "detection",
     "connect": "connection",
     "get_token": "connection",
     "disconnect": "connection",
@@ -74,7 +74,58 @@ _LAZY: dict[str, str] = {
     "ArmExplorer": "widgets",
 }
 
-__all__ = sorted(_LAZY)
+# literal, so that type checkers see the re-exports (tests/test_architecture.py checks it matches _LAZY)
+__all__ = [
+    "AccessToken",
+    "AgentClient",
+    "ArmClient",
+    "ArmError",
+    "ArmExplorer",
+    "Attempt",
+    "AttemptOutcome",
+    "BadRequestError",
+    "Claims",
+    "Clock",
+    "EndpointTimeoutError",
+    "EndpointUnreachableError",
+    "HostConfigurationError",
+    "Identity",
+    "IdentityNotFoundError",
+    "ImdsClient",
+    "ImdsTimeoutError",
+    "ImdsUpdatingError",
+    "InvalidResourceError",
+    "ManagedIdentityError",
+    "ManagedIdentityTokenCredential",
+    "MultipleIdentitiesError",
+    "RetryPolicy",
+    "ServerError",
+    "ThrottledError",
+    "Timeline",
+    "TokenCache",
+    "TokenDecodeError",
+    "TokenExplorer",
+    "TokenVerificationError",
+    "UnexpectedResponseError",
+    "UnsupportedHostError",
+    "VirtualClock",
+    "WELL_KNOWN_RESOURCES",
+    "arm",
+    "connect",
+    "connect_or_carry_on",
+    "credential",
+    "decode",
+    "default_cache",
+    "detect",
+    "disconnect",
+    "get_token",
+    "list_resources",
+    "plot_policy_comparison",
+    "plot_retry_timeline",
+    "plot_token_lifetimes",
+    "resolve_resource",
+    "simulate",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -91,8 +142,40 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .cache import TokenCache  # noqa: F401
-    from .identity import Identity  # noqa: F401
-    from .retry import Attempt, RetryPolicy, Timeline, simulate  # noqa: F401
-    from .tokens import AccessToken  # noqa: F401
+if TYPE_CHECKING:  # pragma: no cover - what type checkers and editors see for the lazy names
+    from .agent.client import AgentClient
+    from .arm_client import ArmClient, arm
+    from .cache import TokenCache, default_cache
+    from .charts import plot_policy_comparison, plot_retry_timeline, plot_token_lifetimes
+    from .claims import Claims
+    from .clock import Clock, VirtualClock
+    from .connection import connect, disconnect, get_token
+    from .detection import detect
+    from .errors import (
+        ArmError,
+        BadRequestError,
+        EndpointTimeoutError,
+        EndpointUnreachableError,
+        HostConfigurationError,
+        IdentityNotFoundError,
+        ImdsTimeoutError,
+        ImdsUpdatingError,
+        InvalidResourceError,
+        ManagedIdentityError,
+        MultipleIdentitiesError,
+        ServerError,
+        ThrottledError,
+        TokenDecodeError,
+        TokenVerificationError,
+        UnexpectedResponseError,
+        UnsupportedHostError,
+    )
+    from .identity import Identity
+    from .imds import ImdsClient
+    from .jwks import decode
+    from .resources import WELL_KNOWN_RESOURCES, list_resources, resolve_resource
+    from .retry import Attempt, AttemptOutcome, RetryPolicy, Timeline, simulate
+    from .sdk_credential import ManagedIdentityTokenCredential, credential
+    from .tokens import AccessToken
+    from .tutorial import connect_or_carry_on
+    from .widgets import ArmExplorer, TokenExplorer

@@ -11,7 +11,7 @@ The decision, in order:
 3. ``mode="emulator"`` (or ``MI_NOTEBOOK_MODE=emulator``): start the embedded emulator (``profile=``
    picks the host it plays: ``"vm"``, ``"azureml"``, ``"appservice"``, ``"arc"``, ``"cloudshell"``).
 4. ``mode="imds"``: real IMDS at ``probe_url`` without probing (you know you are on an Azure VM).
-5. ``mode="auto"`` (the default): :func:`mi_notebook.detect.detect` reads the host variables in
+5. ``mode="auto"`` (the default): :func:`mi_notebook.detection.detect` reads the host variables in
    azure-identity's order (Service Fabric, App Service, Arc, Azure ML, Cloud Shell): when one host's
    are set, that host is used, with no network round trip at all. Otherwise this may be a VM: probe
    ``probe_url`` once with a short time-out. Only an answer that is recognisably Azure IMDS is
@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .cache import CacheKey, TokenCache, default_cache
 from .clock import SYSTEM_CLOCK, Clock
-from .detect import HIMDS_PATH, Detection, detect
+from .detection import HIMDS_PATH, Detection, detect
 from .identity import Identity
 from .imds import DEFAULT_TIMEOUT, IMDS_URL, ImdsClient
 from .probe import DEFAULT_PROBE_TIMEOUT, ProbeResult, probe_imds
@@ -363,7 +363,7 @@ def _host_connection(found: Detection | None, host: str, why: str, probe_url: st
 def _forced(found: Detection, host: str) -> Detection:
     import dataclasses
 
-    from .detect import HOST_RULES
+    from .detection import HOST_RULES
 
     label = next(rule.label for rule in HOST_RULES if rule.host == host)
     return dataclasses.replace(found, host=host, label=label)

@@ -67,11 +67,11 @@ from .http import (
     Answer,
     Request,
     Transport,
+    choose_transport,
     exchange,
     proxy_variables,
     timeout_pair,
 )
-from .http_wire import choose_transport
 from .identity import Identity
 from .imds_errors import classify_failure, judge
 from .resources import resolve_resource

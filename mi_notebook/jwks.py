@@ -31,8 +31,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from .claim_checks import check_validity, requested_resource
-from .claims import Claims, token_text
+from .claims import Claims, check_validity, requested_resource, token_text
 from .claims import decode as decode_unverified
 from .errors import TokenVerificationError
 from .http import USER_AGENT, Request, Transport, default_verify, describe_failure, exchange

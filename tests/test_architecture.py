@@ -16,10 +16,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mi_notebook"
 
-CORE = {"identity", "resources", "clock", "timefmt", "retry", "retry_policy", "tokens", "cache", "glossary", "claims",
-        "claim_checks", "errors", "html"}
-TRANSPORT = {"http", "http_types", "http_wire", "imds", "imds_errors", "sources", "detect", "metadata", "arm_client",
-             "arm_errors", "arm_list", "arm_urls", "jwks", "probe", "connection", "sdk_credential", "agent"}
+CORE = {"identity", "resources", "clock", "timefmt", "retry", "tokens", "cache", "claims", "errors", "html"}
+TRANSPORT = {"http", "imds", "imds_errors", "sources", "detection", "metadata", "arm_client", "jwks", "probe",
+             "connection", "sdk_credential", "agent"}
 PRESENTATION = {"frames", "charts", "widgets", "cli", "commands", "tutorial", "data", "__main__"}
 EMULATOR = {"emulator"}
 LAYER = {**{m: 1 for m in CORE}, **{m: 2 for m in TRANSPORT}, **{m: 3 for m in PRESENTATION},
@@ -164,3 +163,22 @@ def test_no_callable_modules_and_the_public_functions_are_functions():
 def test_modules_stay_small():
     big = {str(p.relative_to(PACKAGE)): n for p in modules() if (n := len(p.read_text().splitlines())) > 600}
     assert not big, f"modules over 600 lines (one job each): {big}"
+
+
+def test_public_names_are_visible_to_type_checkers() -> None:
+    """``__all__`` is the literal list of the lazy names, and each is imported under TYPE_CHECKING, so an
+    editor or mypy sees ``mi.connect``'s real signature instead of ``Any``."""
+    import mi_notebook
+
+    source = (PACKAGE / "__init__.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    seen: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in ast.walk(node):
+                if isinstance(child, ast.ImportFrom):
+                    assert mi_notebook._LAZY.get(child.names[0].name) == child.module, child.module
+                    seen.update(alias.name for alias in child.names)
+    assert mi_notebook.__all__ == sorted(mi_notebook._LAZY)
+    assert seen == set(mi_notebook._LAZY)
+    assert (PACKAGE / "py.typed").exists()

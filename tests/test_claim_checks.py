@@ -21,15 +21,15 @@ from token_samples import (
     status_of,
 )
 
-from mi_notebook.claim_checks import (
+from mi_notebook.claims import (
     Check,
     check_identity,
     check_validity,
     checks_frame,
+    decode,
     requested_resource,
     worst,
 )
-from mi_notebook.claims import decode
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from test_sources_common import AS_URL, CLIENT_ID, CS_URL, ML_URL, NOW, SECRET, 
 
 from mi_notebook import errors
 from mi_notebook.clock import VirtualClock
-from mi_notebook.detect import AZURE_ASSET_TAG, default_azure_credential_chain, detect
+from mi_notebook.detection import AZURE_ASSET_TAG, default_azure_credential_chain, detect
 from mi_notebook.http import MockTransport
 from mi_notebook.sources import (
     AppServiceSource,
@@ -44,7 +44,7 @@ def env_of(combo: dict) -> dict:
 
 
 def expected(combo: dict, himds: bool) -> str:
-    """The brief's order, written out independently of mi_notebook.detect."""
+    """The brief's order, written out independently of mi_notebook.detection."""
     ie, ih, tp, imds, me, ms, wi = (combo[n] for n in NAMES)
     if ie and ih:
         return "servicefabric" if tp else "appservice"

@@ -109,7 +109,7 @@ def test_planned_refresh_prefers_the_cache():
 def test_presentation_modules_import_nothing_heavy():
     code = (
         "import sys, mi_notebook, mi_notebook.claims, mi_notebook.frames, mi_notebook.charts, mi_notebook.html\n"
-        "import mi_notebook.glossary, mi_notebook.claim_checks, mi_notebook.jwks\n"
+        "import mi_notebook.claims, mi_notebook.claims, mi_notebook.jwks\n"
         "mi_notebook.decode, mi_notebook.plot_retry_timeline, mi_notebook.plot_policy_comparison\n"
         "heavy = sorted(m for m in ('pandas', 'matplotlib', 'requests', 'ipywidgets', 'jwt') if m in sys.modules)\n"
         "print(heavy)\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mi_notebook.glossary import (
+from mi_notebook.claims import (
     CLAIM_MEANINGS,
     HEADER_MEANINGS,
     TIME_CLAIMS,

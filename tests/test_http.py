@@ -242,7 +242,7 @@ def test_the_real_transport_is_asked_to_use_exactly_those_proxies(proxy_env):
 
 
 def test_a_set_proxy_variable_is_logged_once_when_bypassed(proxy_env, monkeypatch, caplog):
-    monkeypatch.setattr(http, "_proxy_warned", threading.Event())
+    monkeypatch.setattr(http._exchange, "_proxy_warned", threading.Event())
     with caplog.at_level("WARNING", logger="mi_notebook.http"):
         for _ in range(3):
             answer_to((200, {}, b"{}"))

@@ -315,7 +315,7 @@ def test_proxies_in_the_environment_are_bypassed(transport_emu, monkeypatch, cap
             monkeypatch.setenv(name, proxy.url)
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        monkeypatch.setattr(http_module, "_proxy_warned", threading.Event())
+        monkeypatch.setattr(http_module._exchange, "_proxy_warned", threading.Event())
         with caplog.at_level(logging.WARNING, logger="mi_notebook.http"):
             client = ImdsClient(url=transport_emu.imds_url, clock=Clock(sleep=lambda s: None))
             client.request_token("arm")

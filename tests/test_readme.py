@@ -69,7 +69,7 @@ def test_every_relative_link_exists():
 
 def test_numbers_match_the_code_and_the_performance_page():
     from mi_notebook.probe import DEFAULT_PROBE_TIMEOUT
-    from mi_notebook.retry_policy import RetryPolicy
+    from mi_notebook.retry import RetryPolicy
 
     assert f"at most {DEFAULT_PROBE_TIMEOUT} s" in README and "1.5 s" not in README
     assert f"up to {RetryPolicy().gone_window:.0f} s" in README

@@ -14,14 +14,7 @@ import pytest
 from helpers import VirtualClock
 
 from mi_notebook.clock import Clock
-from mi_notebook.retry import (
-    Attempt,
-    AttemptOutcome,
-    RetryPolicy,
-    Timeline,
-    execute,
-    simulate,
-)
+from mi_notebook.retry import Attempt, AttemptOutcome, RetryPolicy, Timeline, execute, simulate
 
 DOCUMENTED = [0.0, 2.0, 6.0, 14.0, 30.0]
 

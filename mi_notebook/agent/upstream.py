@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..detect import SEEN_VARIABLES, detect
+from ..detection import SEEN_VARIABLES, detect
 from ..identity import Identity
 from ..imds import ImdsClient
 from ..tokens import AccessToken

@@ -280,7 +280,7 @@ def host_report(conn: Connection, environ: Mapping[str, str] | None = None) -> l
         'cloudshell: needs MSI_ENDPOINT without MSI_SECRET (but MSI_SECRET is set)'
         >>> disconnect()
     """
-    from ..detect import default_azure_credential_chain, detect
+    from ..detection import default_azure_credential_chain, detect
 
     env = os.environ if environ is None else environ
     found = conn.detection or detect(env)

@@ -5,7 +5,7 @@ them: ``kind`` (the tokens' ``source`` label), ``endpoint``, ``request_token(res
 *, on_attempt=None) -> AccessToken`` (with a ``Timeline`` of every attempt), ``close()``, a context
 manager, a repr without secrets, ``note`` (one sentence for the connection's reason, or ``None``),
 and a ``from_environment(environ)`` classmethod reading the variables the host sets.
-:func:`mi_notebook.detect.detect` decides which one this process needs.
+:func:`mi_notebook.detection.detect` decides which one this process needs.
 
 =====================  ==============  ================================================================
 class                  ``kind``        host variables
@@ -27,7 +27,7 @@ Example::
 
 from __future__ import annotations
 
-from ..claim_checks import user_token_evidence
+from ..claims import user_token_evidence
 from ._base import TokenSource, host_retry_policy
 from ._settings import Secret
 from ._user import UserAccessToken, UserTokenWarning
@@ -52,7 +52,7 @@ __all__ = [
     "user_token_evidence",
 ]
 
-#: each host's source class, by the host name :func:`mi_notebook.detect.detect` uses
+#: each host's source class, by the host name :func:`mi_notebook.detection.detect` uses
 SOURCE_CLASSES: dict[str, type] = {
     "azureml": AzureMlSource,
     "appservice": AppServiceSource,

@@ -9,7 +9,7 @@ as the person who opened the notebook. So such a token is flagged loudly, twice:
   surface still works) whose ``user_token_reason`` says why, whose repr and str say "user token",
   and which keeps that through the cache (``served_from_cache`` keeps the class).
 
-:func:`~mi_notebook.claim_checks.user_token_evidence` (the same rule as the ``principal`` check of
+:func:`~mi_notebook.claims._checks.user_token_evidence` (the same rule as the ``principal`` check of
 ``tok.claims.checks()``) decides from the claims alone.
 
 Example::
@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..claim_checks import user_token_evidence
+from ..claims import user_token_evidence
 from ..errors import TokenDecodeError
 from ..tokens import AccessToken
 

@@ -2,11 +2,11 @@
 rules about them (loopback hosts, proxy variables, time-outs, ``Retry-After``, redaction).
 
 :mod:`mi_notebook.http` is where callers import all of it from; this module only keeps the
-transports (:mod:`mi_notebook.http_wire`) and the exchange apart without an import circle.
+transports (:mod:`mi_notebook.http`) and the exchange apart without an import circle.
 
 Example::
 
-    >>> from mi_notebook.http_types import Answer, is_loopback_host, redact
+    >>> from mi_notebook.http._models import Answer, is_loopback_host, redact
     >>> is_loopback_host("127.0.0.1"), Answer("json", 200, {}, b'{"a": 1}').document
     (True, {'a': 1})
 """
@@ -299,7 +299,8 @@ class Transport(Protocol):
 
     Example::
 
-        >>> from mi_notebook.http import MockTransport, exchange
+        >>> from mi_notebook.http._exchange import exchange
+        >>> from mi_notebook.http._transports import MockTransport
         >>> def wire(request):
         ...     return 204, {}, b""
         >>> exchange(Request("GET", "http://127.0.0.1:1/"), transport=wire).kind
@@ -314,7 +315,8 @@ class Truncated(Exception):
 
     Example::
 
-        >>> from mi_notebook.http import MockTransport, exchange
+        >>> from mi_notebook.http._exchange import exchange
+        >>> from mi_notebook.http._transports import MockTransport
         >>> cut = Truncated(200, {}, b'{"acc', ConnectionResetError("closed"))
         >>> answer = exchange(Request("GET", "http://127.0.0.1:1/"), transport=MockTransport(lambda r: cut))
         >>> answer.kind, answer.status
@@ -348,7 +350,8 @@ class ConnectTimeout(TimeoutError):
 
     Example::
 
-        >>> from mi_notebook.http import MockTransport, exchange
+        >>> from mi_notebook.http._exchange import exchange
+        >>> from mi_notebook.http._transports import MockTransport
         >>> exchange(Request("GET", "http://127.0.0.1:1/"),
         ...          transport=MockTransport(lambda r: ConnectTimeout("no connection"))).kind
         'connect-timeout'
@@ -360,7 +363,8 @@ class ReadTimeout(TimeoutError):
 
     Example::
 
-        >>> from mi_notebook.http import MockTransport, exchange
+        >>> from mi_notebook.http._exchange import exchange
+        >>> from mi_notebook.http._transports import MockTransport
         >>> exchange(Request("GET", "http://127.0.0.1:1/"), transport=MockTransport(lambda r: ReadTimeout())).kind
         'timeout'
     """
@@ -371,7 +375,8 @@ class TlsFailure(ConnectionError):
 
     Example::
 
-        >>> from mi_notebook.http import MockTransport, exchange
+        >>> from mi_notebook.http._exchange import exchange
+        >>> from mi_notebook.http._transports import MockTransport
         >>> exchange(Request("GET", "https://127.0.0.1:1/"),
         ...          transport=MockTransport(lambda r: TlsFailure("certificate verify failed"))).kind
         'tls'

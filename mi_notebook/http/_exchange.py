@@ -1,34 +1,11 @@
-"""One HTTP exchange under everything: IMDS, the other hosts' token endpoints, ARM, JWKS, the probe.
-
-:func:`exchange` sends one :class:`Request` and always returns an :class:`Answer`; it never raises for
-what the network or the server did (that is the answer's ``kind``), only for bad input. It owns the
-rules every caller needs and nobody should write twice:
-
-* proxies: bypassed (``proxies=False``, the default: IMDS and the hosts' local endpoints must never be
-  reached through one, and loopback never is) or taken from the environment (``proxies=True``: ARM,
-  Entra ID's keys);
-* redirects are never followed (a 3xx is an answer of kind ``"redirect"``);
-* explicit ``(connect, read)`` time-outs; bodies larger than :data:`MAX_BODY` are cut there;
-* ``Retry-After`` as seconds or an HTTP date (:func:`parse_retry_after`);
-* a body cut short on the wire (fewer bytes than announced, connection closed) is ``"truncated"``
-  and keeps its status: something did answer;
-* the body's shape: ``"json"`` (an object), ``"empty"``, ``"html"``, ``"text"``, ``"invalid-json"``.
-
-Tests swap the wire for a function with :class:`MockTransport` (in the spirit of httpx's), so parsing
-and classification are testable without sockets; the loopback emulator tests use the real thing,
-:class:`RequestsTransport` (both in :mod:`mi_notebook.http_wire`, importable from here).
+"""One exchange: :func:`exchange` sends a :class:`~mi_notebook.http.Request` once and says what happened.
 
 Example::
 
-    >>> from mi_notebook.http import MockTransport
-    >>> def handler(request):
-    ...     return 429, {"Retry-After": "3", "Content-Type": "application/json"}, b'{"error": "throttled"}'
-    >>> answer = exchange(Request("GET", "http://127.0.0.1:1/x"), transport=MockTransport(handler))
-    >>> answer.kind, answer.status, answer.retry_after, answer.document
-    ('json', 429, 3.0, {'error': 'throttled'})
-    >>> exchange(Request("GET", "http://127.0.0.1:1/x"),
-    ...          transport=MockTransport(lambda r: ConnectionRefusedError("refused"))).kind
-    'unreachable'
+    >>> from mi_notebook.http._models import Request
+    >>> from mi_notebook.http._transports import MockTransport
+    >>> exchange(Request("GET", "http://127.0.0.1:1/x"), transport=MockTransport(lambda r: (204, {}, b""))).kind
+    'empty'
 """
 
 from __future__ import annotations
@@ -39,11 +16,9 @@ import threading
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from .clock import SYSTEM_CLOCK, Clock
-from .http_types import (
-    EMULATOR_HEADER,
-    MAX_BODY,
-    USER_AGENT,
+from ..clock import SYSTEM_CLOCK, Clock
+from ..retry import AttemptOutcome
+from ._models import (
     Answer,
     ConnectTimeout,
     ReadTimeout,
@@ -51,46 +26,13 @@ from .http_types import (
     TlsFailure,
     Transport,
     Truncated,
-    UnexpectedAnswer,
     _Headers,
-    default_verify,
-    describe_failure,
-    is_loopback_host,
     parse_retry_after,
     proxy_variables,
-    redact,
-    timeout_pair,
 )
-from .http_wire import MockTransport, RequestsTransport, choose_transport, default_transport, proxies_for
-from .retry import AttemptOutcome
+from ._transports import default_transport
 
-__all__ = [
-    "EMULATOR_HEADER",
-    "MAX_BODY",
-    "USER_AGENT",
-    "Answer",
-    "ConnectTimeout",
-    "MockTransport",
-    "ReadTimeout",
-    "Request",
-    "RequestsTransport",
-    "TlsFailure",
-    "Transport",
-    "Truncated",
-    "UnexpectedAnswer",
-    "choose_transport",
-    "default_transport",
-    "default_verify",
-    "describe_failure",
-    "exchange",
-    "wire_outcome",
-    "is_loopback_host",
-    "parse_retry_after",
-    "proxies_for",
-    "proxy_variables",
-    "redact",
-    "timeout_pair",
-]
+__all__ = ["exchange", "wire_outcome"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +48,7 @@ def exchange(request: Request, *, transport: Transport | None = None, clock: Clo
 
     Example::
 
-        >>> from mi_notebook.http import MockTransport
+        >>> from mi_notebook.http._transports import MockTransport
         >>> exchange(Request("GET", "http://127.0.0.1:9/"), transport=MockTransport(
         ...     lambda r: (302, {"Location": "http://elsewhere/"}, b""))).kind
         'redirect'

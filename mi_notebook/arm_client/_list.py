@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .retry import Timeline
+    from ..retry import Timeline
 
 __all__ = ["FRAME_LAYOUTS", "ArmList"]
 

@@ -7,7 +7,7 @@ sentence saying why). :meth:`mi_notebook.claims.Claims.checks` runs them all wit
 
 Example::
 
-    >>> from mi_notebook.claim_checks import check_audience, check_validity
+    >>> from mi_notebook.claims._checks import check_audience, check_validity
     >>> check_audience("https://management.azure.com/", "arm").status
     'ok'
     >>> str(check_validity({"exp": 1000}, now=2000))
@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .identity import Identity
-from .resources import resolve_resource
-from .timefmt import as_epoch, format_relative, format_utc
+from ..identity import Identity
+from ..resources import resolve_resource
+from ..timefmt import as_epoch, format_relative, format_utc
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -28,12 +28,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from . import errors
-from .http import Answer, UnexpectedAnswer, describe_failure, wire_outcome
-from .retry import AttemptOutcome
+from .. import errors
+from ..http import Answer, UnexpectedAnswer, describe_failure, wire_outcome
+from ..retry import AttemptOutcome
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .retry import Timeline
+    from ..retry import Timeline
 
 __all__ = ["arm_error", "explain", "judge"]
 

@@ -5,7 +5,7 @@ applies it (:func:`mi_notebook.retry.execute`) lives apart, and so do the record
 
 Example::
 
-    >>> from mi_notebook.retry_policy import RetryPolicy
+    >>> from mi_notebook.retry._policy import RetryPolicy
     >>> RetryPolicy(jitter=0).delays(), RetryPolicy(jitter=0).is_retryable(410)
     ([0.0, 2.0, 6.0, 14.0, 30.0], True)
 """

@@ -1,44 +1,10 @@
-"""Authenticated Azure Resource Manager reads with a managed identity: paging, throttling, 401 refresh.
-
-``ArmClient`` sends ``GET <ARM>/<path>?api-version=...`` with a bearer token from the current
-connection (the process-wide cache in front of IMDS) through the one HTTP exchange
-(:func:`mi_notebook.http.exchange`) and the same retry machinery as token requests
-(:func:`mi_notebook.retry.execute`): 429 waits ``Retry-After``, 5xx and dropped connections back
-off per the :class:`~mi_notebook.retry.RetryPolicy`, and every call leaves a
-:class:`~mi_notebook.retry.Timeline`. Lists follow ``nextLink`` (up to ``page_limit`` pages).
-
-Rules that protect the token (:mod:`mi_notebook.arm_urls` checks them before any request):
-
-* It is sent only over https, or over http to a loopback address you chose explicitly (the
-  emulator, an ``url=`` you passed, ``MI_NOTEBOOK_ARM_URL``); anything else is a ``ValueError``
-  before any request. ``nextLink`` URLs must stay on the same scheme, host and port.
-* Redirects are never followed (a 3xx is reported, not obeyed); a non-loopback ARM is reached
-  through the environment's proxies (``HTTPS_PROXY``, ``NO_PROXY``), a loopback one never.
-* ``ExpiredAuthenticationToken`` / ``InvalidAuthenticationToken``: the token is refreshed once
-  (``force_refresh``) and the request retried; any other 401 or a 403 is explained and raised
-  (:mod:`mi_notebook.arm_errors` says how each answer counts and what each error says).
-
-Tabular results (:meth:`ArmClient.resource_groups`, :meth:`~ArmClient.resources`,
-:meth:`~ArmClient.identities`, :meth:`~ArmClient.subscriptions`, :meth:`~ArmClient.list`) are an
-:class:`~mi_notebook.arm_list.ArmList`: a plain ``list`` of ARM's JSON objects with ``.to_frame()``.
-Single reads (:meth:`~ArmClient.get`, :meth:`~ArmClient.vm`) return ARM's JSON object as a dict.
-
-Where ARM is: on a real VM ``https://management.azure.com`` with normal TLS verification; with the
-embedded emulator, its ``arm_url`` and CA bundle (taken from the connection); or ``url=`` /
-``verify=`` given explicitly, or ``MI_NOTEBOOK_ARM_URL`` / ``MI_NOTEBOOK_ARM_CA_BUNDLE``.
+"""``ArmClient``: ARM requests with a managed-identity token, retried, paged and explained; ``arm()``.
 
 Example::
 
-    >>> from mi_notebook.connection import connect, disconnect
-    >>> from mi_notebook.emulator import Emulator
-    >>> _ = connect(mode="emulator", emulator_factory=lambda: Emulator(throttle=False))
-    >>> client = arm()                       # the emulator's ARM url and CA come from the connection
-    >>> client.vm()["identity"]["type"]      # this VM, found through instance metadata
-    'SystemAssigned, UserAssigned'
-    >>> groups = client.resource_groups()
-    >>> groups.pages > 1, groups.to_frame()[["name", "location"]].iloc[0].tolist()
-    (True, ['rg-notebooks', 'westeurope'])
-    >>> disconnect()
+    >>> from mi_notebook.arm_client._client import ArmClient
+    >>> ArmClient("http://127.0.0.1:9").url
+    'http://127.0.0.1:9'
 """
 
 from __future__ import annotations
@@ -51,10 +17,24 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import errors
-from .arm_errors import arm_error, judge
-from .arm_list import FRAME_LAYOUTS, ArmList
-from .arm_urls import (
+from .. import errors
+from ..clock import SYSTEM_CLOCK, Clock
+from ..http import (
+    USER_AGENT,
+    Answer,
+    Request,
+    Transport,
+    choose_transport,
+    default_verify,
+    exchange,
+    is_loopback_host,
+    timeout_pair,
+)
+from ..identity import Identity
+from ..retry import AttemptOutcome, RetryPolicy, execute
+from ._answers import arm_error, judge
+from ._list import FRAME_LAYOUTS, ArmList
+from ._urls import (
     API_VERSIONS,
     ARM_RESOURCE,
     ARM_URL,
@@ -68,26 +48,12 @@ from .arm_urls import (
     segment,
     target,
 )
-from .clock import SYSTEM_CLOCK, Clock
-from .http import (
-    USER_AGENT,
-    Answer,
-    Request,
-    Transport,
-    default_verify,
-    exchange,
-    is_loopback_host,
-    timeout_pair,
-)
-from .http_wire import choose_transport
-from .identity import Identity
-from .retry import AttemptOutcome, RetryPolicy, execute
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .connection import Connection
-    from .metadata import InstanceMetadata
-    from .retry import Timeline
-    from .tokens import AccessToken
+    from ..connection import Connection
+    from ..metadata import InstanceMetadata
+    from ..retry import Timeline
+    from ..tokens import AccessToken
 
 __all__ = [
     "API_VERSIONS",
@@ -270,7 +236,7 @@ class ArmClient:
             ('vm-notebook', 'rg-notebooks')
             >>> disconnect()
         """
-        from .metadata import instance_metadata
+        from ..metadata import instance_metadata
 
         if self._metadata is not None:  # which VM this is does not change: ask IMDS (5 requests/s) once
             return self._metadata
@@ -453,7 +419,7 @@ def _join(first: Timeline, second: Timeline) -> Timeline:
     """One timeline: ``second``'s attempts renumbered and shifted to follow ``first``'s."""
     import dataclasses
 
-    from .retry import Timeline
+    from ..retry import Timeline
 
     offset = max(0.0, second.started_at - first.started_at)
     last = dataclasses.replace(first.attempts[-1], outcome="retried", wait=0.0, wait_reason="retry-after")
@@ -464,7 +430,7 @@ def _join(first: Timeline, second: Timeline) -> Timeline:
 
 
 def _current_connection() -> Connection:
-    from .connection import current_or_connect
+    from ..connection import current_or_connect
 
     return current_or_connect()
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .http import is_loopback_host
+from ..http import is_loopback_host
 
 __all__ = [
     "API_VERSIONS",

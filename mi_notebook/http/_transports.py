@@ -24,7 +24,7 @@ from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
 
-from .http_types import (
+from ._models import (
     MAX_BODY,
     ConnectTimeout,
     ReadTimeout,
@@ -46,7 +46,7 @@ class MockTransport:
 
     Example::
 
-        >>> from mi_notebook.http import exchange
+        >>> from mi_notebook.http._exchange import exchange
         >>> mock = MockTransport(lambda r: (200, {}, {"ok": True}))
         >>> exchange(Request("GET", "http://127.0.0.1:1/"), transport=mock).document, len(mock.requests)
         ({'ok': True}, 1)

@@ -7,7 +7,7 @@ identity). No code here decodes or checks anything.
 
 Example::
 
-    >>> from mi_notebook.glossary import CLAIM_MEANINGS, explain_claim, mirid_kind
+    >>> from mi_notebook.claims._glossary import CLAIM_MEANINGS, explain_claim, mirid_kind
     >>> CLAIM_MEANINGS["tid"]
     'tenant id: the Entra ID tenant that issued the token'
     >>> explain_claim("appidacr", "2").endswith("(here: certificate)")

@@ -1,23 +1,10 @@
-"""Decode an access token without verifying it, and look at it: the :class:`Claims` view.
-
-A notebook usually wants to *look* at a token it just got from IMDS, so :func:`decode` reads header
-and payload (strictly: every malformed part is named) and every view says the signature was not
-verified. Verifying is :func:`mi_notebook.jwks.decode` (``mi.decode``), which returns the same view.
-
-A :class:`Claims` never holds the raw token: only the decoded header and payload, whether (and
-how) the signature was verified, the token's fingerprint and the context of the request
-(resource, identity, ``expires_on``) when it was decoded from an ``AccessToken``. What each claim
-means is :mod:`mi_notebook.glossary`; the checks are :mod:`mi_notebook.claim_checks`.
+"""Decoding without verifying: :func:`decode` turns a token into a :class:`Claims` view.
 
 Example::
 
-    >>> import jwt
-    >>> raw = jwt.encode({"aud": "https://management.azure.com/", "exp": 1767225600, "ver": "1.0"}, "k" * 32)
-    >>> claims = decode(raw)
-    >>> claims["aud"], claims.verified
-    ('https://management.azure.com/', False)
-    >>> [c.status for c in claims.checks(resource="arm", now=1767222000)][:3]
-    ['skipped', 'ok', 'skipped']
+    >>> from mi_notebook.claims._decode import decode
+    >>> decode("eyJhbGciOiJub25lIn0.eyJhdWQiOiJ4In0.").payload["aud"]
+    'x'
 """
 
 from __future__ import annotations
@@ -32,11 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import claim_checks as _checks
-from . import html as _h
-from .errors import TokenDecodeError
-from .glossary import CLAIM_MEANINGS, TIME_CLAIMS, explain_claim, explain_header, mirid_kind
-from .timefmt import as_epoch, format_relative, format_utc
+from .. import html as _h
+from ..errors import TokenDecodeError
+from ..timefmt import as_epoch, format_relative, format_utc
+from . import _checks
+from ._glossary import CLAIM_MEANINGS, TIME_CLAIMS, explain_claim, explain_header, mirid_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
