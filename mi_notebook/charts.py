@@ -488,7 +488,9 @@ def _split(ax: Axes, ratios: Sequence[float]) -> Axes | None:
     spec = ax.get_subplotspec()
     if spec is None:
         return None
-    grid = spec.subgridspec(2, 1, height_ratios=list(ratios), hspace=0.8)  # tick labels, axis label, title
+    # constrained layout spaces the panels itself; otherwise leave room for tick labels, axis label, title
+    constrained = type(ax.figure.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
+    grid = spec.subgridspec(2, 1, height_ratios=list(ratios), hspace=0.02 if constrained else 0.8)
     ax.set_subplotspec(grid[0])
     return ax.figure.add_subplot(grid[1])
 

@@ -313,6 +313,8 @@ def test_token_lifetimes_24h_in_hours_and_short_tokens_in_minutes(tmp_path, thre
     render(ax, tmp_path, "lifetimes")
     top, bottom = ax.figure.axes
     assert top is ax and repr(ax.figure) == "<Figure size 800x460 with 2 Axes>"
+    gap = top.get_position().y0 - bottom.get_position().y1  # figure fraction, after layout
+    assert 0 < gap < 0.22, f"the panels are {gap:.0%} of the figure apart"
     # a linear axis in hours for the 24-hour token: bar from not-before to expiry, relative to now
     assert ax.get_xscale() == bottom.get_xscale() == "linear"
     assert spans(ax) == [(-0.25, 23.8333)]
