@@ -252,12 +252,16 @@ def plot_retry_timeline(timeline: Timeline, ax: Axes | None = None, *, title: st
     if attempts:
         # the line spans the attempts' band only: the status labels above it stay clear
         ax.axvline(total, ymin=y(0.12), ymax=y(0.6), color="#333333", linestyle="--", linewidth=1, gid="total")
-        ax.text(total, y(0.1), f"total {_seconds(total)}", transform=trans, ha="right", va="top", fontsize=8,
-                color="#333333", gid="total-label")
+        # one attempt: the label goes above, opposite its status label (a short strip has no room below)
+        ax.text(total, y(0.62) if len(attempts) == 1 else y(0.1), f"total {_seconds(total)}", transform=trans,
+                ha="right", va="bottom" if len(attempts) == 1 else "top", fontsize=8, color="#333333",
+                gid="total-label")
 
     ax.set_xlim(-right * 0.03, right * 1.05)
     ax.set_yticks([])
-    ax.set_xlabel("seconds since the first attempt")
+    if right < 1:  # a fast answer: "12 ms", not "0.012"
+        ax.xaxis.set_major_formatter(lambda x, _pos: f"{x * 1000:g}")
+    ax.set_xlabel(("milliseconds" if right < 1 else "seconds") + " since the first attempt")
     ax.set_title(title if title is not None else _outcome_title(timeline))
     _subtitle(ax, provenance)
     handles: list[Artist] = [
@@ -405,16 +409,6 @@ class _Row:
     refresh: float
 
 
-def _tokens_list(tokens: Any) -> tuple[list[Any], Any]:
-    if hasattr(tokens, "tokens") and callable(tokens.tokens):
-        return list(tokens.tokens()), tokens
-    if hasattr(tokens, "reveal"):
-        return [tokens], None
-    if isinstance(tokens, Iterable) and not isinstance(tokens, (str, bytes)):
-        return list(tokens), None
-    raise TypeError(f"plot_token_lifetimes needs AccessTokens or a TokenCache, not {type(tokens).__name__}")
-
-
 def _not_before(token: Any) -> float:
     nbf = getattr(token, "not_before", None)
     if nbf is not None:
@@ -509,10 +503,8 @@ def _lifetime_panel(ax: Axes, rows: list[_Row], unit: str) -> None:
             ax.plot(xs, range(len(rows)), linestyle="none", marker=marker, color=colour, markeredgecolor="black",
                     markersize=7, gid=name, label=name, zorder=3)
     ax.axvline(0, color=COLOURS["now"], linewidth=1.2, gid="now")
-    lo = min([0.0] + [r.start / scale for r in rows])
-    hi = max([0.0] + [max(r.end, r.refresh) / scale for r in rows])
-    if hi - lo < 1e-9:
-        lo, hi = -1.0, 1.0
+    lo, hi = min([0.0] + [r.start / scale for r in rows]), max([0.0] + [max(r.end, r.refresh) / scale for r in rows])
+    lo, hi = (lo, hi) if hi - lo > 1e-9 else (-1.0, 1.0)
     pad = 0.03 * (hi - lo)
     ax.set_xlim(lo - pad, hi + pad)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=steps))
@@ -558,7 +550,9 @@ def plot_token_lifetimes(
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    items, own_cache = _tokens_list(tokens)
+    from .frames import tokens_of
+
+    items, own_cache = tokens_of(tokens, "plot_token_lifetimes")
     cache = cache if cache is not None else own_cache
     when = time.time() if now is None else float(now)
     rows = _rows(items, when, cache)

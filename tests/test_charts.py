@@ -401,7 +401,7 @@ def test_token_lifetimes_into_given_axes():
     tok = make_token("https://management.azure.com/", 86400, fetched_ago=0)
     assert plot_token_lifetimes(tok, now=NOW, ax=ax) is ax
     assert ax.get_title() == "token lifetimes (1 token)" and len(fig.axes) == 1
-    with pytest.raises(TypeError, match="AccessTokens or a TokenCache"):
+    with pytest.raises(TypeError, match="plot_token_lifetimes needs a TokenCache, an AccessToken or a list of them"):
         plot_token_lifetimes(42, now=NOW)
 
 
@@ -453,3 +453,14 @@ def test_a_one_attempt_timeline_spans_the_attempt(tmp_path):
     left, right = ax.get_xlim()
     assert bar.get_width() > 0.9 * (right - left) / 1.08  # the bar fills the axis, not 1 % of a 0-1 s one
     assert ax.get_title() == "success after 1 attempt in 12 ms"
+    assert ax.get_xlabel() == "milliseconds since the first attempt"
+    assert tick_labels(ax)[:3] == ["0", "2", "4"]  # not 0.000, 0.002, 0.004
+    # a short strip, as the widget draws it: the total's label stays inside the plot, clear of "200"
+    fig = plt.figure(figsize=(7.0, 1.7))
+    strip = plot_retry_timeline(timeline, ax=fig.add_subplot())
+    fig.tight_layout()
+    fig.canvas.draw()
+    (total,) = [t for t in strip.texts if t.get_gid() == "total-label"]
+    box, frame = extents(strip, [total])[0], strip.get_window_extent()
+    assert frame.y0 <= box.y0 and box.y1 <= frame.y1, "the total's label crosses the frame"
+    assert_nothing_overlaps(strip)
