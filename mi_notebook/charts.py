@@ -1,9 +1,14 @@
 """matplotlib charts: a retry timeline, retry policies side by side, and token lifetimes.
 
 Every function draws into ``ax`` if given, else into a new 8 x 3 inch figure made with
-``pyplot.subplots`` (so notebooks show it inline), and returns the Axes. matplotlib is imported
+``pyplot.subplots`` (so notebooks show it inline; the lifetime chart grows for a second panel or
+many rows), and returns the Axes. matplotlib is imported
 inside the functions: ``import mi_notebook`` never pulls it in. Text on the charts is derived
 only from the data (no ids, no addresses), so re-running a notebook gives the same figure.
+
+Every chart takes ``provenance=``: a subtitle saying where its data came from (the emulator,
+injected faults, virtual time, a simulation), so a saved picture never passes for a real incident;
+:func:`describe_provenance` words it the same way everywhere.
 
 Example::
 
@@ -21,11 +26,13 @@ import math
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .timefmt import format_duration, format_utc
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
 
     from .cache import TokenCache
@@ -35,7 +42,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "COLOURS",
     "FIGSIZE",
+    "SHORT_LIVED",
     "default_policies",
+    "describe_provenance",
     "plot_policy_comparison",
     "plot_retry_timeline",
     "plot_token_lifetimes",
@@ -66,6 +75,49 @@ def _axes(ax: Axes | None) -> Axes:
 
     _, new_ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
     return new_ax
+
+
+def describe_provenance(
+    origin: str | None = None,
+    *,
+    emulator: bool = False,
+    injected: Sequence[int | str] = (),
+    virtual_time: bool = False,
+    simulated: bool = False,
+) -> str:
+    """A chart's subtitle: where its data came from, e.g. ``data: mi-notebook emulator (not Azure) · ...``.
+
+    ``origin`` is free text first (``tok.issuer_label`` for a real host); then the emulator, the
+    faults injected into it, virtual time (waits computed, not slept) and ``simulated`` (scripted
+    answers through :func:`mi_notebook.retry.simulate`, no endpoint at all). Empty when none is given.
+
+    Example::
+
+        >>> describe_provenance(emulator=True, injected=[503, 429], virtual_time=True)
+        'data: mi-notebook emulator (not Azure) · injected 503, 429 · virtual time'
+        >>> describe_provenance(simulated=True)
+        'data: simulated (scripted answers, no endpoint)'
+    """
+    parts = [origin] if origin else []
+    if simulated:
+        parts.append("simulated (scripted answers, no endpoint)")
+    if emulator:
+        parts.append("mi-notebook emulator (not Azure)")
+    if injected:
+        parts.append("injected " + ", ".join(str(s) for s in injected))
+    if virtual_time:
+        parts.append("virtual time")
+    return "data: " + " · ".join(parts) if parts else ""
+
+
+def _subtitle(ax: Axes, text: str | None) -> None:
+    """``text`` in small grey type between the title and the plot (the title moves up to make room)."""
+    if not text:
+        return
+    title = ax.title
+    ax.set_title(title.get_text(), pad=17, fontsize=title.get_fontsize())
+    ax.annotate(text, xy=(0.5, 1.0), xycoords="axes fraction", xytext=(0, 4), textcoords="offset points",
+                ha="center", va="bottom", fontsize=8, color="#57606a", style="italic", gid="provenance")
 
 
 def _seconds(value: float) -> str:
@@ -114,7 +166,8 @@ def _outcome_title(timeline: Timeline) -> str:
     return f"failed after {n} {noun} in {_seconds(timeline.total)}: last answer {_attempt_label(last)}"
 
 
-def plot_retry_timeline(timeline: Timeline, ax: Axes | None = None, *, title: str | None = None) -> Axes:
+def plot_retry_timeline(timeline: Timeline, ax: Axes | None = None, *, title: str | None = None,
+                        provenance: str | None = None) -> Axes:
     """Each attempt of one request on a time axis, and the waits between them.
 
     Attempts are bars from start to end with a marker at the start, coloured by outcome (success,
@@ -122,7 +175,8 @@ def plot_retry_timeline(timeline: Timeline, ax: Axes | None = None, *, title: st
     waits are shaded and labelled (``wait 6 s``, ``Retry-After 10 s``, ``wait 5 s (410)``; a wait too
     narrow for its label gets the duration alone, below the band). A 410 episode shows the window
     IMDS promised (``gone_window`` from the first 410, 70 s by default) in a band of its own at the
-    bottom. A dashed line marks the total time; the title gives the final outcome.
+    bottom. A dashed line marks the total time; the title gives the final outcome, and
+    ``provenance`` (see :func:`describe_provenance`) a subtitle saying where the attempts came from.
 
     Example::
 
@@ -153,7 +207,7 @@ def plot_retry_timeline(timeline: Timeline, ax: Axes | None = None, *, title: st
     def y(v: float) -> float:
         return base + v * (1 - base)
 
-    if has_window:
+    if gone_since is not None and has_window:
         ax.add_patch(Rectangle((gone_since, 0.03), window, 0.15, transform=trans, facecolor="none",
                                edgecolor=COLOURS["gone-window"], hatch="///", linewidth=0.8, gid="gone-window",
                                label="410 window"))
@@ -198,16 +252,21 @@ def plot_retry_timeline(timeline: Timeline, ax: Axes | None = None, *, title: st
     if attempts:
         # the line spans the attempts' band only: the status labels above it stay clear
         ax.axvline(total, ymin=y(0.12), ymax=y(0.6), color="#333333", linestyle="--", linewidth=1, gid="total")
-        ax.text(total, y(0.1), f"total {_seconds(total)}", transform=trans, ha="right", va="top", fontsize=8,
-                color="#333333", gid="total-label")
+        # one attempt: the label goes above, opposite its status label (a short strip has no room below)
+        ax.text(total, y(0.62) if len(attempts) == 1 else y(0.1), f"total {_seconds(total)}", transform=trans,
+                ha="right", va="bottom" if len(attempts) == 1 else "top", fontsize=8, color="#333333",
+                gid="total-label")
 
     ax.set_xlim(-right * 0.03, right * 1.05)
     ax.set_yticks([])
-    ax.set_xlabel("seconds since the first attempt")
+    if right < 1:  # a fast answer: "12 ms", not "0.012"
+        ax.xaxis.set_major_formatter(lambda x, _pos: f"{x * 1000:g}")
+    ax.set_xlabel(("milliseconds" if right < 1 else "seconds") + " since the first attempt")
     ax.set_title(title if title is not None else _outcome_title(timeline))
-    handles = [Line2D([], [], linestyle="none", marker=_MARKERS[c], color=COLOURS[c], markeredgecolor="black",
-                      markeredgewidth=0.5, label=c) for c in ("success", "retried", "failed", "time-out")
-               if c in categories]
+    _subtitle(ax, provenance)
+    handles: list[Artist] = [
+        Line2D([], [], linestyle="none", marker=_MARKERS[c], color=COLOURS[c], markeredgecolor="black",
+               markeredgewidth=0.5, label=c) for c in ("success", "retried", "failed", "time-out") if c in categories]
     if any(a.wait > 0 for a in attempts):
         handles.append(Patch(facecolor=COLOURS["wait"], alpha=0.3, label="wait"))
     if gone_since is not None and window > 0:
@@ -248,6 +307,7 @@ def plot_policy_comparison(
     *,
     seed: int = 0,
     attempt_duration: float = 0.05,
+    provenance: str | None = None,
 ) -> Axes:
     """Retry policies side by side: one row per policy, a marker per attempt at its start time.
 
@@ -258,7 +318,8 @@ def plot_policy_comparison(
     ``(policy, statuses, rng)`` to give that row its own answers (``statuses=None``: the chart's)
     or random source; default :func:`default_policies`. ``statuses`` are the scripted answers
     (see :func:`mi_notebook.retry.simulate`; default: IMDS answers 500 every time, so each policy
-    shows its whole schedule). Policies with jitter draw from ``random.Random(seed)``.
+    shows its whole schedule). Policies with jitter draw from ``random.Random(seed)``. Every row is
+    simulated, so the subtitle says so unless ``provenance`` says otherwise (``""``: none).
 
     Example::
 
@@ -315,8 +376,10 @@ def plot_policy_comparison(
     ax.set_xlabel("seconds since the first attempt")
     unless = ", unless the row says otherwise" if any_own else ""
     ax.set_title(f"retry schedules against answers {shown} (the last repeats){unless}", fontsize=10)
-    handles = [Line2D([], [], linestyle="none", marker=_MARKERS[c], color=COLOURS[c], markeredgecolor="black",
-                      markeredgewidth=0.5, label=c) for c in ("success", "retried", "failed", "time-out") if c in seen]
+    _subtitle(ax, describe_provenance(simulated=True, virtual_time=True) if provenance is None else provenance)
+    handles: list[Artist] = [
+        Line2D([], [], linestyle="none", marker=_MARKERS[c], color=COLOURS[c], markeredgecolor="black",
+               markeredgewidth=0.5, label=c) for c in ("success", "retried", "failed", "time-out") if c in seen]
     if any_gone:
         handles.append(Patch(facecolor="none", edgecolor=COLOURS["gone-window"], hatch="///", label="410 window"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
@@ -325,29 +388,25 @@ def plot_policy_comparison(
 
 
 # --- token lifetimes ------------------------------------------------------------------------------------
-_LINTHRESH = 60.0  # symlog: linear within +-1 min of now, logarithmic beyond
-_TICKS = (60, 600, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
+#: a token valid for less than this goes to the minutes panel: on a 24-hour axis it would be a sliver
+SHORT_LIVED = 2 * 3600.0
+# unit -> (seconds per unit, axis label, tick steps MaxNLocator may use)
+_UNITS: dict[str, tuple[float, str, list[float]]] = {
+    "h": (3600.0, "hours from now", [1, 2, 3, 6, 10]),
+    "min": (60.0, "minutes from now", [1, 1.5, 2, 3, 5, 10]),
+}
+_MARKS = {"fetched": ("o", "white"), "refresh planned": ("D", COLOURS["retried"])}
 
 
-def _tokens_list(tokens: Any) -> tuple[list[Any], Any]:
-    if hasattr(tokens, "tokens") and callable(tokens.tokens):
-        return list(tokens.tokens()), tokens
-    if hasattr(tokens, "reveal"):
-        return [tokens], None
-    if isinstance(tokens, Iterable) and not isinstance(tokens, (str, bytes)):
-        return list(tokens), None
-    raise TypeError(f"plot_token_lifetimes needs AccessTokens or a TokenCache, not {type(tokens).__name__}")
+@dataclass
+class _Row:
+    """One bar: the tokens whose lifetimes coincide (times relative to now, in seconds)."""
 
-
-def _issued_at(token: Any) -> float | None:
-    from .errors import TokenDecodeError
-
-    try:
-        claims = token.claims
-    except (TokenDecodeError, AttributeError):
-        return None
-    value = getattr(claims, "issued_at", None)
-    return float(value) if value is not None else None
+    tokens: list[Any]
+    start: float
+    end: float
+    fetched: float
+    refresh: float
 
 
 def _not_before(token: Any) -> float:
@@ -379,25 +438,82 @@ def _identity_name(token: Any) -> str:
     return "user " + (value.rsplit("/", 1)[-1] if selector[0] == "resource_id" else value[:8])
 
 
-def _rel_label(x: float) -> str:
-    if x == 0:
-        return "now"
-    return ("+" if x > 0 else "-") + format_duration(abs(x))
+def _rows(tokens: list[Any], when: float, cache: Any) -> list[_Row]:
+    """Tokens grouped into bars: tokens fetched together for the same lifetime are one fact, one bar."""
+    from .frames import planned_refresh
+
+    rows: list[_Row] = []
+    for tok in sorted(tokens, key=lambda t: (t.expires_on, _token_name(t), _identity_name(t))):
+        row = _Row([tok], _not_before(tok) - when, float(tok.expires_on) - when, float(tok.fetched_at) - when,
+                   planned_refresh(tok, cache) - when)
+        tolerance = max(1.0, (row.end - row.start) / 1000)  # 86 s on a 24-hour bar: invisible
+        for other in rows:
+            if all(abs(a - b) <= tolerance for a, b in ((row.start, other.start), (row.end, other.end),
+                                                         (row.fetched, other.fetched), (row.refresh, other.refresh))):
+                other.tokens.append(tok)
+                break
+        else:
+            rows.append(row)
+    return rows
 
 
-def _lifetime_ticks(limits: tuple[float, float], marks: Mapping[str, list[tuple[float, int]]],
-                    fwd: Any) -> list[float]:
-    """Now, every mark (rounded to the second, one per cluster), and the round ticks that leave room."""
-    xmin, xmax = limits
-    gap = 0.16 * (fwd(xmax) - fwd(xmin))  # closer than this, two tick labels would touch
-    chosen = [0.0]
-    for x in sorted({float(round(x)) for points in marks.values() for x, _ in points}, key=abs):
-        if xmin <= x <= xmax and all(abs(fwd(x) - fwd(c)) >= gap for c in chosen):
-            chosen.append(x)
-    for x in (s * t for t in _TICKS for s in (-1, 1)):
-        if xmin <= x <= xmax and all(abs(fwd(x) - fwd(c)) >= gap for c in chosen):
-            chosen.append(float(x))
-    return sorted(chosen)
+def _listing(items: list[str], limit: int = 3) -> str:
+    return ", ".join(items[:limit]) + (f" +{len(items) - limit}" if len(items) > limit else "")
+
+
+def _row_label(row: _Row) -> str:
+    """``arm · system`` / ``arm, vault · system, user 2615457f``, then lifetime and time left."""
+    pairs = list(dict.fromkeys((_token_name(t), _identity_name(t)) for t in row.tokens))
+    names, idents = list(dict.fromkeys(p[0] for p in pairs)), list(dict.fromkeys(p[1] for p in pairs))
+    if len(pairs) == len(names) * len(idents):  # every resource for every identity
+        who = f"{_listing(names)} · {_listing(idents, 2)}"
+    else:
+        who = _listing([f"{name} · {ident}" for name, ident in pairs], 2)
+    span = row.end - row.start
+    # IMDS back-dates nbf by 5 min: a "24 h 5 min" span is what everyone calls a 24-hour token
+    life = f"{round(span / 3600)} h" if span >= SHORT_LIVED else format_duration(span)
+    left = f"expired {format_duration(-row.end)} ago" if row.end <= 0 else f"{format_duration(row.end)} left"
+    n = len(row.tokens)
+    return f"{who}\n{life} token, {left}" if n == 1 else f"{who}\n{n} tokens of {life}, {left}"
+
+
+def _split(ax: Axes, ratios: Sequence[float]) -> Axes | None:
+    """A second panel under ``ax``, in the space ``ax`` had; None if ``ax`` is not on a grid."""
+    spec = ax.get_subplotspec()
+    if spec is None:
+        return None
+    # constrained layout spaces the panels itself; otherwise leave room for tick labels, axis label, title
+    constrained = type(ax.figure.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
+    grid = spec.subgridspec(2, 1, height_ratios=list(ratios), hspace=0.02 if constrained else 0.8)
+    ax.set_subplotspec(grid[0])
+    return ax.figure.add_subplot(grid[1])
+
+
+def _lifetime_panel(ax: Axes, rows: list[_Row], unit: str) -> None:
+    """Bars from not-before to expiry on a linear axis in ``unit`` around now, with the marks."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    scale, label, steps = _UNITS[unit]
+    for i, row in enumerate(rows):
+        ax.barh(i, (row.end - row.start) / scale, left=row.start / scale, height=0.5,
+                color=COLOURS["expired" if row.end <= 0 else "valid"], alpha=0.85, gid="lifetime")
+    for name, (marker, colour) in _MARKS.items():
+        xs = [(r.fetched if name == "fetched" else r.refresh) / scale for r in rows]
+        if xs:
+            ax.plot(xs, range(len(rows)), linestyle="none", marker=marker, color=colour, markeredgecolor="black",
+                    markersize=7, gid=name, label=name, zorder=3)
+    ax.axvline(0, color=COLOURS["now"], linewidth=1.2, gid="now")
+    lo, hi = min([0.0] + [r.start / scale for r in rows]), max([0.0] + [max(r.end, r.refresh) / scale for r in rows])
+    lo, hi = (lo, hi) if hi - lo > 1e-9 else (-1.0, 1.0)
+    pad = 0.03 * (hi - lo)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=steps))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: "now" if abs(x) < 1e-9 else f"{x:+g} {unit}"))
+    ax.grid(axis="x", alpha=0.3)
+    ax.tick_params(axis="both", labelsize=8)
+    ax.set_yticks(range(len(rows)), [_row_label(r) for r in rows])
+    ax.set_ylim(max(len(rows), 1) - 0.25, -0.75)  # a lone bar stays a bar, not a slab
+    ax.set_xlabel(label, fontsize=9)
 
 
 def plot_token_lifetimes(
@@ -405,15 +521,21 @@ def plot_token_lifetimes(
     now: float | None = None,
     cache: TokenCache | None = None,
     ax: Axes | None = None,
+    *,
+    provenance: str | None = None,
 ) -> Axes:
-    """One bar per token from not-before to expiry, on a time axis relative to ``now``.
+    """One bar per distinct lifetime, from not-before to expiry, on a linear time axis around ``now``.
 
-    Marks: issue time (``iat``, when the token decodes), fetch time, and the cache's planned
-    refresh (``cache``'s plan, else the formula of :func:`mi_notebook.frames.planned_refresh`); a
-    vertical line for now. The axis is symmetric-logarithmic around now (linear within a minute,
-    logarithmic beyond), so a 24-hour, a 1-hour and a 2-minute token are all readable on one chart;
-    each row is labelled with its lifetime and time left. The marks (a planned refresh, a fetch a few
-    minutes ago) get ticks of their own. Expired tokens are grey.
+    The axis is in hours from now (``now``, ``+6 h``, ``+12 h``, ...), with a line at now; each bar
+    carries a circle where the token was fetched and a diamond where the cache plans to refresh it
+    (``cache``'s plan, else :func:`mi_notebook.frames.planned_refresh`: half-way through a 24-hour
+    token). Tokens valid for less than :data:`SHORT_LIVED` get a panel of their own, in minutes,
+    below (``ax`` is split in two; ``ax`` stays the top panel). Tokens fetched together for the same
+    lifetime (two identities, two resources: one fact) share one bar, labelled with all of them.
+    Each row says its lifetime and the time left; expired tokens are grey.
+
+    ``provenance`` is a subtitle saying where the data came from (see :func:`describe_provenance`);
+    by default it is shown when a token came from the mi-notebook emulator; ``""`` shows none.
 
     Example::
 
@@ -422,77 +544,48 @@ def plot_token_lifetimes(
         >>> from mi_notebook.tokens import AccessToken
         >>> tok = AccessToken("a.b.c", resource="https://management.azure.com/", fetched_at=0, expires_on=86400)
         >>> ax = plot_token_lifetimes([tok], now=600)
-        >>> [t.get_text() for t in ax.get_yticklabels()]
-        ['arm · system\\n24 h token, 23 h 50 min left']
+        >>> [t.get_text() for t in ax.get_yticklabels()], ax.get_xlabel()
+        (['arm · system\\n24 h token, 23 h 50 min left'], 'hours from now (now = 1970-01-01 00:10:00 UTC)')
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    from .frames import planned_refresh
+    from .frames import tokens_of
 
-    ax = _axes(ax)
-    items, own_cache = _tokens_list(tokens)
+    items, own_cache = tokens_of(tokens, "plot_token_lifetimes")
     cache = cache if cache is not None else own_cache
     when = time.time() if now is None else float(now)
-    items.sort(key=lambda t: t.expires_on)
+    rows = _rows(items, when, cache)
+    long_rows = [r for r in rows if r.end - r.start >= SHORT_LIVED]
+    short_rows = [r for r in rows if r.end - r.start < SHORT_LIVED]
+    two = bool(long_rows and short_rows)
+    if ax is None:
+        import matplotlib.pyplot as plt
 
-    labels, lows, highs = [], [-_LINTHRESH], [_LINTHRESH]
-    marks: dict[str, list[tuple[float, int]]] = {"issued (iat)": [], "fetched": [], "refresh planned": []}
-    for i, tok in enumerate(items):
-        start, end = _not_before(tok) - when, float(tok.expires_on) - when
-        expired = end <= 0
-        ax.barh(i, end - start, left=start, height=0.45, color=COLOURS["expired" if expired else "valid"],
-                alpha=0.85, gid="lifetime")
-        iat = _issued_at(tok)
-        if iat is not None:
-            marks["issued (iat)"].append((iat - when, i))
-        marks["fetched"].append((float(tok.fetched_at) - when, i))
-        marks["refresh planned"].append((planned_refresh(tok, cache) - when, i))
-        left = f"expired {format_duration(-end)} ago" if expired else f"{format_duration(end)} left"
-        labels.append(f"{_token_name(tok)} · {_identity_name(tok)}\n"
-                      f"{format_duration(float(tok.expires_on) - _not_before(tok))} token, {left}")
-        lows.append(start)
-        highs.append(end)
-    styles = {"issued (iat)": ("v", "#555555"), "fetched": ("o", "white"), "refresh planned": ("D", COLOURS["retried"])}
-    for name, points in marks.items():
-        if points:
-            marker, colour = styles[name]
-            ax.plot([p[0] for p in points], [p[1] - 0.32 if name == "issued (iat)" else p[1] for p in points],
-                    linestyle="none", marker=marker, color=colour, markeredgecolor="black", markersize=7,
-                    gid=name, label=name)
-    ax.axvline(0, color=COLOURS["now"], linewidth=1.2, gid="now")
-
-    ax.set_xscale("symlog", linthresh=_LINTHRESH, linscale=0.5)
-    lo, hi = min(lows), max(highs)
-
-    # room for the labels at the bar ends: a fixed share of the axis, in symlog coordinates
-    def fwd(x: float) -> float:
-        return math.copysign(math.log10(1 + abs(x) / _LINTHRESH), x)
-
-    def inv(y: float) -> float:
-        return math.copysign((10 ** abs(y) - 1) * _LINTHRESH, y)
-
-    span = fwd(hi) - fwd(lo)
-    ax.set_xlim(inv(fwd(lo) - 0.04 * span), inv(fwd(hi) + 0.08 * span))
-    ax.xaxis.set_major_locator(FixedLocator(_lifetime_ticks(ax.get_xlim(), marks, fwd)))
-    ax.xaxis.set_minor_locator(NullLocator())
-    now_label = "now\n" + format_utc(when)[11:]  # HH:MM:SS UTC; the date is in the legend
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: now_label if x == 0 else _rel_label(x)))
-    ax.tick_params(axis="x", labelsize=8)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.tick_params(axis="y", labelsize=8)
-    ax.set_ylim(max(len(labels) - 0.5, 0.5), -0.6)
-    if not items:
+        height = FIGSIZE[1] + (1.6 if two else 0.0) + 0.45 * max(0, len(rows) - 4)
+        _, ax = plt.subplots(figsize=(FIGSIZE[0], height), layout="constrained")
+    lower = _split(ax, [len(long_rows) + 1, len(short_rows) + 1]) if two else None
+    if lower is not None:
+        _lifetime_panel(ax, long_rows, "h")
+        _lifetime_panel(lower, short_rows, "min")
+        lower.set_title(f"valid for less than {format_duration(SHORT_LIVED)}, in minutes", fontsize=8, loc="left")
+    else:
+        _lifetime_panel(ax, rows, "h" if long_rows or not rows else "min")
+    if not rows:
         ax.text(0.5, 0.5, "no tokens", transform=ax.transAxes, ha="center", va="center", color="#57606a")
-    ax.set_xlabel("time relative to now (linear within 1 min, logarithmic beyond)")
+    bottom = lower if lower is not None else ax
+    bottom.set_xlabel(f"{bottom.get_xlabel()} (now = {format_utc(when)})", fontsize=9)
     n = len(items)
     ax.set_title(f"token lifetimes ({n} token{'s' if n != 1 else ''})")
-    handles = [Patch(color=COLOURS["valid"], label="valid (nbf to exp)")]
-    if any(float(t.expires_on) <= when for t in items):
+    if provenance is None and any(getattr(t, "source", None) == "emulator" for t in items):
+        provenance = describe_provenance(emulator=True)
+    _subtitle(ax, provenance)
+    handles: list[Artist] = [Patch(color=COLOURS["valid"], label="valid (nbf to exp)")]
+    if any(r.end <= 0 for r in rows):
         handles.append(Patch(color=COLOURS["expired"], label="expired"))
-    handles += [Line2D([], [], linestyle="none", marker=styles[k][0], color=styles[k][1], markeredgecolor="black",
-                       label=k) for k, v in marks.items() if v]
-    handles.append(Line2D([], [], color=COLOURS["now"], label=f"now: {format_utc(when)[:10]}"))
+    if rows:
+        handles += [Line2D([], [], linestyle="none", marker=m, color=c, markeredgecolor="black", label=k)
+                    for k, (m, c) in _MARKS.items()]
+    handles.append(Line2D([], [], color=COLOURS["now"], label="now"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     return ax

@@ -31,6 +31,7 @@ __all__ = [
     "TOKENS_COLUMNS",
     "planned_refresh",
     "tokens_frame",
+    "tokens_of",
 ]
 
 TOKENS_COLUMNS = (
@@ -73,7 +74,21 @@ def planned_refresh(token: AccessToken, cache: TokenCache | None = None) -> floa
     return refresh_at(token)
 
 
-def _tokens_of(tokens_or_cache: Any) -> tuple[list[Any], Any]:
+def tokens_of(tokens_or_cache: Any, caller: str = "tokens_frame") -> tuple[list[Any], Any]:
+    """``(tokens, the cache they came from or None)`` from a cache, one token or an iterable of them.
+
+    What every view of "some tokens" accepts; anything else is a ``TypeError`` naming ``caller``.
+
+    Example::
+
+        >>> from mi_notebook.tokens import AccessToken
+        >>> tok = AccessToken("t", resource="api://x", fetched_at=0, expires_on=60)
+        >>> tokens_of(tok) == ([tok], None), tokens_of([tok, tok])[0] == [tok, tok]
+        (True, True)
+        >>> tokens_of(42, "a chart")
+        Traceback (most recent call last):
+        TypeError: a chart needs a TokenCache, an AccessToken or a list of them, not int
+    """
     if hasattr(tokens_or_cache, "tokens") and callable(tokens_or_cache.tokens):
         return list(tokens_or_cache.tokens()), tokens_or_cache
     if hasattr(tokens_or_cache, "reveal"):  # a single AccessToken
@@ -81,7 +96,7 @@ def _tokens_of(tokens_or_cache: Any) -> tuple[list[Any], Any]:
     if isinstance(tokens_or_cache, Iterable) and not isinstance(tokens_or_cache, (str, bytes)):
         return list(tokens_or_cache), None
     raise TypeError(
-        f"tokens_frame needs a TokenCache, an AccessToken or a list of them, not {type(tokens_or_cache).__name__}"
+        f"{caller} needs a TokenCache, an AccessToken or a list of them, not {type(tokens_or_cache).__name__}"
     )
 
 
@@ -100,7 +115,7 @@ def tokens_frame(tokens_or_cache: Iterable[AccessToken] | TokenCache | AccessTok
     """
     import pandas as pd
 
-    tokens, own_cache = _tokens_of(tokens_or_cache)
+    tokens, own_cache = tokens_of(tokens_or_cache)
     cache = cache if cache is not None else own_cache
     when = time.time() if now is None else float(now)
 

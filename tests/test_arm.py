@@ -96,7 +96,9 @@ def test_403_for_the_identity_without_a_role(conn, clock):
     text = str(err)
     assert nobody.client_id in text and nobody.object_id in text          # which identity
     assert "Microsoft.Compute/virtualMachines/read" in text and emu.vm.resource_id in text  # what, where
-    assert "Reader" in text and "24 hours" in text and "propagate" in text   # what to do
+    assert "Reader" in text and "az role assignment create" in text          # what to do
+    assert "direct role assignment takes effect within minutes" in text      # and how long: not a day,
+    assert "through a group waits for the identity's next token" in text     # unless a group gives the role
     assert len(err.timeline) == 1 and clock.slept == []                      # not retried
     assert isinstance(err, errors.ManagedIdentityError)
 

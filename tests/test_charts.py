@@ -16,6 +16,7 @@ from mi_notebook.cache import TokenCache
 from mi_notebook.charts import (  # noqa: E402
     FIGSIZE,
     default_policies,
+    describe_provenance,
     plot_policy_comparison,
     plot_retry_timeline,
     plot_token_lifetimes,
@@ -183,6 +184,18 @@ def test_retry_after_is_labelled(tmp_path):
     assert ax.get_title() == "success after 2 attempts in 10.1 s"
 
 
+def test_the_retry_timeline_says_where_its_attempts_came_from(tmp_path):
+    timeline = simulate(RetryPolicy.documented(), [503, 200])
+    assert not [t for t in plot_retry_timeline(timeline).texts if t.get_gid() == "provenance"]  # unknown: none
+    source = describe_provenance(emulator=True, injected=[503], virtual_time=True)
+    ax = plot_retry_timeline(timeline, provenance=source)
+    render(ax, tmp_path, "provenance")
+    assert [t.get_text() for t in ax.texts if t.get_gid() == "provenance"] == [
+        "data: mi-notebook emulator (not Azure) · injected 503 · virtual time"]
+    assert ax.get_title() == "success after 2 attempts in 2.1 s"  # the title is unchanged, the subtitle below it
+    assert_nothing_overlaps(ax)
+
+
 def test_draws_into_a_given_axes():
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
     before = plt.get_fignums()
@@ -228,6 +241,10 @@ def test_policy_comparison_default_rows(tmp_path):
     assert ax.get_title() == "retry schedules against answers 500 (the last repeats), unless the row says otherwise"
     same = plot_policy_comparison({"documented": RetryPolicy.documented()})
     assert same.get_title() == "retry schedules against answers 500 (the last repeats)"
+    # every row is a simulation, and the chart says so unless told otherwise
+    notes = [t.get_text() for t in ax.texts if t.get_gid() == "provenance"]
+    assert notes == ["data: simulated (scripted answers, no endpoint) · virtual time"]
+    assert not [t for t in plot_policy_comparison(provenance="").texts if t.get_gid() == "provenance"]
 
 
 def test_policy_comparison_custom_policies_and_statuses(tmp_path):
@@ -243,13 +260,16 @@ def test_policy_comparison_custom_policies_and_statuses(tmp_path):
 
 
 # --- token lifetimes ----------------------------------------------------------------------------------
-def make_token(resource, lifetime, *, fetched_ago, backdate=300, decodable=True):
+USER = Identity.user(client_id="2615457f-4ab1-4e08-8e18-957dbbab22d9")
+
+
+def make_token(resource, lifetime, *, fetched_ago, backdate=300, decodable=True, identity=None, source="imds"):
     fetched = NOW - fetched_ago
     issued = fetched - backdate
     raw = (jwt.encode({"aud": resource, "iat": issued, "nbf": issued, "exp": fetched + lifetime}, "k" * 32)
            if decodable else f"opaque-{resource}-{lifetime}")
     return AccessToken(raw, resource=resource, expires_on=fetched + lifetime, not_before=issued, fetched_at=fetched,
-                       identity=Identity.system())
+                       identity=identity or Identity.system(), source=source)
 
 
 @pytest.fixture()
@@ -267,44 +287,93 @@ def bar_pixels(ax, bar):
     return x1 - x0
 
 
-def test_token_lifetimes_24h_1h_2min(tmp_path, three_tokens):
+def spans(ax):
+    return [(round(b.get_x(), 4), round(b.get_x() + b.get_width(), 4)) for b in by_gid(ax.patches, "lifetime")]
+
+
+def row_labels(ax):
+    return [t.get_text() for t in ax.get_yticklabels()]
+
+
+def tick_labels(ax):
+    """The x tick labels matplotlib draws (inside the view)."""
+    ax.figure.canvas.draw()
+    low, high = ax.get_xlim()
+    return [t.get_text() for t in ax.get_xticklabels() if t.get_text() and low <= t.get_position()[0] <= high]
+
+
+def subtitle(ax):
+    found = [t.get_text() for t in ax.texts if t.get_gid() == "provenance"]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_token_lifetimes_24h_in_hours_and_short_tokens_in_minutes(tmp_path, three_tokens):
     ax = plot_token_lifetimes(three_tokens, now=NOW)
     render(ax, tmp_path, "lifetimes")
-    bars = by_gid(ax.patches, "lifetime")
-    assert len(bars) == 3
-    # sorted by expiry: the 2-minute token on top; bars from not-before to expiry, relative to now
-    assert [(b.get_x(), b.get_x() + b.get_width()) for b in bars] == [(-30, 90), (-300, 3300), (-900, 85800)]
-    # the time left is part of each row's label: nothing is repeated under the bars
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["storage · system\n2 min token, 1 min 30 s left",
-                                                            "vault · system\n1 h token, 55 min left",
-                                                            "arm · system\n24 h 5 min token, 23 h 50 min left"]
-    assert texts(ax) == []
-    # readable for all of them: every bar takes a real share of the plot width
-    axes_width = ax.get_window_extent().width
-    widths = [bar_pixels(ax, b) for b in bars]
-    assert all(w > 0.1 * axes_width for w in widths), widths
-    # marks: iat (decoded from the token), fetch time, planned refresh; a line for now
-    marks = {line.get_gid(): sorted(float(x) for x in line.get_xdata()) for line in ax.lines if line.get_gid() != "now"}
-    assert marks["issued (iat)"] == [-900, -300, -30]
-    assert marks["fetched"] == [-600, -300, -30]
-    assert marks["refresh planned"] == sorted(planned_refresh(t) - NOW for t in three_tokens) == [30, 3000, 42600]
-    assert list(by_gid(ax.lines, "now")[0].get_xdata()) == [0, 0]
-    ticks = [t.get_text() for t in ax.get_xticklabels()]
-    # ticks at the refresh diamonds and the minutes-ago marks, round ones where there is room
-    assert "now\n00:00:00 UTC" in ticks and "+11 h 50 min" in ticks and "+50 min" in ticks
-    # every refresh diamond and fetch mark has a tick at it or right beside it (in the axis' own scale)
-    scale = ax.xaxis.get_transform()
-    span = scale.transform(ax.get_xlim()[1]) - scale.transform(ax.get_xlim()[0])
-    tick_at = [scale.transform(x) for x in ax.get_xticks()]
-    for x in marks["refresh planned"] + marks["fetched"]:
-        assert min(abs(scale.transform(x) - t) for t in tick_at) <= 0.16 * span, x
+    top, bottom = ax.figure.axes
+    assert top is ax and repr(ax.figure) == "<Figure size 800x460 with 2 Axes>"
+    gap = top.get_position().y0 - bottom.get_position().y1  # figure fraction, after layout
+    assert 0 < gap < 0.22, f"the panels are {gap:.0%} of the figure apart"
+    # a linear axis in hours for the 24-hour token: bar from not-before to expiry, relative to now
+    assert ax.get_xscale() == bottom.get_xscale() == "linear"
+    assert spans(ax) == [(-0.25, 23.8333)]
+    assert ax.get_xlabel() == "hours from now"
+    assert tick_labels(ax) == ["now", "+6 h", "+12 h", "+18 h", "+24 h"]
+    # the short-lived ones in their own panel, in minutes, sorted by expiry
+    assert spans(bottom) == [(-0.5, 1.5), (-5.0, 55.0)]
+    assert bottom.get_xlabel() == "minutes from now (now = 2026-01-01 00:00:00 UTC)"
+    assert tick_labels(bottom)[:2] == ["now", "+15 min"] and all(t.endswith(" min") for t in tick_labels(bottom)[1:])
+    assert row_labels(ax) == ["arm · system\n24 h token, 23 h 50 min left"]
+    assert row_labels(bottom) == ["storage · system\n2 min token, 1 min 30 s left", "vault · system\n1 h token, 55 min left"]
+    # every bar is readable in its panel (on one 24-hour axis the 2-minute one would be 0.1 % wide)
+    for panel in (ax, bottom):
+        width = panel.get_window_extent().width
+        assert all(bar_pixels(panel, b) > 0.025 * width for b in by_gid(panel.patches, "lifetime"))
+    # marks: fetch time and planned refresh on each bar, a line at now in each panel
+    assert list(by_gid(ax.lines, "fetched")[0].get_xdata()) == [pytest.approx(-600 / 3600)]
+    assert list(by_gid(ax.lines, "refresh planned")[0].get_xdata()) == [pytest.approx(42600 / 3600)]
+    assert list(by_gid(bottom.lines, "refresh planned")[0].get_xdata()) == pytest.approx(
+        [(planned_refresh(t) - NOW) / 60 for t in three_tokens[:0:-1]])
+    assert [list(by_gid(p.lines, "now")[0].get_xdata()) for p in (ax, bottom)] == [[0, 0], [0, 0]]
+    assert legend_labels(ax) == ["valid (nbf to exp)", "fetched", "refresh planned", "now"]
+    assert subtitle(ax) is None  # made-up tokens labelled "imds": no provenance unless the caller gives one
     ax.figure.canvas.draw()
-    tick_boxes = extents(ax, [t for t in ax.get_xticklabels() if t.get_text()])
+    low, high = ax.get_xlim()
+    tick_boxes = extents(ax, [t for t in ax.get_xticklabels() if t.get_text() and low <= t.get_position()[0] <= high])
     assert all(b.x0 - a.x1 >= 4 for a, b in zip(tick_boxes, tick_boxes[1:], strict=False)), "tick labels touch"
-    assert ax.get_xscale() == "symlog"
-    assert legend_labels(ax) == ["valid (nbf to exp)", "issued (iat)", "fetched", "refresh planned",
-                                 "now: 2026-01-01"]
-    assert repr(ax.figure) == "<Figure size 800x300 with 1 Axes>"
+
+
+def test_tokens_fetched_together_are_one_bar_with_the_emulator_said(tmp_path):
+    together = [make_token(resource, 86400, fetched_ago=2, identity=ident, source="emulator")
+                for ident in (Identity.system(), USER) for resource in ("https://management.azure.com/",
+                                                                         "https://vault.azure.net")]
+    later = make_token("https://management.azure.com/", 86400, fetched_ago=-1, source="emulator")  # 1 s later: same
+    ax = plot_token_lifetimes([*together, later], now=NOW)
+    render(ax, tmp_path, "together")
+    assert len(by_gid(ax.patches, "lifetime")) == 1 and len(ax.figure.axes) == 1
+    assert row_labels(ax) == ["arm, vault · system, user 2615457f\n5 tokens of 24 h, 23 h 59 min left"]
+    assert ax.get_title() == "token lifetimes (5 tokens)"
+    assert subtitle(ax) == "data: mi-notebook emulator (not Azure)"
+    # a token fetched an hour earlier is another fact: its own bar
+    earlier = make_token("https://storage.azure.com/", 86400, fetched_ago=3600, identity=USER, source="emulator")
+    ax = plot_token_lifetimes([*together, earlier], now=NOW, provenance="")
+    assert len(by_gid(ax.patches, "lifetime")) == 2 and subtitle(ax) is None
+    assert row_labels(ax)[0] == "storage · user 2615457f\n24 h token, 23 h left"
+    # not every resource for every identity: the pairs are listed
+    ax = plot_token_lifetimes([together[0], together[3]], now=NOW, provenance="data: a test")
+    assert row_labels(ax) == ["arm · system, vault · user 2615457f\n2 tokens of 24 h, 23 h 59 min left"]
+    assert subtitle(ax) == "data: a test"
+
+
+def test_the_subtitle_sits_between_the_title_and_the_plot(tmp_path):
+    ax = plot_token_lifetimes([make_token("https://vault.azure.net", 86400, fetched_ago=0, source="emulator")], now=NOW)
+    render(ax, tmp_path, "subtitle")
+    renderer = ax.figure.canvas.get_renderer()
+    (note,) = [t for t in ax.texts if t.get_gid() == "provenance"]
+    title, box, plot = ax.title.get_window_extent(renderer), note.get_window_extent(renderer), ax.get_window_extent()
+    assert plot.y1 <= box.y0 and box.y1 <= title.y0, (plot, box, title)
+    assert note.get_fontsize() < ax.title.get_fontsize()
 
 
 def test_token_lifetimes_expired_undecodable_and_cache(tmp_path):
@@ -315,24 +384,47 @@ def test_token_lifetimes_expired_undecodable_and_cache(tmp_path):
         cache.get(("http://127.0.0.1:1", tok.identity, tok.resource), lambda tok=tok: tok)
     ax = plot_token_lifetimes(cache, now=NOW)
     render(ax, tmp_path, "cache")
-    bars = by_gid(ax.patches, "lifetime")
-    assert len(bars) == 2 and bars[0].get_facecolor() != bars[1].get_facecolor()  # expired is grey
-    assert "1 h token, expired 5 min ago" in [t.get_text().split("\n")[1] for t in ax.get_yticklabels()]
+    top, bottom = ax.figure.axes  # 2 h goes on the hours axis, the 1-hour token below it in minutes
+    (long_bar,), (short_bar,) = by_gid(top.patches, "lifetime"), by_gid(bottom.patches, "lifetime")
+    assert long_bar.get_facecolor() != short_bar.get_facecolor()  # expired is grey
+    assert row_labels(top) == ["api://my-api · system\n2 h token, 1 h 59 min left"]
+    assert row_labels(bottom) == ["vault · system\n1 h token, expired 5 min ago"]
+    assert spans(bottom) == [(-65.0, -5.0)]
     assert "expired" in legend_labels(ax)
-    assert len(by_gid(ax.lines, "issued (iat)")[0].get_xdata()) == 1  # only the decodable token has an iat
     # the cache's plan is used
-    planned = [e["refresh_at"] - NOW for e in cache.entries()]
-    assert sorted(by_gid(ax.lines, "refresh planned")[0].get_xdata()) == sorted(planned)
-    assert [t.get_text() for t in ax.get_yticklabels()][1] == "api://my-api · system\n2 h token, 1 h 59 min left"
+    planned = {e["token"].resource: e["refresh_at"] - NOW for e in cache.entries()}
+    assert list(by_gid(top.lines, "refresh planned")[0].get_xdata()) == [pytest.approx(planned["api://my-api"] / 3600)]
 
 
-def test_token_lifetimes_single_token_into_given_axes():
+def test_token_lifetimes_into_given_axes():
     fig, ax = plt.subplots(figsize=(4, 2))
     tok = make_token("https://management.azure.com/", 86400, fetched_ago=0)
     assert plot_token_lifetimes(tok, now=NOW, ax=ax) is ax
-    assert ax.get_title() == "token lifetimes (1 token)"
-    with pytest.raises(TypeError, match="AccessTokens or a TokenCache"):
+    assert ax.get_title() == "token lifetimes (1 token)" and len(fig.axes) == 1
+    with pytest.raises(TypeError, match="plot_token_lifetimes needs a TokenCache, an AccessToken or a list of them"):
         plot_token_lifetimes(42, now=NOW)
+
+
+def test_a_given_axes_is_split_for_short_tokens_unless_it_is_not_on_a_grid(three_tokens):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    assert plot_token_lifetimes(three_tokens, now=NOW, ax=ax) is ax
+    assert len(fig.axes) == 2 and len(by_gid(ax.patches, "lifetime")) == 1
+    assert ax.get_position().y0 > fig.axes[1].get_position().y1  # the hours panel on top
+    free = Figure(figsize=FIGSIZE).add_axes((0.3, 0.2, 0.5, 0.6))  # no grid to split: one panel, in hours
+    plot_token_lifetimes(three_tokens, now=NOW, ax=free)
+    assert len(free.figure.axes) == 1 and len(by_gid(free.patches, "lifetime")) == 3
+    assert free.get_xlabel().startswith("hours from now")
+
+
+def test_only_short_tokens_get_one_panel_in_minutes(tmp_path, three_tokens):
+    ax = plot_token_lifetimes(three_tokens[1:], now=NOW)
+    render(ax, tmp_path, "short")
+    assert len(ax.figure.axes) == 1 and ax.get_xlabel().startswith("minutes from now")
+    assert spans(ax) == [(-0.5, 1.5), (-5.0, 55.0)]
+    assert repr(ax.figure) == "<Figure size 800x300 with 1 Axes>"
 
 
 def test_empty_inputs_still_draw(tmp_path):
@@ -344,6 +436,15 @@ def test_empty_inputs_still_draw(tmp_path):
     assert "no tokens" in texts(ax) and not by_gid(ax.patches, "lifetime")
 
 
+def test_describe_provenance_words_every_source():
+    assert describe_provenance() == ""
+    assert describe_provenance("Azure IMDS (this VM)") == "data: Azure IMDS (this VM)"
+    assert describe_provenance(simulated=True, virtual_time=True) == (
+        "data: simulated (scripted answers, no endpoint) · virtual time")
+    assert describe_provenance(emulator=True, injected=["503", "429 (Retry-After 3 s)"], virtual_time=True) == (
+        "data: mi-notebook emulator (not Azure) · injected 503, 429 (Retry-After 3 s) · virtual time")
+
+
 def test_a_one_attempt_timeline_spans_the_attempt(tmp_path):
     timeline = simulate(RetryPolicy(), [200], attempt_duration=0.012)
     ax = plot_retry_timeline(timeline)
@@ -352,3 +453,14 @@ def test_a_one_attempt_timeline_spans_the_attempt(tmp_path):
     left, right = ax.get_xlim()
     assert bar.get_width() > 0.9 * (right - left) / 1.08  # the bar fills the axis, not 1 % of a 0-1 s one
     assert ax.get_title() == "success after 1 attempt in 12 ms"
+    assert ax.get_xlabel() == "milliseconds since the first attempt"
+    assert tick_labels(ax)[:3] == ["0", "2", "4"]  # not 0.000, 0.002, 0.004
+    # a short strip, as the widget draws it: the total's label stays inside the plot, clear of "200"
+    fig = plt.figure(figsize=(7.0, 1.7))
+    strip = plot_retry_timeline(timeline, ax=fig.add_subplot())
+    fig.tight_layout()
+    fig.canvas.draw()
+    (total,) = [t for t in strip.texts if t.get_gid() == "total-label"]
+    box, frame = extents(strip, [total])[0], strip.get_window_extent()
+    assert frame.y0 <= box.y0 and box.y1 <= frame.y1, "the total's label crosses the frame"
+    assert_nothing_overlaps(strip)

@@ -84,6 +84,32 @@ def test_demo_honours_the_mode_variable_and_writes_readme_images(tmp_path, capsy
         assert f"wrote {Path('docs') / 'images' / name} (README image)" in out
 
 
+def test_every_chart_says_where_its_data_came_from(tmp_path, capsys, monkeypatch, transport_emu):
+    from mi_notebook import charts
+
+    seen = {}
+
+    def spy(name, real):
+        def plot(*args, **kwargs):
+            seen[name] = kwargs.get("provenance")
+            return real(*args, **kwargs)
+        return plot
+
+    for name in ("plot_retry_timeline", "plot_token_lifetimes"):
+        monkeypatch.setattr(charts, name, spy(name, getattr(charts, name)))
+    code, _, err = run_demo(capsys, "--out", str(tmp_path), "--mode", "emulator")
+    assert code == 0, err
+    assert seen == {"plot_retry_timeline": "data: mi-notebook emulator (not Azure) · injected 503, 429 (Retry-After 3 s)"
+                                           " · virtual time",
+                    "plot_token_lifetimes": "data: mi-notebook emulator (not Azure)"}
+    monkeypatch.setattr(demo, "_admin_json", lambda endpoint, route: None)  # "not an emulator": like IMDS
+    code, _, err = run_demo(capsys, "--imds-url", transport_emu.imds_url, "--out", str(tmp_path))
+    assert code == 0, err
+    assert seen["plot_retry_timeline"] == ("data: simulated (scripted answers, no endpoint) · virtual time"
+                                           " · not a real incident")
+    assert seen["plot_token_lifetimes"] == "data: the mi-notebook emulator (not Azure)"  # the tokens' own issuer
+
+
 def test_demo_against_an_explicit_emulator_url_injects_over_http(transport_emu, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MI_NOTEBOOK_IMDS_URL", transport_emu.imds_url)
     monkeypatch.delenv("MI_NOTEBOOK_ARM_URL", raising=False)

@@ -161,9 +161,9 @@ def explain(status: int | None, code: str | None, arm_message: str | None, path:
         hint = (f"Assign it a role that allows '{action}' (for reading: Reader) at '{scope}' or above, e.g. "
                 f"az role assignment create --assignee-object-id {oid or '<principal id>'} "
                 f"--assignee-principal-type ServicePrincipal --role Reader --scope {scope}. "
-                "New role assignments take a few minutes to propagate, and managed-identity tokens are cached "
-                "for about 24 hours (IMDS cannot be forced to renew them), so a new role may only show once "
-                "the token is renewed.")
+                "A direct role assignment takes effect within minutes (up to about 10); only a role "
+                "given through a group waits for the identity's next token (managed-identity tokens are cached "
+                "for up to 24 hours).")
         return message, hint
     if status == 401:
         again = " even after fetching a fresh token" if refreshed else ""

@@ -11,7 +11,8 @@ Off Azure it starts the embedded emulator; on an Azure VM it uses the real IMDS,
 3. reads this VM's record and resource groups from Azure Resource Manager (when ``mi_notebook.arm``
    is installed and ARM is reachable for the chosen endpoint),
 4. writes ``retry-timeline.png`` and ``token-lifetimes.png`` (matplotlib's Agg canvas, used inside
-   this command only) to ``--out`` and says where.
+   this command only) to ``--out`` and says where; each chart's subtitle says where its data came
+   from (the emulator, the injected faults, virtual time, or a simulation).
 
 ``--write-readme-images [DIR]`` also writes both charts, small, to ``docs/images`` (or ``DIR``).
 The endpoint follows ``--imds-url`` / ``--mode``, else ``MI_NOTEBOOK_IMDS_URL`` /
@@ -121,11 +122,12 @@ def run(ns: argparse.Namespace) -> int:
 
     # 4. charts
     _section("Charts")
-    written = _write_charts(out_dir, timeline, tokens, dpi=DPI)
+    sources = _provenance(faults is not None, tokens)
+    written = _write_charts(out_dir, timeline, tokens, dpi=DPI, sources=sources)
     for path in written:
         print(f"wrote {path}")
     if ns.write_readme_images:
-        for path in _write_charts(Path(ns.write_readme_images), timeline, tokens, dpi=README_DPI):
+        for path in _write_charts(Path(ns.write_readme_images), timeline, tokens, dpi=README_DPI, sources=sources):
             print(f"wrote {path} (README image)")
     print(f"\nDone in {time.monotonic() - started:.1f} s.")
     return EXIT_OK
@@ -247,10 +249,23 @@ def _arm_summary(conn: Connection) -> None:
         client.close()
 
 
-def _write_charts(directory: Path, timeline: Timeline, tokens: list[AccessToken], *, dpi: int) -> list[Path]:
+def _provenance(emulator: bool, tokens: list[AccessToken]) -> tuple[str, str]:
+    """The charts' subtitles: the retry episode's and the tokens' sources, so no PNG passes for Azure."""
+    from ..charts import describe_provenance
+
+    if emulator:  # faults can be injected only into an emulator
+        return (describe_provenance(emulator=True, injected=["503", "429 (Retry-After 3 s)"], virtual_time=True),
+                describe_provenance(emulator=True))
+    return (describe_provenance(simulated=True, virtual_time=True) + " · not a real incident",
+            describe_provenance(tokens[0].issuer_label if tokens else None))
+
+
+def _write_charts(directory: Path, timeline: Timeline, tokens: list[AccessToken], *, dpi: int,
+                  sources: tuple[str, str] = ("", "")) -> list[Path]:
     """Both charts as PNG files in ``directory`` (created), on matplotlib's Agg canvas.
 
     Figures are made without pyplot, so no global backend is switched and nothing is shown.
+    ``sources`` are the two charts' subtitles (:func:`_provenance`).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -260,8 +275,8 @@ def _write_charts(directory: Path, timeline: Timeline, tokens: list[AccessToken]
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     charts = {
-        CHART_FILES[0]: lambda ax: plot_retry_timeline(timeline, ax=ax),
-        CHART_FILES[1]: lambda ax: plot_token_lifetimes(tokens, ax=ax),
+        CHART_FILES[0]: lambda ax: plot_retry_timeline(timeline, ax=ax, provenance=sources[0]),
+        CHART_FILES[1]: lambda ax: plot_token_lifetimes(tokens, ax=ax, provenance=sources[1] or None),
     }
     for name, draw in charts.items():
         fig = Figure(figsize=FIGSIZE)

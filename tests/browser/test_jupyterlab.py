@@ -166,10 +166,10 @@ def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir)
 
 
 def _save_small_png(source: Path, target: Path) -> None:
-    """The README copy: the explorer down to the claims table (cards, checks, charts), 256 colours."""
+    """The README copy: the explorer down to the claims table (cards, checks, both charts), 256 colours."""
     from PIL import Image
 
     with Image.open(source) as shot:
         width, height = shot.size
-        top = shot.crop((0, 0, width, min(height, int(width * 1.35)))).convert("RGB")
+        top = shot.crop((0, 0, width, min(height, int(width * 1.66)))).convert("RGB")
         top.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
