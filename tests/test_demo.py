@@ -58,7 +58,7 @@ def test_demo_on_the_embedded_emulator(tmp_path, capsys):
     assert re.search(r"attempt 1 at +0\.0 s: 503 -> retried; waited \d+\.\d s \(backoff\)", out)
     assert re.search(r"attempt 2 at +\d+\.\d s: 429 -> retried; waited 3\.0 s \(retry-after\)", out)
     assert "3 attempts over" in out and ": 503, 429, 200" in out
-    # ARM (the ARM module and the emulator's ARM side are installed)
+    # ARM (the emulator always has its ARM side)
     assert "VM vm-notebook (westeurope): identity type 'SystemAssigned, UserAssigned', 2 user-assigned" in out
     assert re.search(r"\d+ resource groups readable \(\d+ pages\): rg-notebooks", out)
     # the charts, and where they are

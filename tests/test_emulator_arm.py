@@ -221,7 +221,7 @@ def test_user_assigned_identity_get_and_list(emu, system):
 
 def test_vm_without_identity_has_no_identity_block():
     with Emulator(throttle=False, system_assigned=False, user_assigned=0) as e:
-        from mi_notebook.emulator.arm_catalog import ArmCatalog
+        from mi_notebook.emulator.arm.catalog import ArmCatalog
 
         assert "identity" not in ArmCatalog(e.vm).vm_record()
 

@@ -92,7 +92,7 @@ def test_sigint_stops_cleanly_and_options_apply(served, tmp_path):
     vm = requests.get(url + "/__emulator__/vm", timeout=5).json()
     assert vm["name"] == "vm-from-config" and len(vm["identities"]) == 2 and vm["token_lifetime"] == 3600
     rest = [s.line() for _ in range(3)]
-    rest = [line for line in rest if not line.startswith(("ARM ", "CA "))]  # the ARM side, when installed
+    rest = [line for line in rest if not line.startswith(("ARM ", "CA "))]  # the ARM side
     assert rest[0].startswith("VM vm-from-config")
     with requests.Session() as session:
         assert {session.get(url + DOCUMENTED_QUERY, headers={"Metadata": "true"}, timeout=5).status_code

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .profiles import PROFILES
+from .hosts.profiles import PROFILES
 
 if TYPE_CHECKING:
     from . import Emulator
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-lifetime", type=int, default=None, metavar="SECONDS", help="default 86400")
     p.add_argument("--latency", type=float, default=None, metavar="SECONDS",
                    help="added to each identity-endpoint answer")
-    p.add_argument("--no-arm", action="store_true", help="IMDS only, even if the ARM side is installed")
+    p.add_argument("--no-arm", action="store_true", help="IMDS only: no ARM side")
     p.add_argument("--profile", choices=PROFILES, default=None,
                    help="the host to play (default vm); prints the variables that host sets as export lines")
     p.add_argument("--sso", choices=("on", "off", "unavailable"), default=None,
@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
     """
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from . import Emulator  # after parsing, so --help is instant
-    from .arckeys import KeyDirectoryError
     from .config import load_config
+    from .hosts.arckeys import KeyDirectoryError
 
     try:
         config = load_config(args.config) if args.config else {}
