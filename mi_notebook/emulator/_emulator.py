@@ -10,12 +10,13 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from .admin import ADMIN_PREFIX, AdminEndpoint
+from .admin import ADMIN_PREFIX, ADMIN_TOKEN_ENV, AdminEndpoint, check_admin_token, new_admin_token
 from .arm import ArmServer
 from .config import load_config
 from .faults import Fault, FaultQueue
@@ -62,15 +63,17 @@ class Emulator:
       ``{"secrets": {name: value}, "port": n}`` (:mod:`~mi_notebook.emulator.keyvault`; unless
       ``role_assignments`` are given, the system-assigned identity is *Key Vault Secrets User* on it);
     - ``faults`` to inject at start, ``host`` / ``port`` where the token endpoint listens, ``clock``
-      (epoch seconds for token times and rate windows), ``config`` (a dict or a JSON/TOML file path
-      with any of these names; explicit keywords win over it).
+      (epoch seconds for token times and rate windows), ``admin_token`` (the control plane's; default:
+      ``$MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN`` if set, else random), ``config`` (a dict or a JSON/TOML
+      file path with any of these names but ``admin_token``; explicit keywords win over it).
 
     Attributes: ``options``, ``imds_url`` (the base URL, whatever the profile), ``token_url``,
     ``profile``, ``environment``, ``arm_url`` / ``ca_bundle`` (None without ARM), ``vault_url`` /
     ``vault`` / ``vault_ca_bundle`` (the Key Vault's URL,
     :class:`~mi_notebook.emulator.keyvault.VaultService` and CA, the same file as ARM's when ARM speaks
     TLS; None without it), ``vm``, ``user``, ``requests``, ``faults``, ``keys``, ``jwks``, ``jwks_url``,
-    ``issuer``, ``clock``.
+    ``issuer``, ``clock``, ``admin_token`` / ``admin_headers`` (for the control plane over HTTP,
+    ``/__emulator__/...``: the methods of this object need neither).
 
     Example::
 
@@ -99,10 +102,11 @@ class Emulator:
         #: where the arc profile writes its challenge key files (None for the other profiles)
         self.arc_key_dir: str | None = (
             str(profile_settings.get("key_dir") or DEFAULT_KEY_DIR) if self.profile == "arc" else None)
-        ready = options.vm if isinstance(options.vm, VirtualMachine) else None
-        self.vm = ready if ready is not None else VirtualMachine.from_config(options.vm)
         # the emulator's default role assignments, unless the VM came ready-made or with its own
-        defaults = ready is None and "role_assignments" not in options.vm
+        if isinstance(options.vm, VirtualMachine):
+            self.vm, defaults = options.vm, False
+        else:
+            self.vm, defaults = VirtualMachine.from_config(options.vm), "role_assignments" not in options.vm
         self.user = SignedInUser.build(seed=self.vm.seed, spec=options.profile.user)
         if self.profile in USER_TOKEN_PROFILES and defaults:
             # the signed-in user can read the subscription, so their tokens are of use on the ARM side
@@ -133,6 +137,9 @@ class Emulator:
             self.host_service = host_class(HostContext(
                 self.vm, self.issuer, self.user_tokens, self.faults, self.secret, throttle=self.throttle,
                 clock=self.clock, latency=endpoint.latency, stop=self._stopping, options=profile_settings))
+        chosen = options.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
+        #: the control plane's token (``Authorization: Bearer <admin_token>`` on ``/__emulator__/...``)
+        self.admin_token = check_admin_token(chosen, ADMIN_TOKEN_ENV) if chosen else new_admin_token()
         self.admin = AdminEndpoint(self)
         for spec in options.faults:
             self.faults.add(Fault.from_dict(spec))
@@ -285,6 +292,20 @@ class Emulator:
             if self.keyvault.url is None:
                 self.keyvault.start(self.arm.tls if self.arm is not None else None)
             return self.keyvault
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The header the control plane (``/__emulator__/...``) wants: ``Authorization: Bearer <admin_token>``.
+
+        Example::
+
+            >>> import requests
+            >>> with Emulator(arm=False, keyvault=False) as emu:
+            ...     url = emu.imds_url + "/__emulator__/vm"
+            ...     requests.get(url).status_code, requests.get(url, headers=emu.admin_headers).status_code
+            (401, 200)
+        """
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     @property
     def jwks_url(self) -> str:

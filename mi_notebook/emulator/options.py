@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .admin import check_admin_token
 from .arm.service import ArmOptions
 from .config import load_config
 from .faults import Fault
@@ -157,7 +158,9 @@ class EmulatorOptions:
     :class:`~.arm.ArmOptions`, None for no ARM side; ``keyvault``: :class:`VaultOptions`, None for no
     vault; ``faults``: faults to queue at start (dicts, as for :meth:`~mi_notebook.emulator.Emulator.inject`);
     ``host`` / ``port``: where the token endpoint listens; ``clock``: epoch seconds for token times and
-    rate windows (inject one for short-lived or expired tokens).
+    rate windows (inject one for short-lived or expired tokens); ``admin_token``: the control plane's
+    token (None: ``$MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN`` if set, else a random one per emulator; never in
+    the repr).
 
     Example::
 
@@ -175,8 +178,11 @@ class EmulatorOptions:
     host: str = "127.0.0.1"
     port: int = 0
     clock: Callable[[], float] = time.time
+    admin_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.admin_token is not None:
+            check_admin_token(self.admin_token)
         object.__setattr__(self, "faults", tuple(self.faults))
         for spec in self.faults:
             Fault.from_dict(spec)  # a bad fault: ValueError now, not at start
@@ -214,6 +220,7 @@ class EmulatorOptions:
         azureml_expires_on: str | None = None,
         arc_key_dir: str | Path | None = None,
         keyvault: bool | Mapping[str, Any] | VaultOptions | None = None,
+        admin_token: str | None = None,
         **vm_options: Any,
     ) -> EmulatorOptions:
         """The options the flat keywords (and a config file) describe: ``Emulator(**keywords)``'s meaning.
@@ -222,7 +229,8 @@ class EmulatorOptions:
         explicit keyword wins over it. ``arm``: True/False, or a dict of :class:`~.arm.ArmOptions`
         (which turns the ARM side on); ``keyvault``: True/False or ``{"secrets": ..., "port": ...}``;
         any other keyword is a VM option (``name``, ``tags``, ``resource_group``, ``extra_resources``,
-        ``role_assignments``...); ``vm`` passes a ready-made VM instead.
+        ``role_assignments``...); ``vm`` passes a ready-made VM instead. ``admin_token`` is not read
+        from the config file (a file is no place for it).
 
         Example::
 
@@ -232,6 +240,9 @@ class EmulatorOptions:
             ({'seed': 3}, True, {'sso': False}, 2)
         """
         cfg = load_config(config) if config is not None else {}
+        if "admin_token" in cfg:
+            raise ValueError("admin_token does not belong in a config file: pass it as a keyword, or set "
+                             "MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN")
         vm_cfg: dict[str, Any] = dict(cfg.get("vm") or {})
         vm_cfg.update({k: v for k, v in cfg.items() if k not in _EMULATOR_KEYS})
         for key, value in (("seed", seed), ("system_assigned", system_assigned),
@@ -255,7 +266,7 @@ class EmulatorOptions:
             arm=_arm_options(arm, cfg.get("arm")), keyvault=_vault_options(_first(keyvault, cfg.get("keyvault"))),
             faults=(*(cfg.get("faults") or []), *(faults or [])),
             host=str(_first(host, cfg.get("host"), "127.0.0.1")), port=int(_first(port, cfg.get("port"), 0)),
-            clock=clock if clock is not None else time.time)
+            clock=clock if clock is not None else time.time, admin_token=admin_token)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | str | Path) -> EmulatorOptions:
