@@ -111,7 +111,7 @@ def main() -> int:
 
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}")
     s = measure_startup(args.startup_runs)
-    print(f"start-up (in-process: RSA-2048 key, bind, thread; ARM side too when installed): median {s['median_ms']:.0f} ms, "
+    print(f"start-up (in-process: RSA-2048 key, bind, thread; ARM side too): median {s['median_ms']:.0f} ms, "
           f"min {s['min_ms']:.0f} ms, max {s['max_ms']:.0f} ms over {args.startup_runs} runs "
           f"(first import of the package: {s['import_ms']:.0f} ms)")
 

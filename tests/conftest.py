@@ -25,6 +25,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 # Nothing in the suite may probe 169.254.169.254: auto mode would.
 os.environ["MI_NOTEBOOK_MODE"] = "emulator"
 os.environ.pop("MI_NOTEBOOK_IMDS_URL", None)
+os.environ.pop("MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN", None)  # a shell's emulator token must not reach the tests' emulators
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_proxy, None)
 

@@ -5,7 +5,7 @@ every notebook takes its "real VM" branches) and ARM somewhere else, and a fresh
 has no role anywhere. This script plays that: it starts ``mi-notebook emulator --config FILE`` in
 its own process (IMDS and ARM on loopback), executes each notebook in a fresh kernel with
 ``MI_NOTEBOOK_IMDS_URL`` / ``MI_NOTEBOOK_ARM_URL`` / ``MI_NOTEBOOK_ARM_CA_BUNDLE`` set to what the
-emulator printed, and collects every ``error`` output and every traceback written to a stream.
+emulator printed (and ``MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN``, its control plane's token), and collects every ``error`` output and every traceback written to a stream.
 Nothing else is compared: the outputs differ from the stored (emulator-mode) ones on purpose.
 
 Run it under ``unshare -n`` (``tests/test_notebooks_real_vm.py`` does, as root) so that nothing can
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -37,26 +38,35 @@ TRACEBACK = "Traceback (most recent call last)"
 #: kernels at once: two scenarios of eight notebooks each on a 2-core CI machine
 DEFAULT_JOBS = 4
 CELL_TIMEOUT = 120
+#: the emulator's control-plane token, handed to the kernels (never written to the report)
+ADMIN_TOKEN_ENV = "MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN"
 
 
-def start_emulator(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """``mi-notebook emulator --config`` (with its ARM side) in its own process; returns it and the
-    URLs of its IMDS/ARM/CA lines."""
+def start_emulator(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, str], str]:
+    """``mi-notebook emulator --config`` (with its ARM side) in its own process; returns it, the URLs
+    of its IMDS/ARM/CA lines and its control plane's admin token (its ``export`` line)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "mi_notebook.cli", "emulator", "--config", str(config), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )
     found: dict[str, str] = {}
+    token = ""
     assert proc.stdout is not None
-    while len(found) < 3:  # IMDS, ARM and CA come first, in one flushed write
+    while not token:  # IMDS, ARM, CA, then export lines, the admin token's last, in one flushed write
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the emulator exited early: {proc.stderr.read() if proc.stderr else ''}")
+        if line.startswith("export "):
+            name, _, value = shlex.split(line.removeprefix("export "))[0].partition("=")
+            token = value if name == ADMIN_TOKEN_ENV else ""
+            continue
         key, _, value = line.strip().partition(" ")
-        if key not in ("IMDS", "ARM", "CA"):
+        if key not in ("IMDS", "ARM", "CA") or len(found) == 3:
             raise RuntimeError(f"the emulator printed {line.strip()!r} before its IMDS, ARM and CA lines")
         found[key] = value
-    return proc, found
+    if len(found) < 3:
+        raise RuntimeError(f"the emulator printed its admin token before its IMDS, ARM and CA lines: {sorted(found)}")
+    return proc, found, token
 
 
 def errors_in(notebook: dict) -> list[str]:
@@ -108,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     env.update(MI_NOTEBOOK_LOOPBACK_GUARD="1", MI_NOTEBOOK_GUARD_LOG=str(guard_log),
                PYTHONPATH=os.pathsep.join([str(GUARD_DIR), str(ROOT), *filter(None, [env.get("PYTHONPATH")])]))
     try:
-        emulator, lines = start_emulator(args.config, env)
+        emulator, lines, admin_token = start_emulator(args.config, env)
     except (OSError, RuntimeError) as exc:
         print(f"real_vm_view: {exc}", file=sys.stderr)
         return 2
     kernel_env = {**env, "MI_NOTEBOOK_IMDS_URL": lines["IMDS"], "MI_NOTEBOOK_ARM_URL": lines["ARM"],
-                  "MI_NOTEBOOK_ARM_CA_BUNDLE": lines["CA"]}
+                  "MI_NOTEBOOK_ARM_CA_BUNDLE": lines["CA"], ADMIN_TOKEN_ENV: admin_token}
     try:
         with tempfile.TemporaryDirectory(prefix="mi-real-vm-") as scratch, \
                 ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

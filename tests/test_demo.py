@@ -58,7 +58,7 @@ def test_demo_on_the_embedded_emulator(tmp_path, capsys):
     assert re.search(r"attempt 1 at +0\.0 s: 503 -> retried; waited \d+\.\d s \(backoff\)", out)
     assert re.search(r"attempt 2 at +\d+\.\d s: 429 -> retried; waited 3\.0 s \(retry-after\)", out)
     assert "3 attempts over" in out and ": 503, 429, 200" in out
-    # ARM (the ARM module and the emulator's ARM side are installed)
+    # ARM (the emulator always has its ARM side)
     assert "VM vm-notebook (westeurope): identity type 'SystemAssigned, UserAssigned', 2 user-assigned" in out
     assert re.search(r"\d+ resource groups readable \(\d+ pages\): rg-notebooks", out)
     # the charts, and where they are
@@ -112,6 +112,7 @@ def test_every_chart_says_where_its_data_came_from(tmp_path, capsys, monkeypatch
 
 def test_demo_against_an_explicit_emulator_url_injects_over_http(transport_emu, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MI_NOTEBOOK_IMDS_URL", transport_emu.imds_url)
+    monkeypatch.setenv("MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN", transport_emu.admin_token)  # as `mi-notebook emulator` prints
     monkeypatch.delenv("MI_NOTEBOOK_ARM_URL", raising=False)
     code, out, err = run_demo(capsys, "--out", str(tmp_path))
     assert code == 0, err
@@ -121,6 +122,18 @@ def test_demo_against_an_explicit_emulator_url_injects_over_http(transport_emu, 
     assert faulted == [(503, "503"), (429, "429")]  # injected through /__emulator__/faults
     assert ": 503, 429, 200" in out
     assert "skipped: the IMDS endpoint was given explicitly" in out
+
+
+def test_an_emulator_without_its_admin_token_gets_no_faults_and_the_demo_says_why(transport_emu, tmp_path, capsys,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("MI_NOTEBOOK_IMDS_URL", transport_emu.imds_url)
+    monkeypatch.delenv("MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("MI_NOTEBOOK_ARM_URL", raising=False)
+    code, out, err = run_demo(capsys, "--out", str(tmp_path))
+    assert code == 0, err
+    assert "MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN is not set" in out and "this episode is SIMULATED" in out
+    assert not [r for r in transport_emu.requests if r.fault]  # nothing was injected
+    assert transport_emu.admin_token not in out + err
 
 
 def test_real_imds_gets_no_faults_and_the_episode_is_labelled_simulated(transport_emu, tmp_path, capsys,

@@ -221,7 +221,7 @@ def test_user_assigned_identity_get_and_list(emu, system):
 
 def test_vm_without_identity_has_no_identity_block():
     with Emulator(throttle=False, system_assigned=False, user_assigned=0) as e:
-        from mi_notebook.emulator.arm_catalog import ArmCatalog
+        from mi_notebook.emulator.arm.catalog import ArmCatalog
 
         assert "identity" not in ArmCatalog(e.vm).vm_record()
 
@@ -447,7 +447,8 @@ def test_behaviour_faults(emu, system):
 
 def test_admin_endpoint_injects_arm_faults_on_both_ports(emu, system):
     for base, verify in ((emu.imds_url, None), (emu.arm_url, emu.ca_bundle)):
-        r = requests.post(base + "/__emulator__/faults", json={"fault": 503, "endpoint": "arm"}, verify=verify)
+        r = requests.post(base + "/__emulator__/faults", json={"fault": 503, "endpoint": "arm"}, verify=verify,
+                          headers=emu.admin_headers)
         assert r.status_code == 201
         assert system.get(sub_path(emu)).status_code == 503
 

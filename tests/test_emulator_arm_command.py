@@ -68,8 +68,8 @@ def test_command_prints_arm_and_ca_and_a_client_uses_them(served, clean_connecti
 
 def test_no_arm_prints_only_imds(served):
     proc = served("--no-arm")
-    first = _lines(proc, 1)[0]
-    assert first.startswith("IMDS ")
+    first, second = _lines(proc, 2)
+    assert first.startswith("IMDS ") and second.startswith("export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=")
     proc.terminate()
     assert proc.wait(timeout=10) == 0
     assert proc.stdout.read() == ""

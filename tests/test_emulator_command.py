@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -49,6 +50,12 @@ class Served:
             self.proc.stderr.close()
 
 
+def admin_token_of(lines: list[str]) -> str:
+    """The admin token from ``mi-notebook emulator``'s ``export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=...`` line."""
+    exports = [shlex.split(line.removeprefix("export "))[0] for line in lines if line.startswith("export ")]
+    return next(e.split("=", 1)[1] for e in exports if e.startswith("MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN="))
+
+
 @pytest.fixture
 def served():
     procs: list[Served] = []
@@ -89,10 +96,11 @@ def test_sigint_stops_cleanly_and_options_apply(served, tmp_path):
     cfg.write_text(json.dumps({"seed": 3, "name": "vm-from-config"}))
     s = served("--config", str(cfg), "--no-throttle", "--user-assigned", "1", "--token-lifetime", "3600")
     url = s.line().split(" ", 1)[1]
-    vm = requests.get(url + "/__emulator__/vm", timeout=5).json()
+    rest = [s.line() for _ in range(4)]  # ARM, CA, the admin token's export line, the summary
+    admin = admin_token_of(rest)
+    vm = requests.get(url + "/__emulator__/vm", headers={"Authorization": f"Bearer {admin}"}, timeout=5).json()
     assert vm["name"] == "vm-from-config" and len(vm["identities"]) == 2 and vm["token_lifetime"] == 3600
-    rest = [s.line() for _ in range(3)]
-    rest = [line for line in rest if not line.startswith(("ARM ", "CA "))]  # the ARM side, when installed
+    rest = [line for line in rest if not line.startswith(("ARM ", "CA ", "export "))]
     assert rest[0].startswith("VM vm-from-config")
     with requests.Session() as session:
         assert {session.get(url + DOCUMENTED_QUERY, headers={"Metadata": "true"}, timeout=5).status_code

@@ -196,16 +196,16 @@ def test_bad_expires_for_a_user_assigned_identity_keeps_the_identity(emu):
 
 # ---- admin endpoint -----------------------------------------------------------------------------------
 def test_admin_faults_post_get_delete(emu):
-    base = emu.imds_url + "/__emulator__/faults"
+    base, admin = emu.imds_url + "/__emulator__/faults", emu.admin_headers
     r = requests.post(base, json=[{"fault": 503, "endpoint": "token", "count": 2, "retry_after": 1},
-                                  {"fault": "drop", "endpoint": "instance"}], timeout=5)
+                                  {"fault": "drop", "endpoint": "instance"}], headers=admin, timeout=5)
     assert r.status_code == 201 and [f["fault"] for f in r.json()["faults"]] == [503, "drop"]
-    listed = requests.get(base, timeout=5).json()["faults"]
+    listed = requests.get(base, headers=admin, timeout=5).json()["faults"]
     assert [(f["fault"], f["count"]) for f in listed] == [(503, 2), ("drop", 1)]
     assert token(emu).status_code == 503
-    assert requests.get(base, timeout=5).json()["faults"][0]["count"] == 1
-    assert requests.delete(base, timeout=5).json() == {"cleared": 2}
-    assert requests.get(base, timeout=5).json() == {"faults": []}
+    assert requests.get(base, headers=admin, timeout=5).json()["faults"][0]["count"] == 1
+    assert requests.delete(base, headers=admin, timeout=5).json() == {"cleared": 2}
+    assert requests.get(base, headers=admin, timeout=5).json() == {"faults": []}
     assert token(emu).status_code == 200
 
 
@@ -217,7 +217,8 @@ def test_admin_faults_post_get_delete(emu):
     (b'"503"', "JSON object"),
 ])
 def test_admin_rejects_bad_faults(emu, body, match):
-    r = requests.post(emu.imds_url + "/__emulator__/faults", data=body, timeout=5)
+    r = requests.post(emu.imds_url + "/__emulator__/faults", data=body, timeout=5,
+                      headers={"Content-Type": "application/json", **emu.admin_headers})
     assert r.status_code == 400 and match in r.json()["error_description"]
     assert len(emu.faults) == 0
 
@@ -225,20 +226,23 @@ def test_admin_rejects_bad_faults(emu, body, match):
 def test_admin_requests_jwks_vm_tokens_health(emu):
     token(emu)
     requests.get(emu.token_url, params=PARAMS, timeout=5)  # no header -> 400
-    log = requests.get(emu.imds_url + "/__emulator__/requests", timeout=5).json()["requests"]
+    admin = requests.Session()
+    admin.headers.update(emu.admin_headers)
+    log = admin.get(emu.imds_url + "/__emulator__/requests", timeout=5).json()["requests"]
     assert [(r["endpoint"], r["status"]) for r in log] == [("token", 200), ("token", 400)]
     assert "access_token" not in json.dumps(log)
-    assert requests.delete(emu.imds_url + "/__emulator__/requests", timeout=5).json() == {"cleared": 2}
+    assert admin.delete(emu.imds_url + "/__emulator__/requests", timeout=5).json() == {"cleared": 2}
     assert len(emu.requests) == 0  # admin calls are not logged
-    assert requests.get(emu.jwks_url, timeout=5).json() == emu.jwks
-    vm = requests.get(emu.imds_url + "/__emulator__/vm", timeout=5).json()
+    assert requests.get(emu.jwks_url, timeout=5).json() == emu.jwks  # public keys: no admin token needed
+    vm = admin.get(emu.imds_url + "/__emulator__/vm", timeout=5).json()
     assert vm["subscription_id"] == emu.vm.subscription_id and len(vm["identities"]) == 3
     first = token(emu).json()["access_token"]
-    assert requests.delete(emu.imds_url + "/__emulator__/tokens", timeout=5).json()["cleared"] >= 1
+    assert admin.delete(emu.imds_url + "/__emulator__/tokens", timeout=5).json()["cleared"] >= 1
     assert token(emu).json()["access_token"] != first
     assert requests.get(emu.imds_url + "/__emulator__/health", timeout=5).json()["status"] == "ok"
-    assert requests.get(emu.imds_url + "/__emulator__/nope", timeout=5).status_code == 404
-    assert requests.put(emu.imds_url + "/__emulator__/jwks", timeout=5).status_code == 405
+    assert admin.get(emu.imds_url + "/__emulator__/nope", timeout=5).status_code == 404
+    assert admin.put(emu.imds_url + "/__emulator__/jwks", timeout=5).status_code == 405
+    admin.close()
 
 
 # ---- throttling ---------------------------------------------------------------------------------------

@@ -101,7 +101,10 @@ def test_marker_and_server_header_on_every_host_profile(started, profile):
     r = requests.get(emu.imds_url + "/nowhere", timeout=5)
     assert r.status_code == 404
     assert r.headers.get("Server") == ("Kestrel" if profile == "appservice" else None)
-    assert requests.get(emu.imds_url + "/__emulator__/environment", timeout=5).json() == emu.environment
+    served = requests.get(emu.imds_url + "/__emulator__/environment", headers=emu.admin_headers, timeout=5).json()
+    # every variable the host sets but its secret, which never crosses HTTP
+    assert served == {k: v for k, v in emu.environment.items() if k not in ("MSI_SECRET", "IDENTITY_HEADER")}
+    assert emu.secret not in json.dumps(served)
     assert requests.get(emu.imds_url + "/__emulator__/health", timeout=5).json()["profile"] == profile
 
 
@@ -385,7 +388,8 @@ def test_faults_reach_every_profile_in_its_own_error_shape(started, profile):
     with pytest.raises(requests.ConnectionError):
         _plain_request(emu)
     # the admin endpoint injects too
-    requests.post(emu.imds_url + "/__emulator__/faults", json={"fault": 500, "endpoint": "token"}, timeout=5)
+    requests.post(emu.imds_url + "/__emulator__/faults", json={"fault": 500, "endpoint": "token"}, timeout=5,
+                  headers=emu.admin_headers)
     assert _plain_request(emu).status_code == 500
 
 
@@ -438,17 +442,21 @@ def test_cli_arc_key_dir_problems_exit_2(tmp_path):
     assert proc.returncode == 2 and "sso only applies" in proc.stderr
 
 
-def test_cli_default_profile_prints_no_export_lines():
+def test_cli_default_profile_prints_no_host_variable():
     proc = _serve("--profile", "vm")
     try:
-        first = proc.stdout.readline()
+        first, second = proc.stdout.readline(), proc.stdout.readline()
         assert first.startswith("IMDS ")
         url = first.split(" ", 1)[1].strip()
         requests.get(url + "/__emulator__/health", timeout=5)
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    assert proc.returncode == 0 and "export" not in out
+        rest = proc.stdout.read()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+    # a VM sets no variable: the one export line is the control plane's token
+    assert proc.returncode == 0 and second.startswith("export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=") and rest == ""
 
 
 def test_stop_removes_arc_key_files_even_after_many_challenges(tmp_path):

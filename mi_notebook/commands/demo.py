@@ -17,7 +17,9 @@ Off Azure it starts the embedded emulator; on an Azure VM it uses the real IMDS,
 ``--write-readme-images [DIR]`` also writes both charts, small, to ``docs/images`` (or ``DIR``).
 The endpoint follows ``--imds-url`` / ``--mode``, else ``MI_NOTEBOOK_IMDS_URL`` /
 ``MI_NOTEBOOK_MODE``. An explicit URL that turns out to be an mi-notebook emulator (it answers
-``/__emulator__/health``) gets its faults over HTTP; any other explicit URL is treated like IMDS.
+``/__emulator__/health``) gets its faults over HTTP, with the admin token ``mi-notebook emulator``
+printed (``MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN``; without it the episode is simulated and the demo says
+why); any other explicit URL is treated like IMDS.
 
 Example::
 
@@ -59,6 +61,8 @@ README_IMAGES_DIR = Path("docs") / "images"
 #: chart resolution: 8 x 3 inches at this many dots per inch
 DPI = 100
 README_DPI = 80
+#: the variable holding an out-of-process emulator's admin token (``mi-notebook emulator`` prints it)
+ADMIN_TOKEN_ENV = "MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -163,6 +167,11 @@ def _fault_injector(conn: Connection) -> Callable[..., None] | None:
     if conn.emulator is not None:
         return conn.emulator.inject
     if conn.kind == "explicit" and _admin_json(conn.endpoint, "/health"):
+        headers = _admin_headers()
+        if not headers:
+            print(f"This endpoint is an mi-notebook emulator, but {ADMIN_TOKEN_ENV} is not set: its control "
+                  "plane needs the admin token `mi-notebook emulator` printed, so no fault is injected.")
+            return None
         import requests
 
         def inject(fault: Any, endpoint: str = "any", count: int = 1, **options: Any) -> None:
@@ -170,16 +179,25 @@ def _fault_injector(conn: Connection) -> Callable[..., None] | None:
                     **{k: v for k, v in options.items() if v is not None}}
             with requests.Session() as session:
                 session.trust_env = False
-                session.post(conn.endpoint + "/__emulator__/faults", json=body, timeout=(2, 5)).raise_for_status()
+                session.post(conn.endpoint + "/__emulator__/faults", json=body, headers=headers,
+                             timeout=(2, 5)).raise_for_status()
 
         return inject
     return None
 
 
-def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
-    """GET an emulator admin route at ``endpoint``; None if it is not an mi-notebook emulator.
+def _admin_headers() -> dict[str, str]:
+    """``Authorization: Bearer <admin token>`` from :data:`ADMIN_TOKEN_ENV`, or none when it is unset."""
+    token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
-    Only loopback endpoints are asked: real IMDS (or anything remote) never sees these requests.
+
+def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
+    """GET an emulator admin route at ``endpoint``; None if it is not an mi-notebook emulator (or the
+    route needs the admin token and :data:`ADMIN_TOKEN_ENV` does not hold it).
+
+    Only loopback endpoints are asked (and sent the token): real IMDS (or anything remote) never sees
+    these requests.
     """
     from urllib.parse import urlsplit
 
@@ -187,7 +205,8 @@ def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
 
     if not is_loopback_host(urlsplit(endpoint).hostname or ""):
         return None
-    answer = exchange(Request("GET", endpoint + "/__emulator__" + route, timeout=(1.0, 2.0)))
+    answer = exchange(Request("GET", endpoint + "/__emulator__" + route, headers=_admin_headers(),
+                              timeout=(1.0, 2.0)))
     document = answer.document if answer.status == 200 else None
     return document if isinstance(document, dict) else None
 
@@ -200,7 +219,8 @@ def _retry_episode(conn: Connection, inject: Callable[..., None] | None) -> Time
     policy = RetryPolicy()
     rng = random.Random(2)  # the jitter draws, fixed so the chart is the same every run
     if inject is None:
-        print("Real IMDS gets no injected faults: this episode is SIMULATED (mi_notebook.retry.simulate),")
+        print("No fault is injected here (real IMDS never gets one): this episode is SIMULATED "
+              "(mi_notebook.retry.simulate),")
         print("with the answers a 503 and a 429 (Retry-After: 3 s) would give, then a token.")
         timeline = simulate(policy, [503, AttemptOutcome(status=429, retry_after=3.0), 200], rng=rng)
     else:

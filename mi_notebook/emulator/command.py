@@ -4,8 +4,11 @@ The first line of stdout (flushed at once) is ``IMDS <url>`` (the base URL, what
 so a parent process can read where to connect; ``ARM <url>`` and ``CA <path>`` follow when the ARM
 side runs. With ``--profile`` naming another host, ``export NAME=value`` lines follow: the
 environment variables a real host of that kind sets (``eval "$(... | grep ^export)"`` in a shell).
-Then a short summary of the VM. Binding anything but loopback needs an explicit ``--host`` and
-prints a warning: the emulator hands out tokens to anyone who asks.
+The last export line is always ``export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=...``: the token of the
+control plane (``/__emulator__/...``, sent as ``Authorization: Bearer <token>``), which
+``mi-notebook demo`` and other clients read from that variable; an emulator started where it is set
+uses it instead of a random one. Then a short summary of the VM. Binding anything but loopback needs
+an explicit ``--host`` and prints a warning: the emulator hands out tokens to anyone who asks.
 
 Example::
 
@@ -15,6 +18,7 @@ Example::
     IMDS http://127.0.0.1:41234
     export IDENTITY_ENDPOINT=http://127.0.0.1:41234/msi/token
     export IDENTITY_HEADER=8d1c...
+    export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=Zq3v...
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .profiles import PROFILES
+from .admin import ADMIN_TOKEN_ENV
+from .hosts.profiles import PROFILES
 
 if TYPE_CHECKING:
     from . import Emulator
@@ -58,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-lifetime", type=int, default=None, metavar="SECONDS", help="default 86400")
     p.add_argument("--latency", type=float, default=None, metavar="SECONDS",
                    help="added to each identity-endpoint answer")
-    p.add_argument("--no-arm", action="store_true", help="IMDS only, even if the ARM side is installed")
+    p.add_argument("--no-arm", action="store_true", help="IMDS only: no ARM side")
     p.add_argument("--profile", choices=PROFILES, default=None,
                    help="the host to play (default vm); prints the variables that host sets as export lines")
     p.add_argument("--sso", choices=("on", "off", "unavailable"), default=None,
@@ -91,12 +96,13 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
         IMDS http://127.0.0.1:...
         export MSI_ENDPOINT=http://127.0.0.1:.../oauth2/token
         export AZUREPS_HOST_ENVIRONMENT=cloud-shell/1.0
+        export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=...
         0
     """
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from . import Emulator  # after parsing, so --help is instant
-    from .arckeys import KeyDirectoryError
     from .config import load_config
+    from .hosts.arckeys import KeyDirectoryError
 
     try:
         config = load_config(args.config) if args.config else {}
@@ -146,6 +152,7 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
         if emu.ca_bundle:
             lines.append(f"CA {emu.ca_bundle}")
         lines += [f"export {name}={shlex.quote(value)}" for name, value in emu.environment.items()]
+        lines.append(f"export {ADMIN_TOKEN_ENV}={shlex.quote(emu.admin_token)}")
         print("\n".join(lines), flush=True)
         if not _is_loopback(host):
             print(f"WARNING: the emulator listens on {host}, not loopback: anyone who can reach it gets "
@@ -171,7 +178,7 @@ def _summary(emu: Emulator) -> None:
         print(f"  signed-in user {emu.user.upn}: object_id={emu.user.object_id}")
     throttle = "on" if emu.throttle else "off"
     print(f"profile {emu.profile}; throttling {throttle}; JWKS {emu.jwks_url}; admin {emu.imds_url}/__emulator__/ "
-          "(faults, requests, jwks, vm, environment)")
+          f"(faults, requests, vm, environment: -H \"Authorization: Bearer ${ADMIN_TOKEN_ENV}\")")
     print("try: " + _try_line(emu), flush=True)
 
 

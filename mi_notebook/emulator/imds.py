@@ -29,11 +29,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ._instance_doc import API_VERSIONS, NEWEST_VERSIONS, document
+from ._throttle import ConcurrencyLimiter, RateLimiter
 from .faults import Fault, FaultQueue, proxy_html
-from .instance_doc import API_VERSIONS, NEWEST_VERSIONS, document
 from .issuer import TokenIssuer, resource_not_found
 from .server import TEXT, HttpRequest, HttpResponse, json_response
-from .throttle import ConcurrencyLimiter, RateLimiter
 from .world import VirtualMachine
 
 __all__ = ["API_VERSIONS", "IDENTITY_API_VERSIONS", "NEWEST_VERSIONS", "TOKEN_PATH", "ImdsService"]

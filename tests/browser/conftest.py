@@ -97,6 +97,7 @@ class Lab:
     root: Path
     log: Path
     process: subprocess.Popen
+    admin_token: str  # the kernel's emulator's control-plane token (the kernel inherits it)
 
     def api(self, path: str, method: str = "GET", body: object = None, timeout: float = 5.0) -> object:
         data = None if body is None else json.dumps(body).encode()
@@ -148,7 +149,7 @@ def jupyter_lab(chromium_path, tmp_path) -> Iterator[Lab]:
     _write_settings(settings)
     for name in ("workspaces", "config", "runtime"):
         (tmp_path / name).mkdir()
-    port, token = _free_port(), secrets.token_hex(24)
+    port, token, admin_token = _free_port(), secrets.token_hex(24), secrets.token_urlsafe(32)
     env = dict(os.environ)
     env.update({
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
@@ -156,6 +157,7 @@ def jupyter_lab(chromium_path, tmp_path) -> Iterator[Lab]:
         "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "MI_NOTEBOOK_MODE": "emulator",  # the kernel inherits it: never a probe of 169.254.169.254
+        "MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN": admin_token,  # so the test can reach the kernel's emulator's admin
     })
     env.pop("MI_NOTEBOOK_IMDS_URL", None)
     log = tmp_path / "jupyterlab.log"
@@ -168,7 +170,7 @@ def jupyter_lab(chromium_path, tmp_path) -> Iterator[Lab]:
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-    lab = Lab(f"http://127.0.0.1:{port}", token, root, log, process)
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, log, process, admin_token)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:

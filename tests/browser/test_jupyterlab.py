@@ -31,11 +31,13 @@ def _is_local(url: str) -> bool:
     return parts.scheme in ("data", "blob", "about") or parts.hostname in LOCAL_HOSTS
 
 
-def _admin(imds_url: str, route: str, *, method: str = "GET", body: object = None) -> int:
-    """Call the kernel's emulator's admin endpoint (``/__emulator__/...``) from the test process."""
+def _admin(imds_url: str, admin_token: str, route: str, *, method: str = "GET", body: object = None) -> int:
+    """Call the kernel's emulator's admin endpoint (``/__emulator__/...``) from the test process, with the
+    admin token the kernel's emulator took from ``MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN``."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(imds_url + "/__emulator__" + route, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {admin_token}"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.status
 
@@ -105,7 +107,7 @@ def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir)
             shots.append(_screenshot_without_errors(page, explorer, artifacts_dir / "token-explorer.png"))
 
             # a failing fetch: IMDS answers 500 until cleared; skip the cache so IMDS is asked
-            assert _admin(imds_url, "/faults", method="POST", body={"fault": 500, "endpoint": "token", "count": None}) == 201
+            assert _admin(imds_url, jupyter_lab.admin_token, "/faults", method="POST", body={"fault": 500, "endpoint": "token", "count": None}) == 201
             explorer.locator(".mi-force-refresh input[type=checkbox]").check()
             button.click()
             panel = explorer.locator(".mi-error-panel")
@@ -119,7 +121,7 @@ def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir)
             expect(explorer.locator(".mi-progress")).to_contain_text("Failed")
             expect(button).to_be_enabled()
             shots.append(_screenshot_without_errors(page, explorer, artifacts_dir / "token-explorer-error.png"))
-            _admin(imds_url, "/faults", method="DELETE")
+            _admin(imds_url, jupyter_lab.admin_token, "/faults", method="DELETE")
 
             # ArmExplorer: what the system-assigned identity may read, then a 403 as the RBAC lesson
             arm = page.locator(".mi-arm-explorer")

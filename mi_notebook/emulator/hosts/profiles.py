@@ -2,7 +2,7 @@
 
 ``"vm"`` (the default) is IMDS as on an Azure VM: it sets no environment variable (clients reach the
 emulator through ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` or ``MI_NOTEBOOK_IMDS_URL``). The others are
-served by a :class:`~mi_notebook.emulator.hostbase.HostService` and tell clients where they are
+served by a :class:`~mi_notebook.emulator.hosts.base.HostService` and tell clients where they are
 through the environment variables the real host sets:
 
 ======================  ===========================================================================
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .hostbase import HostService
+    from .base import HostService
 
 __all__ = ["PROFILES", "USER_TOKEN_PROFILES", "check_profile", "host_options", "service_class"]
 
@@ -40,8 +40,8 @@ PROFILES = ("vm", "azureml", "appservice", "arc", "cloudshell")
 USER_TOKEN_PROFILES = ("azureml", "cloudshell")  # hosts that hand out the signed-in user's tokens
 EXPIRES_ON_FORMATS = ("int", "string", "date")  # azureml's expires_on: 1700000000, "1700000000", "11/14/2023 ..."
 # imported when used, so that the command line's --help stays instant
-_SERVICES = {"azureml": ("host_azureml", "AzureMlService"), "appservice": ("host_appservice", "AppServiceService"),
-             "arc": ("host_arc", "ArcService"), "cloudshell": ("host_cloudshell", "CloudShellService")}
+_SERVICES = {"azureml": ("azureml", "AzureMlService"), "appservice": ("appservice", "AppServiceService"),
+             "arc": ("arc", "ArcService"), "cloudshell": ("cloudshell", "CloudShellService")}
 _SSO = {True: True, False: False, "on": True, "off": False, "true": True, "false": False,
         "unavailable": "unavailable"}
 

@@ -13,7 +13,7 @@ Failures are ``text/plain`` bodies, as seen live (the captured SSO failure is re
 
 Example::
 
-    >>> from mi_notebook.emulator.hostbase import HostContext
+    >>> from mi_notebook.emulator.hosts.base import HostContext
     >>> from mi_notebook.emulator.server import HttpRequest
     >>> ctx = HostContext.build(secret="s3")
     >>> svc = AzureMlService(ctx)
@@ -36,11 +36,11 @@ import re
 import time
 from typing import Any
 
-from .hostbase import HostService, parse_form, secret_matches
-from .issuer import resource_not_found
+from ..issuer import resource_not_found
+from ..server import TEXT, HttpRequest, HttpResponse, json_response
+from ..world import VmIdentity
+from .base import HostService, parse_form, secret_matches
 from .profiles import EXPIRES_ON_FORMATS
-from .server import TEXT, HttpRequest, HttpResponse, json_response
-from .world import VmIdentity
 
 __all__ = ["AZUREML_API_VERSION", "AzureMlService", "EXPIRES_ON_FORMATS", "SSO_MODES"]
 
@@ -69,7 +69,7 @@ class AzureMlService(HostService):
 
     Example::
 
-        >>> from mi_notebook.emulator.hostbase import HostContext
+        >>> from mi_notebook.emulator.hosts.base import HostContext
         >>> svc = AzureMlService(HostContext.build(secret="s", sso=False))
         >>> sorted(svc.environment("http://127.0.0.1:1"))
         ['DEFAULT_IDENTITY_CLIENT_ID', 'MSI_ENDPOINT', 'MSI_SECRET']

@@ -11,7 +11,7 @@ audience. Supported audiences: ..."}}``, captured live). Errors use that ``{"err
 Example::
 
     >>> import json, jwt
-    >>> from mi_notebook.emulator.hostbase import HostContext
+    >>> from mi_notebook.emulator.hosts.base import HostContext
     >>> from mi_notebook.emulator.server import HttpRequest
     >>> svc = CloudShellService(HostContext.build())
     >>> def post(body, headers=(("Metadata", "true"),)):
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hostbase import HostService, parse_form
-from .server import HttpRequest, HttpResponse, json_response
+from ..server import HttpRequest, HttpResponse, json_response
+from .base import HostService, parse_form
 
 __all__ = ["ALLOWED_AUDIENCES", "CloudShellService"]
 
@@ -62,7 +62,7 @@ class CloudShellService(HostService):
 
     Example::
 
-        >>> from mi_notebook.emulator.hostbase import HostContext
+        >>> from mi_notebook.emulator.hosts.base import HostContext
         >>> svc = CloudShellService(HostContext.build())
         >>> svc.environment("http://127.0.0.1:1")["AZUREPS_HOST_ENVIRONMENT"]
         'cloud-shell/1.0'

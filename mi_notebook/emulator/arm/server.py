@@ -1,39 +1,11 @@
-"""The emulated Azure Resource Manager: authenticated, RBAC-checked, throttled, paged reads over HTTPS.
-
-:class:`ArmService` is a pure dispatcher ``(HttpRequest) -> HttpResponse``; :class:`ArmServer` serves it
-on its own loopback port (HTTPS with a per-run CA by default, see :mod:`.tls`) for an
-:class:`~mi_notebook.emulator.Emulator`, which starts it and exposes ``emu.arm_url`` / ``emu.ca_bundle``.
-
-Each request goes through, in order: an injected fault (endpoint ``"arm"``); the bearer token
-(:mod:`.arm_auth`, 401s); the read throttle (:mod:`.arm_throttle`, 429); ``api-version`` (400); the
-subscription (404); role-based access (403 ``AuthorizationFailed``); the resource (404); the answer.
-Lists are paged: ``{"value": [...], "nextLink": "<absolute URL with $skiptoken>"}``.
-
-This module is the server and the public face; the parts live beside it: :mod:`.arm_service` (the
-pipeline and handlers, :class:`ArmOptions`), :mod:`.arm_routes` (paths, api-versions, RBAC actions),
-:mod:`.arm_paging` (the query string and paged lists), :mod:`.arm_answers` (error envelope, request
-ids, injected faults), :mod:`.arm_auth`, :mod:`.arm_throttle` and :mod:`.arm_catalog`.
-
-Served paths (segment names are case-insensitive, as in ARM)::
-
-    /subscriptions                                  /subscriptions/{s}
-    /subscriptions/{s}/resourcegroups               /subscriptions/{s}/resourcegroups/{rg}
-    /subscriptions/{s}/resourcegroups/{rg}/resources
-    /subscriptions/{s}/resources                    /subscriptions/{s}/providers/{ns}/{type}
-    /subscriptions/{s}/resourcegroups/{rg}/providers/{ns}/{type}[/{name}]
+"""Serves the emulated ARM (:class:`~.service.ArmService`) for an emulator on its own loopback port.
 
 Example::
 
-    >>> import requests
     >>> from mi_notebook.emulator import Emulator
-    >>> with Emulator(throttle=False) as emu:
-    ...     tok = requests.get(emu.token_url, headers={"Metadata": "true"},
-    ...                        params={"api-version": "2018-02-01", "resource": "https://management.azure.com/"}
-    ...                        ).json()["access_token"]
-    ...     r = requests.get(emu.arm_url + emu.vm.resource_id, params={"api-version": "2024-07-01"},
-    ...                      headers={"Authorization": "Bearer " + tok}, verify=emu.ca_bundle)
-    ...     r.status_code, r.json()["identity"]["principalId"] == emu.vm.system_identity.object_id
-    (200, True)
+    >>> with Emulator(keyvault=False) as emu:
+    ...     emu.arm_url.startswith("https://127.0.0.1:"), emu.ca_bundle == emu.arm.ca_bundle
+    (True, True)
 """
 
 from __future__ import annotations
@@ -41,15 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .arm_routes import RESOURCES_API_VERSIONS
-from .arm_service import ArmOptions, ArmService
-from .server import HttpRequest, HttpResponse, HttpServer
-from .tls import TlsMaterial
+from ..server import HttpRequest, HttpResponse, HttpServer
+from ..tls import TlsMaterial
+from .service import ArmOptions, ArmService
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import Emulator
+    from .. import Emulator
 
-__all__ = ["RESOURCES_API_VERSIONS", "ArmOptions", "ArmServer", "ArmService"]
+__all__ = ["ArmServer"]
 
 
 class ArmServer:
@@ -68,11 +39,7 @@ class ArmServer:
     """
 
     def __init__(self, emulator: Emulator, options: Mapping[str, Any] | ArmOptions | None = None) -> None:
-        if options is None:
-            options = getattr(emulator, "arm_options", None)
-        if options is None and isinstance(emulator.config.get("arm"), Mapping):
-            options = emulator.config["arm"]
-        self.options = ArmOptions.from_mapping(options)
+        self.options = ArmOptions.from_mapping(options if options is not None else emulator.options.arm)
         self.emulator = emulator
         self.service = ArmService(emulator.vm, emulator.keys, emulator.faults, issuer=emulator.issuer_url,
                                   options=self.options, clock=emulator.clock, throttle=emulator.throttle,
@@ -121,7 +88,7 @@ class ArmServer:
         return self._server.port if self._server is not None else None
 
     def _dispatch(self, request: HttpRequest) -> HttpResponse:
-        from .admin import ADMIN_PREFIX
+        from ..admin import ADMIN_PREFIX
 
         if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
             return self.emulator.admin.handle(request)

@@ -1,34 +1,18 @@
-"""The emulated Key Vault: a secrets data plane over HTTPS, with Key Vault's challenge and data-plane RBAC.
+"""The emulated Key Vault's secrets and the rules to reach them: :class:`VaultService`, a pure dispatcher.
 
-:class:`VaultService` is a pure dispatcher ``(HttpRequest) -> HttpResponse`` for one seeded vault;
-:class:`VaultServer` serves it on its own loopback port for an
-:class:`~mi_notebook.emulator.Emulator`, which starts it (option ``keyvault``, on by default) and
-exposes ``emu.vault_url``, ``emu.vault`` and ``emu.vault_ca_bundle``.
-
-Each request goes through, in order: the bearer token (:mod:`.keyvault_auth`: a bare request gets the
-401 challenge, a token for another audience ``AKV10022``); ``api-version`` (400 ``BadParameter``); the
-route (404/405); data-plane RBAC (403 ``Forbidden`` / ``ForbiddenByRbac``: only roles with data actions,
-such as *Key Vault Secrets User*, count; Owner or Reader on the vault do not); the secret (404
-``SecretNotFound``); the answer. Served::
-
-    GET /secrets                      list (metadata only, no values)   readMetadata/action
-    GET /secrets/{name}[/{version}]   one secret, with its value        getSecret/action
-    PUT /secrets/{name}               set: body {"value": ...}          setSecret/action
+Each request goes through, in order: the bearer token (:mod:`.auth`); ``api-version``; the route;
+data-plane RBAC; the secret; the answer (the package's docstring tells the whole story).
 
 Example::
 
-    >>> import requests
-    >>> from mi_notebook.emulator import Emulator
-    >>> with Emulator(throttle=False) as emu:
-    ...     bare = requests.get(emu.vault_url + "/secrets/greeting", params={"api-version": "7.5"},
-    ...                         verify=emu.vault_ca_bundle)
-    ...     tok = requests.get(emu.token_url, headers={"Metadata": "true"},
-    ...                        params={"api-version": "2018-02-01", "resource": "https://vault.azure.net"}
-    ...                        ).json()["access_token"]
-    ...     r = requests.get(emu.vault_url + "/secrets/greeting", params={"api-version": "7.5"},
-    ...                      headers={"Authorization": "Bearer " + tok}, verify=emu.vault_ca_bundle)
-    ...     bare.status_code, bare.headers["WWW-Authenticate"].split(",")[1], r.status_code, r.json()["value"]
-    (401, ' resource="https://vault.azure.net"', 200, 'hello from the emulated Key Vault')
+    >>> from mi_notebook.emulator.keys import SigningKeys
+    >>> from mi_notebook.emulator.keyvault.auth import VaultTokenCheck
+    >>> vm, keys = VirtualMachine.build(), SigningKeys()
+    >>> check = VaultTokenCheck(keys, tenant_id=vm.tenant_id, issuer=f"https://sts.windows.net/{vm.tenant_id}/")
+    >>> svc = VaultService(vm, check=check, base_url=lambda: "https://kv")
+    >>> r = svc.handle(HttpRequest("GET", "", "/secrets/greeting", "api-version=7.5", []))
+    >>> r.status, r.service
+    (401, 'keyvault')
 """
 
 from __future__ import annotations
@@ -40,18 +24,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
-from .keyvault_auth import VaultTokenCheck
-from .server import HttpRequest, HttpResponse, HttpServer, json_response
-from .tls import TlsMaterial
-from .world import VirtualMachine, stable_guid
+from ..server import HttpRequest, HttpResponse, json_response
+from ..world import VirtualMachine, stable_guid
+from .auth import VaultTokenCheck
 
-if TYPE_CHECKING:  # pragma: no cover
-    from . import Emulator
-
-__all__ = ["API_VERSIONS", "DEFAULT_SECRETS", "SECRETS_USER", "Secret", "VaultServer", "VaultService"]
+__all__ = ["API_VERSIONS", "DEFAULT_SECRETS", "SECRETS_USER", "Secret", "VaultService"]
 
 #: the data-plane api-versions answered (the SDKs of the last years send one of these)
 API_VERSIONS = ("2016-10-01", "7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01")
@@ -236,62 +216,3 @@ class VaultService:
             error["innererror"] = {"code": inner}
         headers = [("WWW-Authenticate", www_authenticate)] if www_authenticate else []
         return json_response(status, {"error": error}, headers=headers, service="keyvault", endpoint="secrets")
-
-
-class VaultServer:
-    """Serves :class:`VaultService` for an emulator on its own loopback port over HTTPS.
-
-    :meth:`start` takes the certificate material to present (``tls``: the ARM side's, so one CA bundle
-    serves both); without it a fresh CA is made here and removed at :meth:`stop`. ``url`` and
-    ``ca_bundle`` are set by :meth:`start`.
-
-    Example::
-
-        >>> from mi_notebook.emulator import Emulator
-        >>> with Emulator() as emu:
-        ...     isinstance(emu.keyvault, VaultServer), emu.vault_url == emu.keyvault.url, emu.vault_ca_bundle == emu.ca_bundle
-        (True, True, True)
-    """
-
-    def __init__(self, emulator: Emulator, *, secrets: Mapping[str, str] | None = None, port: int = 0) -> None:
-        self.emulator = emulator
-        check = VaultTokenCheck(emulator.keys, tenant_id=emulator.vm.tenant_id, issuer=emulator.issuer_url,
-                                clock=emulator.clock)
-        self.service = VaultService(emulator.vm, check=check, secrets=secrets, clock=emulator.clock,
-                                    base_url=lambda: self.url or f"https://{self.service.name}.vault.azure.net")
-        self.tls: TlsMaterial | None = None  # only when made here
-        self._port = port
-        self._server: HttpServer | None = None
-        self.url: str | None = None
-        self.ca_bundle: str | None = None
-
-    def start(self, tls: TlsMaterial | None = None) -> VaultServer:
-        if self._server is not None:
-            return self
-        host = self.emulator.host
-        if tls is None:
-            hosts = ("localhost", "127.0.0.1", "::1")
-            self.tls = tls = TlsMaterial.generate(hosts if host in hosts else (*hosts, host))
-        server = HttpServer(self.service.handle, host=host, port=self._port, server_header="mi-notebook-keyvault-emulator",
-                            request_log=self.emulator.requests, clock=self.emulator.clock, service="keyvault",
-                            ssl_context=tls.server_context())
-        try:
-            server.start()
-        except BaseException:
-            self.stop()
-            raise
-        self._server = server
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"https://{shown}:{server.port}"
-        self.ca_bundle = tls.ca_bundle
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        if self.tls is not None:
-            self.tls.cleanup()
-            self.tls = None
-        self.url = None
-        self.ca_bundle = None

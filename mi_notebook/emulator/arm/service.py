@@ -1,10 +1,10 @@
 """The emulated ARM's request pipeline and handlers: :class:`ArmService`, ``(HttpRequest) -> HttpResponse``.
 
-Each request goes through, in order: an injected fault (endpoint ``"arm"``, :mod:`.arm_answers`); the
-bearer token (:mod:`.arm_auth`, 401s); the read throttle (:mod:`.arm_throttle`, 429); ``api-version``
-(400) and the route (:mod:`.arm_routes`); the subscription (404); role-based access (403
-``AuthorizationFailed``); the resource (404, from :mod:`.arm_catalog`); the answer, paged for lists
-(:mod:`.arm_paging`). :class:`ArmOptions` says how it behaves; :class:`~.arm.ArmServer` serves it.
+Each request goes through, in order: an injected fault (endpoint ``"arm"``, :mod:`.answers`); the
+bearer token (:mod:`.auth`, 401s); the read throttle (:mod:`.throttle`, 429); ``api-version``
+(400) and the route (:mod:`.routes`); the subscription (404); role-based access (403
+``AuthorizationFailed``); the resource (404, from :mod:`.catalog`); the answer, paged for lists
+(:mod:`.paging`). :class:`ArmOptions` says how it behaves; :class:`~.server.ArmServer` serves it.
 
 Example::
 
@@ -28,18 +28,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from .arm_answers import RequestIds, arm_error, fault_answer
-from .arm_auth import TokenCheck
-from .arm_catalog import ArmCatalog, list_item
-from .arm_paging import page, parse_query
-from .arm_routes import METHOD_ACTIONS, Route, action_and_scope, parse_route, read_action, version_problem
-from .arm_throttle import READ_CAPACITY, READ_REFILL, TokenBuckets, throttled_message
-from .faults import Fault, FaultQueue
-from .server import HttpRequest, HttpResponse, json_response
-from .world import VirtualMachine
+from ..faults import Fault, FaultQueue
+from ..server import HttpRequest, HttpResponse, json_response
+from ..world import VirtualMachine
+from .answers import RequestIds, arm_error, fault_answer
+from .auth import TokenCheck
+from .catalog import ArmCatalog, list_item
+from .paging import page, parse_query
+from .routes import METHOD_ACTIONS, Route, action_and_scope, parse_route, read_action, version_problem
+from .throttle import READ_CAPACITY, READ_REFILL, TokenBuckets, throttled_message
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .keys import SigningKeys
+    from ..keys import SigningKeys
 
 __all__ = ["ArmOptions", "ArmService"]
 

@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
-from .faults import Fault, FaultQueue, proxy_html
-from .issuer import TokenIssuer
-from .keys import SigningKeys
-from .server import HttpRequest, HttpResponse
-from .throttle import ConcurrencyLimiter, RateLimiter
+from .._throttle import ConcurrencyLimiter, RateLimiter
+from ..faults import Fault, FaultQueue, proxy_html
+from ..issuer import TokenIssuer
+from ..keys import SigningKeys
+from ..server import HttpRequest, HttpResponse
+from ..world import VirtualMachine
 from .usertokens import SignedInUser, UserTokenIssuer
-from .world import VirtualMachine
 
 __all__ = ["HOST_CONCURRENCY", "HOST_RATE", "HostContext", "HostService", "parse_form", "secret_matches"]
 
@@ -126,7 +126,7 @@ class HostService(abc.ABC):
 
     Example::
 
-        >>> from mi_notebook.emulator.host_appservice import AppServiceService
+        >>> from mi_notebook.emulator.hosts.appservice import AppServiceService
         >>> svc: HostService = AppServiceService(HostContext.build())
         >>> svc.token_url("http://127.0.0.1:1"), svc.is_token_path("/MSI/token/")
         ('http://127.0.0.1:1/msi/token', True)

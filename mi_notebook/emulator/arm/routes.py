@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from .arm_catalog import UAMI_TYPE, VM_TYPE
+from .catalog import UAMI_TYPE, VM_TYPE
 
 __all__ = ["COMPUTE_API_VERSIONS", "METHOD_ACTIONS", "MSI_API_VERSIONS", "READ_ACTIONS", "RESOURCES_API_VERSIONS",
            "Route", "action_and_scope", "parse_route", "read_action", "version_problem"]

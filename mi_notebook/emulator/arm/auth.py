@@ -29,16 +29,12 @@ Example::
 from __future__ import annotations
 
 import datetime as _dt
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import jwt
 
-from .keys import SigningKeys
+from .._bearer import AuthResult, BearerCheck, bearer, unverified_claims
 
-__all__ = ["ACCEPTED_AUDIENCES", "AuthResult", "BearerCheck", "TokenCheck", "arm_time", "bearer", "unverified_claims"]
+__all__ = ["ACCEPTED_AUDIENCES", "TokenCheck", "arm_time"]
 
 ACCEPTED_AUDIENCES = (
     "https://management.core.windows.net/",
@@ -71,75 +67,12 @@ def arm_time(epoch: float) -> str:
     return f"{d.month}/{d.day}/{d.year} {hour}:{d.minute:02d}:{d.second:02d} {'AM' if d.hour < 12 else 'PM'}"
 
 
-@dataclass(frozen=True)
-class AuthResult:
-    """``claims`` when the token is good; otherwise ``code``, ``message`` and ``www_authenticate``.
-
-    Example::
-
-        >>> AuthResult(code="AuthenticationFailed").ok
-        False
-    """
-
-    claims: dict[str, Any] | None = field(default=None, repr=False)
-    code: str | None = None
-    message: str | None = None
-    www_authenticate: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.claims is not None
-
-
-def bearer(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` value, or ``None`` if it is not one.
-
-    Example::
-
-        >>> bearer("Bearer abc"), bearer("Basic abc"), bearer("Bearer "), bearer(None)
-        ('abc', None, None, None)
-    """
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
-def unverified_claims(token: str) -> dict[str, Any]:
-    """The claims of ``token`` without checking anything (to word an error), ``{}`` if unreadable.
-
-    Example::
-
-        >>> unverified_claims("not-a-jwt")
-        {}
-    """
-    try:
-        return jwt.decode(token, options={"verify_signature": False})
-    except jwt.InvalidTokenError:
-        return {}
-
-
-class BearerCheck:
-    """What every service's token check holds: the signing keys, the tenant, the issuer, the clock.
-
-    Example::
-
-        >>> BearerCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/").tenant_id
-        't'
-    """
-
-    def __init__(self, keys: SigningKeys, *, tenant_id: str, issuer: str,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.keys = keys
-        self.tenant_id = tenant_id
-        self.issuer = issuer
-        self.clock = clock
-
-
 class TokenCheck(BearerCheck):
     """Validates ARM bearer tokens issued by ``keys`` for ``tenant_id`` (issuer ``issuer``).
 
     Example::
 
+        >>> from mi_notebook.emulator.keys import SigningKeys
         >>> check = TokenCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/")
         >>> check.check("Bearer not-a-jwt").message
         'The access token is invalid.'

@@ -11,7 +11,7 @@ identity), and the answer echoes which identity it is (``client_id``, plus ``obj
 Example::
 
     >>> import json, tempfile
-    >>> from mi_notebook.emulator.hostbase import HostContext
+    >>> from mi_notebook.emulator.hosts.base import HostContext
     >>> from mi_notebook.emulator.server import HttpRequest
     >>> svc = ArcService(HostContext.build(key_dir=tempfile.mkdtemp())); svc.start()
     >>> query = "api-version=2020-06-01&resource=https://management.azure.com/"
@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..imds import FAULT_BODIES, IDENTITY_API_VERSIONS, MISSING_HEADER_TOKEN, THROTTLED
+from ..issuer import resource_not_found
+from ..server import HttpRequest, HttpResponse, json_response
+from ..world import VmIdentity
 from .arckeys import DEFAULT_KEY_DIR, ArcKeyStore
-from .hostbase import HostContext, HostService, parse_form
-from .imds import FAULT_BODIES, IDENTITY_API_VERSIONS, MISSING_HEADER_TOKEN, THROTTLED
-from .issuer import resource_not_found
-from .server import HttpRequest, HttpResponse, json_response
-from .world import VmIdentity
+from .base import HostContext, HostService, parse_form
 
 __all__ = ["ARC_API_VERSIONS", "TOKEN_PATH", "ArcService"]
 

@@ -27,7 +27,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .world import VirtualMachine, VmIdentity
+from ..world import VirtualMachine, VmIdentity
 
 __all__ = ["ArmCatalog", "ResourceGroup", "parse_resource_id"]
 

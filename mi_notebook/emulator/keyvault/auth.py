@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import jwt
 
-from .arm_auth import AuthResult, BearerCheck, bearer, unverified_claims
+from .._bearer import AuthResult, BearerCheck, bearer, unverified_claims
 
 __all__ = ["VAULT_AUDIENCES", "VAULT_RESOURCE", "VaultTokenCheck"]
 
@@ -40,7 +40,7 @@ MISSING = "AKV10000: Request is missing a Bearer or PoP token."
 class VaultTokenCheck(BearerCheck):
     """Validates Key Vault bearer tokens issued by ``keys`` for ``tenant_id`` (issuer ``issuer``).
 
-    ``check`` returns an :class:`~mi_notebook.emulator.arm_auth.AuthResult`: ``claims`` when good,
+    ``check`` returns an :class:`~mi_notebook.emulator._bearer.AuthResult`: ``claims`` when good,
     else ``code`` (``"Unauthorized"``), ``message`` and the ``www_authenticate`` challenge.
 
     Example::

@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .issuer import BACKDATE_SECONDS, _opaque
-from .keys import SigningKeys
-from .world import VirtualMachine, stable_guid
+from ..issuer import BACKDATE_SECONDS, _opaque
+from ..keys import SigningKeys
+from ..world import VirtualMachine, stable_guid
 
 __all__ = ["USER_TOKEN_LIFETIME", "IssuedUserToken", "SignedInUser", "UserTokenIssuer"]
 

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from .arm_throttle import throttled_message
-from .faults import Fault, proxy_html
-from .server import HttpRequest, HttpResponse, json_response
+from ..faults import Fault, proxy_html
+from ..server import HttpRequest, HttpResponse, json_response
+from .throttle import throttled_message
 
 __all__ = ["FAULT_ERRORS", "RequestIds", "arm_error", "fault_answer"]
 

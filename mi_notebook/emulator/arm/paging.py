@@ -25,8 +25,8 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-from .arm_answers import arm_error
-from .server import HttpRequest, HttpResponse, json_response
+from ..server import HttpRequest, HttpResponse, json_response
+from .answers import arm_error
 
 __all__ = ["decode_skiptoken", "encode_skiptoken", "page", "parse_filter", "parse_query"]
 

@@ -11,7 +11,7 @@ AAD Token." (sic) that MSAL's source describes.
 Example::
 
     >>> import json
-    >>> from mi_notebook.emulator.hostbase import HostContext
+    >>> from mi_notebook.emulator.hosts.base import HostContext
     >>> from mi_notebook.emulator.server import HttpRequest
     >>> ctx = HostContext.build(secret="h")
     >>> svc = AppServiceService(ctx)
@@ -30,9 +30,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .hostbase import HostService, parse_form, secret_matches
-from .server import HttpRequest, HttpResponse, json_response
-from .world import VmIdentity
+from ..server import HttpRequest, HttpResponse, json_response
+from ..world import VmIdentity
+from .base import HostService, parse_form, secret_matches
 
 __all__ = ["APPSERVICE_API_VERSION", "AppServiceService"]
 
@@ -50,7 +50,7 @@ class AppServiceService(HostService):
     Example::
 
         >>> import json
-        >>> from mi_notebook.emulator.hostbase import HostContext
+        >>> from mi_notebook.emulator.hosts.base import HostContext
         >>> svc = AppServiceService(HostContext.build(secret="h"))
         >>> sorted(svc.environment("http://127.0.0.1:1"))
         ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER']
