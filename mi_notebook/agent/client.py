@@ -36,6 +36,7 @@ Example::
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -54,6 +55,7 @@ from ..cache import TokenCache
 from ..clock import SYSTEM_CLOCK, Clock
 from ..identity import Identity
 from ..retry import Timeline
+from ..secret import Secret
 from ..sources._user import UserAccessToken, UserTokenWarning, as_user_token, token_user_evidence
 from ..tokens import AccessToken
 from .protocol import (
@@ -455,7 +457,8 @@ class SharedCache(TokenCache):
     the agent behind, the endpoint itself whenever the agent cannot answer.
 
     ``upstream`` is the connection's description (:func:`~mi_notebook.agent.upstream.describe`); it
-    may hold the host's secret, so it is kept private (``endpoint`` is its endpoint).
+    may hold the host's secret, so it is kept as a :class:`~mi_notebook.secret.Secret` (``vars``,
+    ``deepcopy`` and pickle never show it; ``endpoint`` is its endpoint).
 
     Example::
 
@@ -474,8 +477,9 @@ class SharedCache(TokenCache):
                  retry_after: float = 30.0) -> None:
         super().__init__(clock=clock)
         self.agent = agent
-        self._upstream = dict(upstream)
-        self.endpoint = self._upstream.get("endpoint")
+        # the description may hold the host's secret: kept as a Secret, so no dump of this cache shows it
+        self._upstream = Secret(json.dumps(dict(upstream)))
+        self.endpoint = upstream.get("endpoint")
         self.retry_after = retry_after
         self._down_since: float | None = None
         self._warned = False
@@ -515,7 +519,8 @@ class SharedCache(TokenCache):
         down = self._down_since
         if down is None or time.monotonic() - down >= self.retry_after:
             try:
-                token = self.agent.token(self._upstream, key.resource, key.identity, force_refresh=force_refresh)
+                upstream = json.loads(self._upstream.reveal())
+                token = self.agent.token(upstream, key.resource, key.identity, force_refresh=force_refresh)
             except AgentUnavailable as exc:
                 self._fell_back(exc)
             else:
