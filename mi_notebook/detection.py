@@ -39,9 +39,10 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .errors import UnsupportedHostError
+from .secret import Secret
 
 __all__ = ["AZURE_ASSET_TAG", "HOST_RULES", "ChainEntry", "CredentialChain", "Detection", "HostRule",
            "default_azure_credential_chain", "detect"]
@@ -146,6 +147,11 @@ class Detection:
     seen (secret values hidden); ``others`` what each other host would need; ``notes`` anything
     surprising (where azure-identity would decide differently, empty variables...).
 
+    It keeps only the variables the sources read (``SEEN_VARIABLES``), their secrets as
+    :class:`~mi_notebook.secret.Secret`: no dump (``dataclasses.asdict``, ``vars``, ``copy.deepcopy``,
+    ``pickle``) shows a secret or any other variable. A pickled detection arrives without its secrets:
+    its :meth:`build_source` then raises a ``HostConfigurationError`` (call :func:`detect` there).
+
     Example::
 
         >>> d = detect({}, sysfs_root="/nonexistent", himds_path="/nonexistent")
@@ -164,7 +170,7 @@ class Detection:
     himds_found: bool
     notes: tuple[str, ...] = ()
     azure_identity_host: str | None = None
-    _environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _environ: Mapping[str, str | Secret] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_azure_host(self) -> bool:
@@ -194,9 +200,11 @@ class Detection:
                 hint="Use azure-identity's WorkloadIdentityCredential (or DefaultAzureCredential) here.")
         from .sources import SOURCE_CLASSES, ArcSource
 
-        if self.host == "arc" and not _RULE["arc"].matches(self._environ):
+        # the sources' secret_from takes a Secret as it takes a string
+        environ = cast("Mapping[str, str]", self._environ)
+        if self.host == "arc" and not _RULE["arc"].matches(environ):
             return ArcSource(**options)  # found by the himds binary: the agent's default endpoint
-        return SOURCE_CLASSES[self.host].from_environment(self._environ, **options)
+        return SOURCE_CLASSES[self.host].from_environment(environ, **options)
 
 
 def detect(environ: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys/class/dmi/id",
@@ -242,7 +250,13 @@ def detect(environ: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys/
         notes.append(f"This does not look like an Azure VM ({vm_evidence}): IMDS will most likely not answer; "
                      "use mi.connect(mode='emulator') to try things out.")
     return Detection(host, rule.label, reason, endpoint, variables, others, is_vm, vm_evidence, himds, tuple(notes),
-                     ours_ai, env)
+                     ours_ai, _kept(env))
+
+
+def _kept(env: Mapping[str, str]) -> dict[str, str | Secret]:
+    """The variables a source may read, secrets wrapped: all a :class:`Detection` keeps of ``env``."""
+    return {name: Secret(env[name]) if name in SECRET_VARIABLES and isinstance(env[name], str) and env[name]
+            else env[name] for name in SEEN_VARIABLES if name in env}
 
 
 def _endpoint(host: str, env: Mapping[str, str], rule: HostRule, himds: bool) -> str | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from .cache import refresh_at
 from .connection import current_or_connect
@@ -60,9 +60,15 @@ def _warn_if_emulator(token: AccessToken) -> None:
         )
 
 
+def _refuse_pickling(kind: str) -> NoReturn:
+    raise TypeError(f"{kind} refuses to be pickled: it holds a bearer token, and pickles end up in files "
+                    "(ask the credential again in the other process)")
+
+
 class SdkAccessToken(NamedTuple):
     """Shaped like ``azure.core.credentials.AccessToken`` (a namedtuple ``(token, expires_on)``),
-    but its repr never shows the token.
+    but its repr never shows the token and it refuses to be pickled (azure-core only reads
+    ``.token`` and ``.expires_on``; it never copies or pickles a token). Copies are the object itself.
 
     Example::
 
@@ -76,9 +82,19 @@ class SdkAccessToken(NamedTuple):
     def __repr__(self) -> str:
         return f"SdkAccessToken(token=<redacted>, expires_on={self.expires_on})"
 
+    def __copy__(self) -> SdkAccessToken:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SdkAccessToken:
+        return self
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        _refuse_pickling("SdkAccessToken")
+
 
 class SdkAccessTokenInfo:
     """Shaped like ``azure.core.credentials.AccessTokenInfo``: token, expires_on, token_type, refresh_on.
+    Its repr never shows the token; it refuses to be pickled (copies are new objects).
 
     Example::
 
@@ -111,6 +127,15 @@ class SdkAccessTokenInfo:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __copy__(self) -> SdkAccessTokenInfo:
+        return SdkAccessTokenInfo(self.token, self.expires_on, token_type=self.token_type, refresh_on=self.refresh_on)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SdkAccessTokenInfo:
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        _refuse_pickling("SdkAccessTokenInfo")
 
 
 class ManagedIdentityTokenCredential:

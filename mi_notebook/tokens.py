@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import UnexpectedResponseError
 from .identity import Identity
+from .secret import Secret
 from .timefmt import format_iso
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,7 +142,9 @@ class AccessToken:
     ``expires_in`` is kept as received (it shrinks while IMDS serves the same cached token, so it is
     not used for expiry); ``fetched_at`` is the wall-clock time the answer arrived. Equal tokens are
     the same token for the same resource, identity and endpoint. Copying returns the same object;
-    pickling is refused (see :meth:`to_dict` for an explicit export).
+    pickling is refused (see :meth:`to_dict` for an explicit export). The token itself is held as a
+    :class:`~mi_notebook.secret.Secret`, so ``dataclasses.asdict`` and ``astuple`` show
+    ``Secret(<hidden>)`` for it.
 
     Example::
 
@@ -155,7 +158,7 @@ class AccessToken:
         (86400, 1000.0, True)
     """
 
-    _secret: str
+    _secret: str | Secret  # a Secret once built (asdict and deepcopy keep the wrapper, never the text)
     _: dataclasses.KW_ONLY
     resource: str
     expires_on: int
@@ -172,11 +175,13 @@ class AccessToken:
     _claims_view: Claims | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self._secret, str) or not self._secret:
+        given = self._secret
+        text = given.reveal() if isinstance(given, Secret) else given
+        if not isinstance(text, str) or not text:
             # Never echo the value: it may be (part of) a secret.
-            raise ValueError(
-                f"AccessToken needs the token as a non-empty string; got {type(self._secret).__name__}"
-            )
+            raise ValueError(f"AccessToken needs the token as a non-empty string; got {type(given).__name__}")
+        if not isinstance(given, Secret):
+            object.__setattr__(self, "_secret", Secret(text))
         expires = as_int(self.expires_on)
         if expires is None:
             raise ValueError(f"expires_on must be epoch seconds (an int); got {self.expires_on!r}")
@@ -290,12 +295,13 @@ class AccessToken:
             >>> AccessToken("a.b.c", resource="api://x", expires_on=1).reveal()
             'a.b.c'
         """
-        return self._secret
+        secret = self._secret
+        return secret.reveal() if isinstance(secret, Secret) else secret
 
     @property
     def fingerprint(self) -> str:
         """``"sha256:"`` + the first 8 hex digits of the token's SHA-256: tells tokens apart safely."""
-        return "sha256:" + hashlib.sha256(self._secret.encode("utf-8")).hexdigest()[:8]
+        return "sha256:" + hashlib.sha256(self.reveal().encode("utf-8")).hexdigest()[:8]
 
     @property
     def issuer_label(self) -> str:
@@ -331,7 +337,7 @@ class AccessToken:
             >>> AccessToken("opaque", resource="api://x", expires_on=1990).exp_skew is None
             True
         """
-        payload = _jwt_payload(self._secret)
+        payload = _jwt_payload(self.reveal())
         if payload is None:
             return None
         exp = payload.get("exp")
@@ -391,7 +397,7 @@ class AccessToken:
             attempts=len(self.timeline) if self.timeline is not None else None,
         )
         if include_token:
-            data["token"] = self._secret
+            data["token"] = self.reveal()
         return data
 
     @classmethod

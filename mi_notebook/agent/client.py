@@ -3,8 +3,8 @@
 :class:`AgentClient` speaks to this user's agent (one request per connection, bounded in time:
 ``connect_timeout`` to connect, ``read_timeout`` between frames, ``max_wait`` in all; a busy agent
 sends a heartbeat frame every half second, a hung one does not). Anything but a proper answer
-(no agent, a refused or reset connection, a time-out, garbage, another protocol version) raises
-:class:`AgentUnavailable`. ``ensure_running()`` starts a detached ``python -m mi_notebook agent run``
+(no agent, a refused or reset connection, a time-out, garbage, another protocol version, an agent
+directory that is no longer safe, a socket served by another uid) raises :class:`AgentUnavailable`. ``ensure_running()`` starts a detached ``python -m mi_notebook agent run``
 when none answers; a lock file makes two kernels starting at once end with one agent.
 
 :class:`SharedCache` is what a sharing connection (``mi.connect(share=True)`` or
@@ -12,6 +12,8 @@ when none answers; a lock file makes two kernels starting at once end with one a
 front of the agent. A token the process does not hold (or must refresh) is asked of the agent,
 which single-flights it across every kernel of the user; if the agent cannot answer, the process
 asks the endpoint itself, warns once, and tries the agent again ``retry_after`` seconds later.
+It trusts the agent with tokens, not with their meaning: whether a token is the signed-in user's own
+is decided again here from its claims (and the agent's marker), and warned about in this process.
 Its ``tokens()`` and ``entries()`` are the agent's (every kernel's tokens, as facts without the
 secret), so ``mi.plot_token_lifetimes(conn.cache)`` and ``tokens_frame(conn.cache)`` show them.
 
@@ -33,8 +35,8 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -53,8 +55,21 @@ from ..cache import TokenCache
 from ..clock import SYSTEM_CLOCK, Clock
 from ..identity import Identity
 from ..retry import Timeline
+from ..secret import Secret
+from ..sources._user import UserAccessToken, UserTokenWarning, as_user_token, token_user_evidence
 from ..tokens import AccessToken
-from .protocol import VERSION, AgentPaths, PeerClosed, ProtocolError, agent_paths, recv_frame, send_frame
+from .protocol import (
+    VERSION,
+    AgentPaths,
+    PeerClosed,
+    ProtocolError,
+    agent_paths,
+    check_directory,
+    peer_credentials,
+    recv_frame,
+    send_frame,
+    token_from_wire,
+)
 
 __all__ = ["ENV_SHARE", "AgentClient", "AgentTokenInfo", "AgentUnavailable", "AgentUnavailableWarning",
            "SharedCache", "share_requested"]
@@ -118,6 +133,7 @@ class AgentTokenInfo:
     in_flight: bool = False
     last_error: str | None = None
     served_by: str = "agent"
+    is_user_token: bool = False
 
     @classmethod
     def from_status(cls, row: Mapping[str, Any]) -> AgentTokenInfo:
@@ -127,7 +143,8 @@ class AgentTokenInfo:
         return cls(resource=row["resource"], identity=identity, source=row["source"], expires_on=int(row["expires_on"]),
                    fetched_at=float(row["fetched_at"]), not_before=row.get("not_before"),
                    fingerprint=row["fingerprint"], refresh_at=row.get("refresh_at"), client_id=row.get("client_id"),
-                   in_flight=bool(row.get("in_flight")), last_error=row.get("last_error"))
+                   in_flight=bool(row.get("in_flight")), last_error=row.get("last_error"),
+                   is_user_token=bool(row.get("user_token_reason")))
 
     def time_left(self, now: float | None = None) -> float:
         """Seconds until ``expires_on`` at ``now`` (default: the current time)."""
@@ -136,7 +153,8 @@ class AgentTokenInfo:
 
 def token_from_reply(reply: Mapping[str, Any]) -> AccessToken:
     """The ``AccessToken`` of an agent's token answer: ``source`` stays the issuer, ``from_cache`` says
-    whether the agent served it from its cache, the timeline is the agent's fetch.
+    whether the agent served it from its cache, the timeline is the agent's fetch; a
+    ``UserAccessToken`` when the agent marked it (:func:`~mi_notebook.agent.protocol.token_from_wire`).
 
     Example::
 
@@ -146,13 +164,7 @@ def token_from_reply(reply: Mapping[str, Any]) -> AccessToken:
         >>> again == tok, again.from_cache, again.source
         (True, True, 'emulator')
     """
-    data = dict(reply["token"])
-    timeline = data.pop("timeline", None)
-    data["from_cache"] = bool(reply.get("from_cache"))
-    token = AccessToken.from_dict(data)
-    if timeline is not None:
-        token = dataclasses.replace(token, timeline=Timeline.from_dict(timeline))
-    return token
+    return token_from_wire(reply["token"], from_cache=bool(reply.get("from_cache")))
 
 
 def error_from_reply(error: Mapping[str, Any]) -> errors.ManagedIdentityError | None:
@@ -182,6 +194,11 @@ class AgentClient:
     (default :func:`~mi_notebook.agent.protocol.agent_paths`'s); ``start=False`` never starts one;
     ``idle_timeout`` is passed to an agent this client starts.
 
+    Before every new connection the directory is checked again
+    (:func:`~mi_notebook.agent.protocol.check_directory`), and once connected the server's uid must be
+    ``uid`` (default this process's): ``peer`` returns ``(pid, uid)`` of the server (default
+    ``SO_PEERCRED``; tests inject another). Either refusal is an :class:`AgentUnavailable`.
+
     Example::
 
         >>> import tempfile
@@ -194,8 +211,11 @@ class AgentClient:
 
     def __init__(self, directory: str | None = None, *, start: bool = True, connect_timeout: float = 0.5,
                  read_timeout: float = 2.0, max_wait: float = 150.0, start_timeout: float = 5.0,
-                 idle_timeout: float = 1800.0) -> None:
-        self.paths: AgentPaths = agent_paths(directory)
+                 idle_timeout: float = 1800.0, peer: Callable[[socket.socket], tuple[int, int]] = peer_credentials,
+                 uid: int | None = None) -> None:
+        self.uid = os.getuid() if uid is None else uid
+        self._peer = peer
+        self.paths: AgentPaths = agent_paths(directory, uid=self.uid)
         self.start = start
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -253,6 +273,7 @@ class AgentClient:
                 self._pool_pid = os.getpid()
             if self._pool and not fresh:
                 return self._pool.pop(), True
+        self._check_directory()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.connect_timeout)
         try:
@@ -261,7 +282,26 @@ class AgentClient:
             sock.close()
             why = "no socket" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
             raise AgentUnavailable(f"no agent answers at {self.paths.socket} ({why})") from None
+        try:
+            pid, uid = self._peer(sock)
+        except OSError as exc:
+            sock.close()
+            raise AgentUnavailable(f"could not tell who serves {self.paths.socket} (SO_PEERCRED: {exc}): "
+                                   "refused") from None
+        if uid != self.uid:
+            sock.close()
+            raise AgentUnavailable(f"{self.paths.socket} is served by uid {uid} (pid {pid}), not by this user "
+                                   f"(uid {self.uid}): refused")
         return sock, False
+
+    def _check_directory(self) -> None:
+        """The directory is what it was when this client was built (owner, mode, not a symlink, its parent)."""
+        try:
+            check_directory(self.paths.directory, uid=self.uid)
+        except FileNotFoundError:
+            raise AgentUnavailable(f"no agent directory at {self.paths.directory}") from None
+        except OSError as exc:
+            raise AgentUnavailable(f"the agent's directory is no longer safe to use: {exc}") from None
 
     def _checkin(self, sock: socket.socket) -> None:
         with self._pool_lock:
@@ -322,6 +362,11 @@ class AgentClient:
         left alone: ``False``, and the caller asks the endpoint itself.
         """
         quick = min(self.read_timeout, 0.5)
+        try:  # checked (and made, if it went away) again: nothing is written or started in an unsafe one
+            agent_paths(self.paths.directory, uid=self.uid)
+        except OSError as exc:
+            logger.warning("not starting a token agent in %s: %s", self.paths.directory, exc)
+            return False
         fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             deadline = time.monotonic() + self.start_timeout
@@ -387,6 +432,21 @@ class AgentClient:
         logger.info("started the mi-notebook token agent for %s", self.paths.socket)
 
 
+def _user_checked(token: AccessToken) -> AccessToken:
+    """``token`` marked and warned about here if it is the signed-in user's own: by its claims (this
+    process decides, whatever the agent said) or by the agent's marker (Cloud Shell marks every token)."""
+    evidence = token_user_evidence(token)
+    if evidence is None and not isinstance(token, UserAccessToken):
+        return token
+    if not isinstance(token, UserAccessToken):
+        token = as_user_token(token, (
+            f"This is the signed-in user's own token, not a managed identity's ({evidence}); the token agent "
+            "served it, and this process checked its claims. Anything done with it acts as that person: to use a "
+            "managed identity, name one where the host has one (identity='client_id=<guid>')."))
+    warnings.warn(UserTokenWarning(token.user_token_reason), stacklevel=6)
+    return token
+
+
 def _close_all(sockets: list[socket.socket]) -> None:
     while sockets:
         sockets.pop().close()
@@ -397,7 +457,8 @@ class SharedCache(TokenCache):
     the agent behind, the endpoint itself whenever the agent cannot answer.
 
     ``upstream`` is the connection's description (:func:`~mi_notebook.agent.upstream.describe`); it
-    may hold the host's secret, so it is kept private (``endpoint`` is its endpoint).
+    may hold the host's secret, so it is kept as a :class:`~mi_notebook.secret.Secret` (``vars``,
+    ``deepcopy`` and pickle never show it; ``endpoint`` is its endpoint).
 
     Example::
 
@@ -416,8 +477,9 @@ class SharedCache(TokenCache):
                  retry_after: float = 30.0) -> None:
         super().__init__(clock=clock)
         self.agent = agent
-        self._upstream = dict(upstream)
-        self.endpoint = self._upstream.get("endpoint")
+        # the description may hold the host's secret: kept as a Secret, so no dump of this cache shows it
+        self._upstream = Secret(json.dumps(dict(upstream)))
+        self.endpoint = upstream.get("endpoint")
         self.retry_after = retry_after
         self._down_since: float | None = None
         self._warned = False
@@ -457,7 +519,8 @@ class SharedCache(TokenCache):
         down = self._down_since
         if down is None or time.monotonic() - down >= self.retry_after:
             try:
-                token = self.agent.token(self._upstream, key.resource, key.identity, force_refresh=force_refresh)
+                upstream = json.loads(self._upstream.reveal())
+                token = self.agent.token(upstream, key.resource, key.identity, force_refresh=force_refresh)
             except AgentUnavailable as exc:
                 self._fell_back(exc)
             else:
@@ -467,7 +530,7 @@ class SharedCache(TokenCache):
                         logger.info("the token agent at %s answers again", self.agent.paths.socket)
                     self._warned = False
                     self._down_since = None
-                return token
+                return _user_checked(token)
         with self._state:
             self.fallbacks += 1
         return fetch()

@@ -50,7 +50,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def format_status(status: dict[str, Any], now: float | None = None) -> str:
-    """The status as text: one line per token (identity, resource, time left, fingerprint), the counters.
+    """The status as text: one line per token (identity, resource, time left, fingerprint, who issued it,
+    ``(USER TOKEN)`` for a signed-in user's own), the counters.
 
     Example::
 
@@ -83,7 +84,7 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
         refresh = tok.get("refresh_at")
         rows.append((tok["identity"], tok["resource"], "expired" if left <= 0 else format_duration(left),
                      "-" if refresh is None else ("due" if refresh <= when else format_duration(refresh - when)),
-                     tok["fingerprint"], tok["source"]))
+                     tok["fingerprint"], tok["source"] + (" (USER TOKEN)" if tok.get("user_token_reason") else "")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows]
     return "\n".join(lines)

@@ -4,9 +4,14 @@ A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON:
 ``"v"`` (:data:`VERSION`). Frames over :data:`MAX_FRAME` bytes are refused before their body is read,
 and every read has a deadline for the whole frame, so a slow or silent peer costs a bounded time.
 
-The socket lives in a private directory (mode 0700, owned by this user): ``$XDG_RUNTIME_DIR/mi-notebook``
-when that variable is set, else ``<tempdir>/mi-notebook-<uid>``. The agent checks the peer's uid
-(``SO_PEERCRED``) on every connection and answers only its own user.
+The socket lives in a private directory (mode 0700, owned by this user, not a symlink):
+``$XDG_RUNTIME_DIR/mi-notebook`` when that variable is set, else ``<tempdir>/mi-notebook-<uid>``. Its
+parent must not be writable by others unless it is sticky (``/tmp``'s way), or another user could swap
+the directory. Both ends check the other's uid (``SO_PEERCRED``) on every connection: the agent
+answers only its own user, and a kernel talks only to an agent of its own user.
+
+A token crosses the socket as :func:`token_to_wire` makes it: the token's plain data, its timeline,
+and the user-token marker (``user_token_reason``) when it is a signed-in user's token.
 
 Example::
 
@@ -21,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -31,6 +37,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..retry import Timeline
+from ..sources._user import UserAccessToken, as_user_token
+from ..tokens import AccessToken
+
 __all__ = [
     "MAX_FRAME",
     "VERSION",
@@ -38,9 +48,12 @@ __all__ = [
     "PeerClosed",
     "ProtocolError",
     "agent_paths",
+    "check_directory",
     "peer_credentials",
     "recv_frame",
     "send_frame",
+    "token_from_wire",
+    "token_to_wire",
 ]
 
 #: the protocol version; an agent speaking another one is treated as absent
@@ -181,10 +194,12 @@ class AgentPaths:
         return f"AgentPaths({self.directory!r})"
 
 
-def agent_paths(directory: str | None = None, *, environ: Mapping[str, str] | None = None) -> AgentPaths:
+def agent_paths(directory: str | None = None, *, environ: Mapping[str, str] | None = None,
+                uid: int | None = None) -> AgentPaths:
     """The agent's files under ``directory``, default ``$XDG_RUNTIME_DIR/mi-notebook`` (else
-    ``<tempdir>/mi-notebook-<uid>``). The directory is created with mode 0700; an existing one that
-    another user owns, or that others can read or enter, is refused with a ``PermissionError``.
+    ``<tempdir>/mi-notebook-<uid>``). The directory is created with mode 0700, then checked with
+    :func:`check_directory` (``uid``: whose it must be, default this process's): a ``PermissionError``
+    if it is not safe.
 
     Example::
 
@@ -201,12 +216,93 @@ def agent_paths(directory: str | None = None, *, environ: Mapping[str, str] | No
             directory = os.path.join(runtime, "mi-notebook")
         else:
             directory = os.path.join(tempfile.gettempdir(), f"mi-notebook-{os.getuid()}")
+    _check_parent(directory, os.getuid() if uid is None else uid)  # before creating anything in it
     with contextlib.suppress(FileExistsError):
         os.mkdir(directory, 0o700)
+    check_directory(directory, uid=uid)
+    return AgentPaths(directory)
+
+
+def check_directory(directory: str, *, uid: int | None = None) -> None:
+    """``PermissionError`` unless ``directory`` is safe for the agent's socket: a real directory (not a
+    symlink) owned by ``uid`` (default this process's) with mode 0700, in a parent others cannot write
+    (or a sticky one, like ``/tmp``) that belongs to ``uid`` or root. A kernel checks it again before
+    every new connection, so a directory swapped since is never talked to.
+
+    Example::
+
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp(); os.chmod(d, 0o755)
+        >>> check_directory(d)
+        Traceback (most recent call last):
+        ...
+        PermissionError: ... must be a directory owned by uid ... with mode 0700 (it holds the token agent's socket); it is not (mode 0o755, owner ...). Remove it, or point the agent elsewhere.
+    """
+    expected = os.getuid() if uid is None else uid
     info = os.lstat(directory)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+    if stat.S_ISLNK(info.st_mode):
+        raise PermissionError(f"{directory} is a symlink, not the token agent's own directory: refused. Remove it, "
+                              "or point the agent elsewhere.")
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != expected or info.st_mode & 0o077:
         raise PermissionError(
-            f"{directory} must be a directory owned by uid {os.getuid()} with mode 0700 (it holds the token "
+            f"{directory} must be a directory owned by uid {expected} with mode 0700 (it holds the token "
             f"agent's socket); it is not (mode {oct(info.st_mode & 0o777)}, owner {info.st_uid}). Remove it, "
             "or point the agent elsewhere.")
-    return AgentPaths(directory)
+    _check_parent(directory, expected)
+
+
+def _check_parent(directory: str, uid: int) -> None:
+    """Others must not be able to rename ``directory`` away: its parent is theirs to write only if sticky."""
+    parent = os.path.dirname(os.path.abspath(directory))
+    info = os.stat(parent)
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        raise PermissionError(
+            f"{parent} (where the token agent's directory is) may be written by others and has no sticky bit "
+            f"(mode {oct(info.st_mode & 0o7777)}): another user could swap the agent's directory. Use a private "
+            "XDG_RUNTIME_DIR (e.g. /run/user/<uid>), make it sticky (chmod +t), or point the agent elsewhere.")
+    if info.st_uid not in (uid, 0):
+        raise PermissionError(
+            f"{parent} (where the token agent's directory is) belongs to uid {info.st_uid}, who could swap the "
+            f"agent's directory; it must belong to uid {uid} or root. Point the agent elsewhere.")
+
+
+def token_to_wire(token: AccessToken) -> dict[str, Any]:
+    """A token as plain data for the socket: its facts, the token, its timeline, and the user-token
+    marker (``user_token_reason``, ``None`` for a managed identity's token).
+
+    Example::
+
+        >>> tok = as_user_token(AccessToken("a.b.c", resource="api://x", expires_on=5, fetched_at=1), "why")
+        >>> wire = token_to_wire(tok)
+        >>> wire["user_token_reason"], wire["token"]
+        ('why', 'a.b.c')
+    """
+    data = token.to_dict(include_token=True)
+    data["timeline"] = token.timeline.to_dict() if token.timeline is not None else None
+    data["user_token_reason"] = token.user_token_reason if isinstance(token, UserAccessToken) else None
+    return data
+
+
+def token_from_wire(data: Mapping[str, Any], *, from_cache: bool = False) -> AccessToken:
+    """The token :func:`token_to_wire` sent: a :class:`~mi_notebook.sources.UserAccessToken` when it
+    carries the marker. ``KeyError``/``TypeError``/``ValueError`` for data that is not a token.
+
+    Example::
+
+        >>> tok = AccessToken("a.b.c", resource="api://x", expires_on=5, fetched_at=1)
+        >>> again = token_from_wire(token_to_wire(as_user_token(tok, "why")), from_cache=True)
+        >>> type(again).__name__, again.user_token_reason, again.from_cache, again.fingerprint == tok.fingerprint
+        ('UserAccessToken', 'why', True, True)
+    """
+    fields = dict(data)
+    timeline = fields.pop("timeline", None)
+    reason = fields.pop("user_token_reason", None)
+    fields["from_cache"] = from_cache
+    token = AccessToken.from_dict(fields)
+    if timeline is not None:
+        token = dataclasses.replace(token, timeline=Timeline.from_dict(timeline))
+    if reason is not None:
+        if not isinstance(reason, str):
+            raise TypeError("user_token_reason must be text")
+        token = as_user_token(token, reason or "The signed-in user's own token, not a managed identity's.")
+    return token

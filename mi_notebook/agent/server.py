@@ -53,6 +53,7 @@ from .protocol import (
     peer_credentials,
     recv_frame,
     send_frame,
+    token_to_wire,
 )
 from .upstream import Upstream
 
@@ -352,8 +353,7 @@ class AgentServer:
             known = self._wire_forms.get(id(token))
         if known is not None and known[0] is token:
             return known[1]
-        data = token.to_dict(include_token=True)
-        data["timeline"] = token.timeline.to_dict() if token.timeline is not None else None
+        data = token_to_wire(token)
         with self._lock:
             if len(self._wire_forms) >= _UPSTREAM_LIMIT * 4:
                 self._wire_forms.clear()

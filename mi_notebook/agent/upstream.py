@@ -25,6 +25,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..detection import SEEN_VARIABLES, detect
 from ..identity import Identity
 from ..imds import ImdsClient
+from ..secret import Secret
 from ..tokens import AccessToken
 
 __all__ = ["Upstream", "build_source", "describe"]
@@ -50,11 +51,15 @@ def describe(conn: Any) -> dict[str, Any]:
         desc["source"] = getattr(conn.client, "source", "imds")
         return desc
     environ = getattr(conn.detection, "_environ", None) or {}
-    desc["environ"] = {name: environ[name] for name in SEEN_VARIABLES if name in environ}
+    desc["environ"] = {name: _plain(environ[name]) for name in SEEN_VARIABLES if name in environ}
     key_dir = getattr(conn.client, "key_dir", None)
     if key_dir is not None:
         desc["key_dir"] = key_dir
     return desc
+
+
+def _plain(value: str | Secret) -> str:
+    return value.reveal() if isinstance(value, Secret) else value
 
 
 def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Any:

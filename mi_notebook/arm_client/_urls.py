@@ -91,8 +91,8 @@ def check_base_url(url: str) -> str:
         raise ValueError(f"the ARM url must look like https://host[:port], got {url!r}")
     if parts.query or parts.fragment or parts.path.strip("/"):
         raise ValueError(f"the ARM url must be a base url (no path, query or fragment), got {url!r}")
-    if parts.username or parts.password:
-        raise ValueError("the ARM url must not carry user credentials")
+    if "@" in parts.netloc:  # any user info, even an empty user name
+        raise ValueError("the ARM url must not carry user credentials (user info before '@')")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(
             f"refusing to send a bearer token over plain http to {parts.hostname}: use https "

@@ -4,7 +4,9 @@ Every source takes its settings explicitly and reads them from the environment i
 ``from_environment``; both paths go through these checks, so a bad value is a
 :class:`~mi_notebook.errors.HostConfigurationError` naming the setting (the variable, or the
 constructor argument) and what to do, before any request. Secret values are wrapped in
-:class:`Secret`, whose repr, str and pickling never show them.
+:class:`~mi_notebook.secret.Secret` (the package's one secret type), whose repr, str, ``asdict``,
+``deepcopy`` and pickling never show them. A secret must be one line of ASCII (real host secrets
+are): anything else could not be sent as a header, and would escape as an encoding error carrying it.
 
 Example::
 
@@ -21,47 +23,11 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from ..errors import HostConfigurationError
+from ..secret import Secret
 
 __all__ = ["Secret", "check_endpoint", "check_secret", "endpoint_from", "secret_from"]
 
 DEFAULT_TIMEOUT: tuple[float, float] = (2.0, 10.0)
-
-
-class Secret:
-    """A secret value (``MSI_SECRET``, ``IDENTITY_HEADER``): shows as ``Secret(<hidden>)`` everywhere.
-
-    Example::
-
-        >>> s = Secret("abc")
-        >>> s, str(s), f"{s}", s.reveal()
-        (Secret(<hidden>), 'Secret(<hidden>)', 'Secret(<hidden>)', 'abc')
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The value itself, for the one header that carries it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(<hidden>)"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return format(repr(self), spec)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a Secret refuses to be pickled (it would end up in a file)")
 
 
 def _fail(setting: str, problem: str, what_to_do: str) -> NoReturn:
@@ -70,6 +36,9 @@ def _fail(setting: str, problem: str, what_to_do: str) -> NoReturn:
 
 def check_endpoint(value: object, setting: str, *, what_to_do: str | None = None) -> str:
     """``value`` as an ``http(s)://host[:port]/path`` URL, or a ``HostConfigurationError`` naming ``setting``.
+
+    The one check of every token endpoint's URL: no user info (any ``@`` before the host, even an
+    empty user name), no fragment, no spaces, a valid port.
 
     Example::
 
@@ -93,13 +62,19 @@ def check_endpoint(value: object, setting: str, *, what_to_do: str | None = None
         _fail(f"{setting}={shown!r}", "is not a valid URL (bad port or brackets)", todo)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         _fail(f"{setting}={shown!r}", "is not an http(s) URL", todo)
-    if parts.username or parts.password or parts.fragment or any(c.isspace() for c in text):
-        _fail(f"{setting}={shown!r}", "must not hold user info, a fragment or spaces", todo)
+    if "@" in parts.netloc:  # even an empty user name: 'http://127.0.0.1:1@192.0.2.9' goes to 192.0.2.9
+        masked = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()  # it may be a password
+        shown = masked if len(masked) <= 120 else masked[:117] + "..."
+        _fail(f"{setting}={shown!r}", "holds user info (a '@' before the host): refused, because the request "
+              f"would go to {parts.hostname}, with the user info as a Basic credential", todo)
+    if parts.fragment or any(c.isspace() for c in text):
+        _fail(f"{setting}={shown!r}", "must not hold a fragment or spaces", todo)
     return text
 
 
 def check_secret(value: object, setting: str, *, what_to_do: str | None = None) -> Secret:
-    """``value`` wrapped in a :class:`Secret`; empty, blank or multi-line values are refused (never shown).
+    """``value`` wrapped in a :class:`Secret`; empty, blank, multi-line or non-ASCII values (and a
+    ``Secret`` holding one) are refused, never shown.
 
     Example::
 
@@ -114,14 +89,20 @@ def check_secret(value: object, setting: str, *, what_to_do: str | None = None) 
         "(or restart it) instead of copying the value by hand."
     )
     if isinstance(value, Secret):
-        return value
+        value = value.reveal()  # a wrapped value meets the same rules (a withheld one raises here)
     if not isinstance(value, str):
         _fail(setting, f"must be a string, not {type(value).__name__}", todo)
-    if not value.strip():
-        _fail(setting, "is empty", todo)
-    if any(ch in value for ch in "\r\n\0"):
-        _fail(setting, "contains a line break or NUL (it cannot be sent as a header; value not shown)", todo)
-    return Secret(value.strip())
+    text = value.strip()
+    if not text:
+        problem = "is empty"
+    elif any(ch in value for ch in "\r\n\0"):
+        problem = "contains a line break or NUL (it cannot be sent as a header; value not shown)"
+    elif not text.isascii():
+        problem = "holds a character outside ASCII (it cannot be sent as a header; value not shown)"
+    else:
+        return Secret(text)
+    del value, text  # the raising frame keeps no copy
+    _fail(setting, problem, todo)
 
 
 def endpoint_from(environ: Mapping[str, str], name: str) -> str:

@@ -173,40 +173,56 @@ class ArcSource(TokenSource):
             mi_notebook.errors.HostConfigurationError: The Arc agent named the key file '/etc/passwd', which is not directly inside the key directory /var/opt/azcmagent/tokens: refused.
             What to do: A genuine agent only names files in its key directory; check that IDENTITY_ENDPOINT is the Arc agent's, or pass key_dir= if the agent keeps its keys elsewhere.
         """
+        shown = _shown(path)
         if self.key_dir is None:
-            self._refuse(f"The Arc agent named the key file {path!r}, but this platform ({sys.platform}) has no Arc "
+            self._refuse(f"The Arc agent named the key file {shown}, but this platform ({sys.platform}) has no Arc "
                          "key directory.", "Pass key_dir= (Arc-enabled servers run Linux or Windows).", challenge)
+        try:
+            data = self._read_checked(path, shown, challenge)
+        except errors.HostConfigurationError:
+            raise
+        except PermissionError:
+            self._refuse(f"This user may not read the Arc key file {shown} (permission denied).",
+                         f"{HIMDS_GROUP_FIX[0].upper()}{HIMDS_GROUP_FIX[1:]} (restart the Jupyter server from that new login).",
+                         challenge)
+        except FileNotFoundError:
+            self._refuse(f"The Arc agent named the key file {shown}, which does not exist.",
+                         "Try again (keys are made per request); if it persists, check `azcmagent show`.", challenge)
+        except (OSError, ValueError) as exc:  # a NUL byte, a name or path too long, a symlink loop, bad text...
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            self._refuse(f"The Arc agent named the key file {shown}, which cannot be used as a path here ({why}): "
+                         "refused, no file was read.",
+                         "A genuine agent names a plain file in its key directory; check that IDENTITY_ENDPOINT is the "
+                         "Arc agent's (`azcmagent show`).", challenge)
+        key = data.decode("utf-8", errors="replace").strip()
+        if len(data) > MAX_KEY_SIZE or not key or any(ch in key for ch in "\r\n\0") or not key.isascii():
+            del data, key  # the raising frame keeps no copy of the key
+            self._refuse(f"The Arc key file {shown} is empty, larger than {MAX_KEY_SIZE} bytes, not one line of "
+                         "text or holds a character outside ASCII (contents not shown): refused.",
+                         "Check the agent with `azcmagent show`.", challenge)
+        return key
+
+    def _read_checked(self, path: str, shown: str, challenge: Answer | None) -> bytes:
+        """The bytes of the key file ``path`` after the path checks (``OSError``/``ValueError`` pass up)."""
+        assert self.key_dir is not None
         real, real_dir = os.path.realpath(path), os.path.realpath(self.key_dir)
         if os.path.normcase(os.path.dirname(real)) != os.path.normcase(real_dir):
-            self._refuse(f"The Arc agent named the key file {path!r}, which is not directly inside the key directory "
+            self._refuse(f"The Arc agent named the key file {shown}, which is not directly inside the key directory "
                          f"{self.key_dir}: refused.",
                          "A genuine agent only names files in its key directory; check that IDENTITY_ENDPOINT is the "
                          "Arc agent's, or pass key_dir= if the agent keeps its keys elsewhere.", challenge)
         if not real.lower().endswith(".key"):
-            self._refuse(f"The Arc agent named {path!r}, which is not a .key file: refused.",
+            self._refuse(f"The Arc agent named {shown}, which is not a .key file: refused.",
                          "Check that IDENTITY_ENDPOINT is the Arc agent's (`azcmagent show`).", challenge)
-        try:
-            info = os.stat(real)
-            if not stat.S_ISREG(info.st_mode):
-                self._refuse(f"The Arc key file {path!r} is not a regular file: refused.",
-                             "Check the agent with `azcmagent show`.", challenge)
-            if info.st_size > MAX_KEY_SIZE:
-                self._refuse(f"The Arc key file {path!r} is {info.st_size} bytes, more than the {MAX_KEY_SIZE} a key "
-                             "file may have: refused.", "Check the agent with `azcmagent show`.", challenge)
-            with open(real, "rb") as handle:
-                data = handle.read(MAX_KEY_SIZE + 1)
-        except PermissionError:
-            self._refuse(f"This user may not read the Arc key file {path!r} (permission denied).",
-                         f"{HIMDS_GROUP_FIX[0].upper()}{HIMDS_GROUP_FIX[1:]} (restart the Jupyter server from that new login).",
-                         challenge)
-        except FileNotFoundError:
-            self._refuse(f"The Arc agent named the key file {path!r}, which does not exist.",
-                         "Try again (keys are made per request); if it persists, check `azcmagent show`.", challenge)
-        key = data.decode("utf-8", errors="replace").strip()
-        if len(data) > MAX_KEY_SIZE or not key or any(ch in key for ch in "\r\n\0\ufffd"):
-            self._refuse(f"The Arc key file {path!r} is empty, larger than {MAX_KEY_SIZE} bytes or not one line of "
-                         "text (contents not shown): refused.", "Check the agent with `azcmagent show`.", challenge)
-        return key
+        info = os.stat(real)
+        if not stat.S_ISREG(info.st_mode):
+            self._refuse(f"The Arc key file {shown} is not a regular file: refused.",
+                         "Check the agent with `azcmagent show`.", challenge)
+        if info.st_size > MAX_KEY_SIZE:
+            self._refuse(f"The Arc key file {shown} is {info.st_size} bytes, more than the {MAX_KEY_SIZE} a key "
+                         "file may have: refused.", "Check the agent with `azcmagent show`.", challenge)
+        with open(real, "rb") as handle:
+            return handle.read(MAX_KEY_SIZE + 1)
 
     def _refuse(self, message: str, hint: str, challenge: Answer | None) -> NoReturn:
         raise errors.HostConfigurationError(
@@ -231,6 +247,12 @@ class ArcSource(TokenSource):
 
     def _repr_extra(self) -> str:
         return f", key_dir={self.key_dir!r}"
+
+
+def _shown(path: str) -> str:
+    """The path as it goes into a message: quoted, control characters escaped, cut when long."""
+    text = repr(path)
+    return text if len(text) <= 200 else text[:160] + "..." + text[-30:]
 
 
 def _claims(token: AccessToken) -> dict[str, Any]:

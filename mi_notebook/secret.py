@@ -1,0 +1,114 @@
+"""A value that never shows itself: a bearer token, ``MSI_SECRET``, ``IDENTITY_HEADER``.
+
+:class:`Secret` is the one wrapper for every secret the package holds, so each way an object can be
+dumped meets the same rules: ``repr``, ``str`` and ``format`` say ``Secret(<hidden>)``;
+``dataclasses.asdict`` and ``copy.deepcopy`` keep the wrapper itself (never the text); ``vars()`` has
+nothing to show (no ``__dict__``). :meth:`Secret.reveal` is the one way to the value.
+
+**Pickling drops the value.** A pickled ``Secret`` carries nothing: what arrives on the other side
+is a :meth:`~Secret.withheld` secret, whose ``reveal()`` raises a
+:class:`~mi_notebook.errors.HostConfigurationError` saying so. An object that holds host secrets
+(a detection, a token source) can therefore travel between processes without them; the receiving
+process reads its own host's secrets. (Tokens refuse pickling altogether; see ``AccessToken``.)
+
+Example::
+
+    >>> import copy, pickle
+    >>> s = Secret("s3cr3t")
+    >>> s, f"{s}", copy.deepcopy(s) is s, b"s3cr3t" in pickle.dumps(s)
+    (Secret(<hidden>), 'Secret(<hidden>)', True, False)
+    >>> pickle.loads(pickle.dumps(s)).reveal()
+    Traceback (most recent call last):
+    ...
+    mi_notebook.errors.HostConfigurationError: This secret was left behind when the object holding it was pickled: secrets never travel between processes.
+    What to do: Build the object again in this process (e.g. mi.connect()): it reads this host's own secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import HostConfigurationError
+
+__all__ = ["Secret"]
+
+
+class Secret:
+    """A secret value: shows as ``Secret(<hidden>)`` everywhere; :meth:`reveal` is the way to it.
+
+    Immutable (copies are the object itself); equal to another ``Secret`` with the same value;
+    pickles without its value (see the module docstring).
+
+    Example::
+
+        >>> s = Secret("abc")
+        >>> s, str(s), f"{s}", s.reveal(), s == Secret("abc")
+        (Secret(<hidden>), 'Secret(<hidden>)', 'Secret(<hidden>)', 'abc', True)
+    """
+
+    __slots__ = ("_value",)
+    _value: str | None
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"a Secret holds text, not {type(value).__name__}")
+        object.__setattr__(self, "_value", value)
+
+    @classmethod
+    def withheld(cls) -> Secret:
+        """A secret whose value was not carried (what unpickling gives): ``reveal()`` raises.
+
+        Example::
+
+            >>> Secret.withheld().is_withheld
+            True
+        """
+        blank = object.__new__(cls)
+        object.__setattr__(blank, "_value", None)
+        return blank
+
+    @property
+    def is_withheld(self) -> bool:
+        """Whether the value stayed behind (this secret came out of a pickle)."""
+        return self._value is None
+
+    def reveal(self) -> str:
+        """The value itself, for the one header (or the one caller) that needs it.
+
+        Example::
+
+            >>> Secret("abc").reveal()
+            'abc'
+        """
+        if self._value is None:
+            raise HostConfigurationError(
+                "This secret was left behind when the object holding it was pickled: secrets never travel "
+                "between processes.",
+                hint="Build the object again in this process (e.g. mi.connect()): it reads this host's own secrets.")
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(<withheld>)" if self._value is None else "Secret(<hidden>)"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return format(repr(self), spec)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value and self._value is not None
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Secret is immutable")
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret.withheld, ())
