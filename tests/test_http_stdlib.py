@@ -341,6 +341,25 @@ def test_a_request_already_written_is_never_sent_again(transport):
     assert stub.connections == 1  # no second connection: nothing was resent
 
 
+def test_kept_connections_are_bounded_per_host_and_in_hosts():
+    wire = StdlibTransport(max_idle=1, max_hosts=1)
+    released = threading.Event()
+
+    def until_released(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(keep_alive(b"{}"))
+        if not read_request(conn):  # the client closed its kept connection
+            released.set()
+
+    try:
+        with StubServer(until_released) as first, StubServer(serve_keep_alive(1)) as second:
+            get(wire, first.url)
+            assert list(wire._idle) == [(LOOPBACK, first.port)]
+            get(wire, second.url)  # a second host: the first one's connection is closed
+            assert released.wait(30) and list(wire._idle) == [(LOOPBACK, second.port)]
+    finally:
+        wire.close()
+
+
 def test_connection_close_answers_are_not_kept(transport):
     with StubServer(canned(http_response(200, b"{}"))) as stub:  # http_response says Connection: close
         get(transport, stub.url)

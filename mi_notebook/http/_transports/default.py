@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -114,4 +115,5 @@ def default_transport() -> DefaultTransport:
         with _DEFAULT_LOCK:
             if _DEFAULT_TRANSPORT is None:
                 _DEFAULT_TRANSPORT = DefaultTransport()
+                atexit.register(_DEFAULT_TRANSPORT.close)  # kept connections closed, not left to the collector
     return _DEFAULT_TRANSPORT

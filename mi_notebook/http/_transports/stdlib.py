@@ -85,7 +85,9 @@ class StdlibTransport:
     """Plain-HTTP requests through ``http.client``, with the exchange's rules (see the module docstring).
 
     ``max_idle``: kept connections per host (more concurrent requests open more; the extras are
-    closed when done). Thread-safe. :meth:`close` closes the kept connections.
+    closed when done); ``max_hosts``: hosts with kept connections (the least recently used one's are
+    closed beyond that, as urllib3 bounds its pools). Thread-safe. :meth:`close` closes the kept
+    connections.
 
     Example::
 
@@ -101,8 +103,8 @@ class StdlibTransport:
         >>> transport.close()
     """
 
-    def __init__(self, *, max_idle: int = 4) -> None:
-        self.max_idle = max_idle
+    def __init__(self, *, max_idle: int = 4, max_hosts: int = 10) -> None:
+        self.max_idle, self.max_hosts = max_idle, max_hosts
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -164,12 +166,17 @@ class StdlibTransport:
             conn.close()  # the server closed it while it was idle: nothing was sent on it
 
     def _keep(self, key: tuple[str, int], conn: _Connection) -> None:
+        evicted: list[_Connection] = [conn]
         with self._lock:
-            pool = self._idle.setdefault(key, [])
+            pool = self._idle.pop(key, [])
+            self._idle[key] = pool  # the most recently used host last
             if len(pool) < self.max_idle and self._pid == os.getpid():
                 pool.append(conn)
-                return
-        conn.close()
+                evicted.clear()
+            while len(self._idle) > self.max_hosts:
+                evicted.extend(self._idle.pop(next(iter(self._idle))))
+        for extra in evicted:
+            extra.close()
 
     @staticmethod
     def _open(host: str, port: int, timeouts: tuple[float, float]) -> _Connection:
