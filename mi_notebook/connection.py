@@ -253,9 +253,11 @@ def connect(
     if len(given) > 1:
         raise ValueError(f"give one of imds_url, source or mode, not {' and '.join(given)}")
     env: Mapping[str, str] = os.environ if environ is None else environ
-    from .agent.client import share_requested
+    sharing = False
+    if share is not None or env.get("MI_NOTEBOOK_SHARE"):  # the agent's client loads only when it may be used
+        from .agent.client import share_requested
 
-    sharing = share_requested(share, env)
+        sharing = share_requested(share, env)
     options: dict[str, Any] = {"clock": clock}
     if retry is not None:
         options["retry"] = retry

@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -225,6 +224,8 @@ def suggest_aliases(text: str, limit: int = 2) -> list[str]:
     value = re.sub(r"[\s_.-]", "", str(text).lower())
     if value in COMMON_NAMES:
         return [COMMON_NAMES[value]]
+    import difflib  # only when a name was not recognised
+
     return difflib.get_close_matches(value, list(WELL_KNOWN_RESOURCES), n=limit, cutoff=0.6)
 
 

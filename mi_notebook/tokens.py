@@ -25,8 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
-import html
 import json
 import time
 from dataclasses import dataclass, field
@@ -301,6 +299,8 @@ class AccessToken:
     @property
     def fingerprint(self) -> str:
         """``"sha256:"`` + the first 8 hex digits of the token's SHA-256: tells tokens apart safely."""
+        import hashlib  # here, not at the top: a first token in a fresh process does not need it
+
         return "sha256:" + hashlib.sha256(self.reveal().encode("utf-8")).hexdigest()[:8]
 
     @property
@@ -454,6 +454,8 @@ class AccessToken:
         ]
         if self.timeline is not None:
             rows.append(("attempts", self.timeline.summary()))
+        import html
+
         cell = "padding:2px 8px;text-align:left;vertical-align:top;border:none"
         body = "".join(
             f'<tr><td style="{cell};color:#57606a">{html.escape(k)}</td>'

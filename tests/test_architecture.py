@@ -149,6 +149,20 @@ def test_importing_the_package_and_its_core_loads_no_heavy_library():
     assert out.strip() == "[]"
 
 
+def test_a_first_token_from_an_explicit_http_endpoint_loads_no_requests():
+    """Plain HTTP to loopback/IMDS goes through the standard library's wire: a fresh process that
+    connects and fetches one token never imports requests (most of a first token's time)."""
+    from mi_notebook.emulator import Emulator
+
+    with Emulator(throttle=False, arm=False) as emu:
+        code = (f"import sys, mi_notebook as mi; mi.connect({emu.imds_url!r}); "
+                "assert mi.get_token('arm').resource == 'https://management.azure.com/'; "
+                "print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert len(emu.requests.filter(endpoint="token")) == 1
+    assert out.strip() == "[]"
+
+
 def test_no_callable_modules_and_the_public_functions_are_functions():
     import types
 

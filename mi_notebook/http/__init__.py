@@ -14,9 +14,12 @@ rules every caller needs and nobody should write twice:
   and keeps its status: something did answer;
 * the body's shape: ``"json"`` (an object), ``"empty"``, ``"html"``, ``"text"``, ``"invalid-json"``.
 
-Tests swap the wire for a function with :class:`MockTransport` (in the spirit of httpx's), so parsing
-and classification are testable without sockets; the loopback emulator tests use the real thing,
-:class:`RequestsTransport` (in ``mi_notebook.http``).
+The real wire is picked per request (:func:`default_transport`): :class:`StdlibTransport`
+(``http.client``) for plain-HTTP requests that bypass proxies (IMDS, the hosts' local endpoints,
+loopback: a first token never imports ``requests``), :class:`RequestsTransport` for HTTPS and proxied
+ones (ARM, Entra ID's keys, Key Vault) and for a caller's own ``requests.Session``. Tests swap the
+wire for a function with :class:`MockTransport` (in the spirit of httpx's), so parsing and
+classification are testable without sockets; the loopback emulator tests use the real ones.
 
 Example::
 
@@ -54,17 +57,29 @@ from ._models import (
     redact,
     timeout_pair,
 )
-from ._transports import MockTransport, RequestsTransport, choose_transport, default_transport, proxies_for
+from ._transports import (
+    BadResponse,
+    DefaultTransport,
+    MockTransport,
+    RequestsTransport,
+    StdlibTransport,
+    choose_transport,
+    default_transport,
+    proxies_for,
+)
 
 __all__ = [
     "Answer",
+    "BadResponse",
     "ConnectTimeout",
+    "DefaultTransport",
     "EMULATOR_HEADER",
     "MAX_BODY",
     "MockTransport",
     "ReadTimeout",
     "Request",
     "RequestsTransport",
+    "StdlibTransport",
     "TlsFailure",
     "Transport",
     "Truncated",

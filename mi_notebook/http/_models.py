@@ -202,18 +202,29 @@ class Request:
         return f"Request({self.method} {self.url}, headers={sorted(self.headers)})"
 
 
-class _Headers(dict):
-    """Case-insensitive look-ups over the answer's headers (a plain dict underneath)."""
+class _Headers(dict[str, str]):
+    """Case-insensitive look-ups over an answer's headers (a plain dict underneath, names as sent)."""
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
         lower = name.lower()
         for key, value in self.items():
             if key.lower() == lower:
                 return value
         return default
 
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name, _MISSING)
+        if value is _MISSING:
+            raise KeyError(name)
+        return str(value)
+
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        return isinstance(name, str) and self.get(name, _MISSING) is not _MISSING
+
+
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True)
@@ -223,9 +234,10 @@ class Answer:
     Kinds with an HTTP status: ``"json"`` (``document`` is the object), ``"empty"``, ``"html"``,
     ``"text"``, ``"invalid-json"``, ``"redirect"``, ``"truncated"`` (the body was cut short), and
     ``"timeout"`` when the status came but not the whole body. Kinds without: ``"connect-timeout"``,
-    ``"timeout"``, ``"unreachable"``, ``"tls"``. ``exception`` is what the wire raised (with the
-    real transport, requests' own: ``ReadTimeout``, ``ConnectTimeout``, ``SSLError``,
-    ``ConnectionError``). The body is kept (it may hold a token: the repr never shows it);
+    ``"timeout"``, ``"unreachable"``, ``"tls"``. ``exception`` is what the wire raised (the
+    standard library's wire: :class:`ReadTimeout`, :class:`ConnectTimeout`, ``ConnectionRefusedError``,
+    ``RemoteDisconnected``...; requests': its own ``ReadTimeout``, ``SSLError``, ``ConnectionError``...).
+    The body is kept (it may hold a token: the repr never shows it);
     :attr:`snippet` is its redacted start for messages.
 
     Example::

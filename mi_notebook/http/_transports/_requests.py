@@ -1,74 +1,40 @@
-"""The wires under :func:`mi_notebook.http.exchange`: the real one (one ``requests.Session``, our rules
-on it) and :class:`MockTransport`, a function in its place for tests.
+"""The requests-based wire: HTTPS and proxied requests (ARM, Entra ID's keys, Key Vault), and every
+request sent through a caller's own ``requests.Session``.
 
-:class:`RequestsTransport` sends a :class:`~mi_notebook.http.Request` and reports what the network
-did in the terms ``exchange`` understands (:class:`~mi_notebook.http.ConnectTimeout`,
+``requests`` is imported when a :class:`RequestsTransport` is built, never when this module is: a
+plain-HTTP request to IMDS, a host's local endpoint or loopback goes through
+:class:`~mi_notebook.http.StdlibTransport` and never loads it. :class:`RequestsTransport` reports
+what the network did in the terms ``exchange`` understands (:class:`~mi_notebook.http.ConnectTimeout`,
 :class:`~mi_notebook.http.ReadTimeout`, :class:`~mi_notebook.http.TlsFailure`,
-:class:`~mi_notebook.http.Truncated`); :func:`proxies_for` is its proxy decision. Everything here is
-importable from :mod:`mi_notebook.http` too, which is where callers should import it from.
+:class:`~mi_notebook.http.Truncated`); :func:`proxies_for` is its proxy decision. Import both from
+:mod:`mi_notebook.http`.
 
 Example::
 
     >>> transport = RequestsTransport()
-    >>> transport.session.trust_env, default_transport() is default_transport()
-    (False, True)
+    >>> transport.session.trust_env, transport.session.proxies
+    (False, {})
     >>> transport.close()
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Mapping
-from http.cookiejar import DefaultCookiePolicy
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._models import (
+from .._models import (
     MAX_BODY,
     ConnectTimeout,
     ReadTimeout,
     Request,
     TlsFailure,
-    Transport,
     Truncated,
+    _Headers,
     is_loopback_host,
 )
 
-__all__ = ["MockTransport", "RequestsTransport", "choose_transport", "default_transport", "proxies_for"]
-
-
-class MockTransport:
-    """A transport that calls ``handler(request)`` instead of the network: the tests' seam.
-
-    The handler returns ``(status, headers, body)`` (``body`` bytes or str, or a dict sent as JSON),
-    or an exception instance to raise as the wire would. ``requests`` records what was sent.
-
-    Example::
-
-        >>> from mi_notebook.http._exchange import exchange
-        >>> mock = MockTransport(lambda r: (200, {}, {"ok": True}))
-        >>> exchange(Request("GET", "http://127.0.0.1:1/"), transport=mock).document, len(mock.requests)
-        ({'ok': True}, 1)
-    """
-
-    def __init__(self, handler: Callable[[Request], Any]) -> None:
-        self.handler = handler
-        self.requests: list[Request] = []
-
-    def __call__(self, request: Request) -> tuple[int, Mapping[str, str], bytes]:
-        self.requests.append(request)
-        result = self.handler(request)
-        if isinstance(result, BaseException):
-            raise result
-        status, headers, body = result
-        headers = dict(headers or {})
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json; charset=utf-8")
-        elif isinstance(body, str):
-            body = body.encode()
-        return int(status), headers, bytes(body or b"")
+__all__ = ["RequestsTransport", "proxies_for"]
 
 
 def proxies_for(request: Request) -> dict[str, Any]:
@@ -89,7 +55,7 @@ def proxies_for(request: Request) -> dict[str, Any]:
 
 
 class RequestsTransport:
-    """The real wire, through one ``requests.Session`` (connection pooling; thread-safe for sends).
+    """The wire through one ``requests.Session`` (connection pooling; thread-safe for sends).
 
     The session never reads the environment (``trust_env`` off: no proxies, ``.netrc`` or CA bundle
     behind our back) and keeps no cookies (it is shared by IMDS, ARM, key servers and the probe);
@@ -105,6 +71,8 @@ class RequestsTransport:
     """
 
     def __init__(self, session: Any = None) -> None:
+        from http.cookiejar import DefaultCookiePolicy
+
         import requests
 
         self._own = session is None
@@ -138,7 +106,7 @@ class RequestsTransport:
         except requests.exceptions.Timeout as exc:
             raise ReadTimeout(str(exc)) from exc
         with response:
-            status, headers = response.status_code, dict(response.headers)
+            status, headers = response.status_code, _Headers(response.headers)
             chunks: list[bytes] = []
             size = 0
             try:
@@ -150,47 +118,6 @@ class RequestsTransport:
             except (ChunkedEncodingError, ProtocolError, requests.ConnectionError, ReadTimeoutError) as exc:
                 raise Truncated(status, headers, b"".join(chunks), exc, timed_out=_is_read_timeout(exc)) from exc
         return status, headers, b"".join(chunks)
-
-
-def choose_transport(transport: Transport | None = None, session: Any = None) -> Transport | None:
-    """What a client sends through: ``transport`` as given, a caller's ``requests.Session`` wrapped in
-    :class:`RequestsTransport` (the same rules apply on it), or ``None`` for :func:`default_transport`.
-
-    Example::
-
-        >>> choose_transport() is None, isinstance(choose_transport(session=__import__("requests").Session()),
-        ...                                        RequestsTransport)
-        (True, True)
-    """
-    if transport is not None and session is not None:
-        raise ValueError("give transport= or session=, not both")
-    if transport is not None and not callable(transport):
-        raise ValueError(f"transport must be callable (e.g. mi_notebook.http.MockTransport); got {transport!r}")
-    if session is not None:
-        if not callable(getattr(session, "request", None)):
-            raise ValueError(f"session must be a requests.Session; got {session!r}")
-        return RequestsTransport(session)
-    return transport
-
-
-_DEFAULT_TRANSPORT: RequestsTransport | None = None
-_DEFAULT_LOCK = threading.Lock()
-
-
-def default_transport() -> RequestsTransport:
-    """The process-wide real transport (created on first use).
-
-    Example::
-
-        >>> default_transport() is default_transport()
-        True
-    """
-    global _DEFAULT_TRANSPORT
-    if _DEFAULT_TRANSPORT is None:
-        with _DEFAULT_LOCK:
-            if _DEFAULT_TRANSPORT is None:
-                _DEFAULT_TRANSPORT = RequestsTransport()
-    return _DEFAULT_TRANSPORT
 
 
 # --- helpers -------------------------------------------------------------------------------------
