@@ -113,6 +113,37 @@ def test_notebooks_follow_the_nbval_conventions(path):
             assert "set_uuid(" in source, f"{path.name}: a pandas Styler needs set_uuid for stable output"
 
 
+MARKDOWN_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def pictures(path: Path) -> list[tuple[str, str]]:
+    """(description, target) of every image a notebook's markdown shows."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return [m for c in cells if c["cell_type"] == "markdown" for m in MARKDOWN_IMAGE.findall(text_of(c["source"]))]
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_every_picture_a_notebook_shows_is_in_the_repository_and_described(path):
+    for description, target in pictures(path):
+        assert len(description.split()) >= 3, f"{path.name}: say what {target} shows (alt text)"
+        assert not target.startswith(("http:", "https:", "/")), f"{path.name}: {target} must be a file of the repo"
+        picture = (path.parent / target).resolve()
+        assert picture.is_file(), f"{path.name} shows {target}, which is missing"
+        assert picture.read_bytes()[:8] == PNG, f"{target} is not a PNG"
+
+
+def test_notebook_6_shows_its_widgets_and_no_picture_is_left_unused():
+    """A static reader (GitHub) sees notebook 6's widgets only through the pictures the browser test
+    takes (tests/browser, MI_NOTEBOOK_UPDATE_SCREENSHOTS=1 writes them to notebooks/images/)."""
+    shown = {Path(target).name for path in TUTORIALS for _, target in pictures(path)}
+    widgets = next(p for p in TUTORIALS if p.name.startswith("06-"))
+    assert {"token-explorer.png", "arm-explorer.png", "arm-explorer-rbac.png"} <= {
+        Path(t).name for _, t in pictures(widgets)}
+    stored = {p.name for p in (NOTEBOOKS / "images").glob("*")}
+    assert stored == shown, f"pictures nobody shows: {stored - shown}; missing: {shown - stored}"
+
+
 def test_raw_token_bodies_are_shown_redacted():
     first = TUTORIALS[0].read_text(encoding="utf-8")
     assert '{**body, \\"access_token\\": \\"<redacted>\\"}' in first
