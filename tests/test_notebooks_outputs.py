@@ -170,6 +170,7 @@ def test_the_sanitize_file_parses_and_every_pattern_compiles():
     ("Request id: 1a7d1942-7a0d-4654-981e-006891470754.", "Request id: REQUEST-ID."),
     ('>aio</td><td style="x">k2BgYPOOaS5u</td>', '>aio</td><td style="x">OPAQUE</td>'),
     ("<pandas.io.formats.style.Styler at 0x7f3a2b1c>", "<pandas.io.formats.style.Styler at 0xADDRESS>"),
+    ("the connection was refused (nothing listens there) in 0.01 s: this", "refused (nothing listens there) in 0.xx s: this"),
     (" 'kid': 'dX9gPyzx0b0eb1m4sphakZBg0KQ',", " 'kid': 'KEY-ID',"),
     (" 'x5t': 'dX9gPyzx0b0eb1m4sphakZBg0KQ'}", " 'x5t': 'KEY-ID'}"),
     ("signature verified with key 'dX9gPyzx0b0eb1m4sphakZBg0KQ' from", "signature verified with key 'KEY-ID' from"),
