@@ -65,6 +65,14 @@ def test_the_seven_tutorials_are_there_in_order():
         assert text_of(first["source"]).startswith(f"# {int(path.name[:2])}. "), f"{path.name}: title first"
 
 
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_every_tutorial_connects_first_with_connect_or_carry_on(path):
+    """What mi_notebook/tutorial.py promises: its first code cell connects and, without an identity on
+    this machine, says so and carries the lesson on (tests/test_notebooks_real_vm.py runs that case)."""
+    first = text_of(code_cells(path)[0]["source"])
+    assert "mi.connect_or_carry_on(" in first, f"{path.name}: the first code cell must call mi.connect_or_carry_on()"
+
+
 @pytest.mark.parametrize("path", all_notebooks(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_token_is_stored_in_any_notebook(path):
     text = path.read_text(encoding="utf-8")  # sources, outputs, metadata, widget state: everything
