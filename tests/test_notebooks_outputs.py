@@ -141,6 +141,25 @@ def test_every_picture_a_notebook_shows_is_in_the_repository_and_described(path)
         assert picture.read_bytes()[:8] == PNG, f"{target} is not a PNG"
 
 
+MARKDOWN_LINK = re.compile(r"(?<!!)\[[^\]]+\]\(([^)\s#]+)(#[^)\s]*)?\)")
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_every_link_to_a_file_of_the_repository_resolves(path):
+    """e.g. ../docs/roles.md, the one table of roles every notebook that needs a role points to."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    links = [m.group(1) for c in cells if c["cell_type"] == "markdown" for m in MARKDOWN_LINK.finditer(text_of(c["source"]))]
+    local = [link for link in links if not re.match(r"[a-z]+:", link)]
+    missing = [link for link in local if not (path.parent / link).resolve().exists()]
+    assert not missing, f"{path.name} links to missing files: {missing}"
+
+
+def test_the_notebooks_that_need_a_role_point_to_the_one_table_of_roles():
+    for path in TUTORIALS:
+        if path.name[:2] in ("01", "05", "06", "07", "09"):
+            assert "](../docs/roles.md)" in path.read_text(encoding="utf-8"), path.name
+
+
 def test_notebook_6_shows_its_widgets_and_no_picture_is_left_unused():
     """A static reader (GitHub) sees notebook 6's widgets only through the pictures the browser test
     takes (tests/browser, MI_NOTEBOOK_UPDATE_SCREENSHOTS=1 writes them to notebooks/images/)."""
