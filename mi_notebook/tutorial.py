@@ -1,9 +1,22 @@
-"""For tutorials that must carry on whatever machine they run on.
+"""For tutorials that must carry on whatever machine they run on, and show the plain Azure form.
 
-:func:`connect_or_carry_on` is the first cell of every notebook: it connects as ``mi.connect()``
-does, and when this machine's identity does not answer at all (none turned on yet, or several and
-none named), it says so and what to do, then carries the lesson on against a private, loopback
-emulator, whose tokens all say "emulator". It never hides the switch: the message is printed.
+:func:`connect_or_carry_on` is the first code cell of every notebook (``notebooks/01`` to ``09``): it
+connects as ``mi.connect()`` does, and when this machine's identity does not answer at all (none
+turned on yet, or several and none named), it says so and what to do, then carries the lesson on
+against a private, loopback emulator, whose tokens all say "emulator". It never hides the switch:
+the message is printed.
+
+The other helpers keep the emulator's wiring out of the lessons, one per need, so that a cell reads
+as what you would write on Azure. Each is a no-op (or asks Azure's public API) on Azure:
+
+* :func:`arm_sdk_options`: the keywords an ``azure-mgmt-*`` client needs to reach the emulator's ARM
+  (``{}`` on Azure);
+* :func:`data_targets`: where notebook 9 reads a blob and a secret (yours on Azure; Azurite and the
+  emulator's vault off Azure) and the client keywords the emulator needs (``{}`` on Azure);
+* :func:`user_identities`: the VM's user-assigned identities by name, as ARM lists them;
+* :func:`jwks_for`: where the keys that verify a token are (``"entra"`` on Azure);
+* :func:`private_connection`: a connection to an emulator a cell started to break on purpose, which
+  leaves the notebook's own connection alone.
 
 Example::
 
@@ -11,20 +24,39 @@ Example::
     >>> conn = connect_or_carry_on()        # the tests run in emulator mode: it answers at once
     >>> conn.kind
     'emulator'
+    >>> sorted(user_identities())
+    ['id-notebook-1', 'id-notebook-2']
     >>> mi.disconnect()
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from .connection import connect, get_token
-from .errors import IdentityNotFoundError, MultipleIdentitiesError
+from .arm_client import ARM_URL, ArmClient
+from .connection import Connection, connect, current_or_connect, get_token
+from .errors import ArmError, IdentityNotFoundError, ManagedIdentityError, MultipleIdentitiesError
+from .identity import Identity
+from .imds import ImdsClient
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .connection import Connection
+    from .tokens import AccessToken
 
-__all__ = ["connect_or_carry_on"]
+__all__ = [
+    "SAMPLE_BLOB",
+    "DataTargets",
+    "arm_sdk_options",
+    "connect_or_carry_on",
+    "data_targets",
+    "jwks_for",
+    "private_connection",
+    "user_identities",
+]
+
+#: the blob notebook 9 reads on the emulator, uploaded by :func:`data_targets` ("a colleague's upload")
+SAMPLE_BLOB = "sales/2024/q1.csv"
+SAMPLE_CSV = b"region,units,revenue\nnorth,120,3600.0\nsouth,95,2945.5\nwest,143,4147.0\n"
 
 
 def connect_or_carry_on(resource: str = "arm") -> Connection:
@@ -48,3 +80,200 @@ def connect_or_carry_on(resource: str = "arm") -> Connection:
         conn = connect(mode="emulator")  # so that the lesson goes on; its tokens all say "emulator"
         print("Until then this notebook continues on a private emulator:", conn.endpoint)
     return conn
+
+
+def arm_sdk_options(connection: Connection | None = None) -> dict[str, Any]:
+    """The keywords an Azure management SDK client needs to reach ARM here: ``{}`` on Azure.
+
+    On Azure, ``ResourceManagementClient(mi.credential(), subscription_id)`` finds
+    ``https://management.azure.com`` by itself, so this returns nothing to add. Only for the emulator
+    (or an ARM given by ``MI_NOTEBOOK_ARM_URL``) does it return ``base_url`` (its ARM) and
+    ``connection_verify`` (its certificate authority: the SDKs send a bearer token only over https).
+    Write ``Client(credential, subscription_id, **arm_sdk_options())`` and the same cell runs on both.
+
+    Example::
+
+        >>> conn = connect(mode="emulator")
+        >>> sorted(arm_sdk_options())
+        ['base_url', 'connection_verify']
+        >>> conn.close()
+        >>> arm_sdk_options(connect(mode="imds", probe_url="http://127.0.0.1:9"))   # as on an Azure VM
+        {}
+    """
+    client = ArmClient(connection=connection if connection is not None else current_or_connect())
+    try:
+        url, verify = client.url, client.verify
+    finally:
+        client.close()
+    if url == ARM_URL:
+        return {}
+    return {"base_url": url, "connection_verify": verify}
+
+
+def user_identities(connection: Connection | None = None) -> dict[str, Identity]:
+    """This VM's user-assigned identities by name, as ARM lists them in the VM's record.
+
+    On Azure that read needs a role on the VM (Reader on its resource group, see docs/roles.md); when
+    ARM refuses, or the machine has no identity, the answer is ``{}``: put your identity's client id
+    in the notebook yourself. The emulator plays a VM with two, ``id-notebook-1`` (Reader on its
+    resource group) and ``id-notebook-2`` (no role anywhere).
+
+    Example::
+
+        >>> conn = connect(mode="emulator")
+        >>> found = user_identities()
+        >>> str(found["id-notebook-2"]).startswith("user-assigned (client_id=")
+        True
+        >>> conn.close()
+    """
+    conn = connection if connection is not None else current_or_connect()
+    client = ArmClient(connection=conn)
+    try:
+        rows = client.identities()
+    except (ArmError, ManagedIdentityError):  # no role to read the VM, or no identity: nothing known
+        return {}
+    finally:
+        client.close()
+    return {str(row["name"]): row["identity"] for row in rows if row["kind"] == "user"}
+
+
+def jwks_for(token: AccessToken, connection: Connection | None = None) -> str:
+    """What to pass as ``mi.decode(token, jwks=...)``: where the keys that signed ``token`` are.
+
+    ``"entra"`` for a token from Azure (Entra ID's published keys of the token's tenant, fetched from
+    login.microsoftonline.com). Only for an emulator token: the emulator's own key set, which lives
+    as long as that emulator.
+
+    Example::
+
+        >>> import mi_notebook as mi
+        >>> conn = connect(mode="emulator")
+        >>> mi.decode(mi.get_token("arm"), jwks=jwks_for(mi.get_token("arm"))).verified
+        True
+        >>> conn.close()
+    """
+    if token.source != "emulator":
+        return "entra"
+    conn = connection if connection is not None else current_or_connect()
+    if conn.emulator is not None:
+        return str(conn.emulator.jwks_url)
+    return f"{conn.endpoint}/__emulator__/jwks"  # an emulator in another process (mi-notebook emulator)
+
+
+def private_connection(emulator: Any) -> Connection:
+    """A connection to an emulator you started (``Emulator().start()``), not made the current one.
+
+    For cells that break an emulator on purpose (injected 429s, 503s): ``mi.connect()`` would replace
+    the notebook's own connection, and stop its emulator. Give it to a client
+    (``mi.ArmClient(connection=...)``); ``close()`` it (that stops ``emulator`` too) or stop the
+    emulator yourself.
+
+    Example::
+
+        >>> from mi_notebook.emulator import Emulator
+        >>> with Emulator(throttle=False) as lab:
+        ...     conn = private_connection(lab)
+        ...     conn.get_token("arm").source, conn.endpoint == lab.imds_url
+        ('emulator', True)
+    """
+    url = str(emulator.imds_url).rstrip("/")
+    return Connection(url, "emulator", ImdsClient(url=url), emulator=emulator,
+                      reason=f"Using a private emulator at {url}, started by this cell.")
+
+
+@dataclass
+class DataTargets:
+    """Where notebook 9 reads its data, and what the clients need to reach it (see :func:`data_targets`).
+
+    ``storage_url``, ``blob`` (``<container>/<path>``) and ``vault_url`` (``None``: not given, that part
+    is skipped); ``storage_options`` and ``vault_options``: keywords for ``BlobServiceClient`` and
+    ``SecretClient``, ``{}`` on Azure; ``note``: one line saying where that is.
+
+    Example::
+
+        >>> DataTargets("https://acct.blob.core.windows.net", "c/q1.csv", None, note="yours").vault_url is None
+        True
+    """
+
+    storage_url: str | None
+    blob: str | None
+    vault_url: str | None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    vault_options: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    azurite: Any = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Stop Azurite if :func:`data_targets` started it (its data lives in memory and goes with it)."""
+        if self.azurite is not None:
+            self.azurite.stop()
+            self.azurite = None
+
+    def __str__(self) -> str:
+        return self.note
+
+
+def data_targets(storage_url: str | None = None, blob: str | None = None, vault_url: str | None = None, *,
+                 connection: Connection | None = None) -> DataTargets:
+    """Where to read a blob and a secret: yours on Azure; off Azure, Azurite and the emulator's vault.
+
+    On Azure (any connection but the embedded emulator) this returns what you gave, with no extra
+    client keywords: ``BlobServiceClient(storage_url, credential=mi.credential())`` is all it takes.
+
+    Only for the emulator: it starts Azurite (Microsoft's Storage emulator, on loopback, telemetry
+    off), uploads a small CSV as :data:`SAMPLE_BLOB` (a colleague's upload, so there is something to
+    read), and uses the emulator's Key Vault. Their keywords: ``connection_verify`` (their own
+    certificate authorities) and, for Key Vault, ``verify_challenge_resource=False``: the SDK follows
+    a vault's authentication challenge only within ``*.vault.azure.net``, and the emulated vault is at
+    127.0.0.1. Without Node.js and Azurite, Blob Storage is skipped and the note says how to install
+    them. Call ``close()`` at the end.
+
+    Example::
+
+        >>> targets = data_targets("https://acct.blob.core.windows.net", "sales/q1.csv",
+        ...                        connection=connect("http://127.0.0.1:9"))
+        >>> targets.storage_options, targets.vault_url
+        ({}, None)
+        >>> print(targets)
+        Blob Storage: sales/q1.csv at https://acct.blob.core.windows.net | Key Vault: not set (VAULT_URL)
+    """
+    conn = connection if connection is not None else current_or_connect()
+    if conn.emulator is None:
+        where = f"{blob} at {storage_url}" if storage_url and blob else "not set (STORAGE_URL and BLOB)"
+        return DataTargets(storage_url, blob, vault_url,
+                           note=f"Blob Storage: {where} | Key Vault: {vault_url or 'not set (VAULT_URL)'}")
+    emulator = conn.emulator
+    vault_options = {"connection_verify": emulator.vault_ca_bundle, "verify_challenge_resource": False}
+    vault_note = f"Key Vault: the emulator's vault at {emulator.vault_url}"
+    from .emulator import Azurite, AzuriteUnavailable  # only off Azure; the lazy import keeps Azure light
+
+    try:
+        azurite = Azurite().start()  # loopback, HTTPS, OAuth, --disableTelemetry
+    except AzuriteUnavailable as err:
+        return DataTargets(None, None, emulator.vault_url, vault_options=vault_options,
+                           note=f"Blob Storage: none here ({err}) | {vault_note}")
+    account_url = str(azurite.account_url)
+    storage_options = {"connection_verify": azurite.ca_bundle}
+    _upload_sample(account_url, storage_options, conn)
+    return DataTargets(account_url, SAMPLE_BLOB, emulator.vault_url, storage_options, vault_options,
+                       note=f"Blob Storage: Azurite at {account_url} (holding {SAMPLE_BLOB}) | {vault_note}",
+                       azurite=azurite)
+
+
+def _upload_sample(account_url: str, options: dict[str, Any], conn: Connection) -> None:
+    from azure.core.credentials import AccessToken as SdkToken
+    from azure.storage.blob import BlobServiceClient
+
+    class ConnectionCredential:
+        """The connection's tokens, for this set-up only. Not ``mi.credential()``: its once-per-process
+        "emulator tokens" warning belongs to the notebook's own SDK clients."""
+
+        def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
+                      enable_cae: bool = False, **kwargs: Any) -> SdkToken:
+            token = conn.get_token(scopes[0])
+            return SdkToken(token.reveal(), int(token.expires_on))
+
+    container, _, name = SAMPLE_BLOB.partition("/")
+    with BlobServiceClient(account_url, credential=ConnectionCredential(), **options) as blobs:
+        blobs.create_container(container)
+        blobs.get_blob_client(container, name).upload_blob(SAMPLE_CSV)

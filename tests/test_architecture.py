@@ -24,8 +24,9 @@ PRESENTATION = {"frames", "charts", "widgets", "cli", "commands", "tutorial", "d
 EMULATOR = {"emulator"}
 LAYER = {**{m: 1 for m in CORE}, **{m: 2 for m in TRANSPORT}, **{m: 3 for m in PRESENTATION},
          **{m: 4 for m in EMULATOR}}
-#: the only places allowed to reach the emulator: connect() starts it lazily, the CLI runs its command
-EMULATOR_USERS = {"connection", "cli"}
+#: the only places allowed to reach the emulator: connect() starts it lazily, the CLI runs its command,
+#: the tutorials' helper starts Azurite for notebook 9 off Azure (tutorial.data_targets)
+EMULATOR_USERS = {"connection", "cli", "tutorial"}
 THIRD_PARTY_NOT_IN_CORE = {"requests", "urllib3", "pandas", "matplotlib", "ipywidgets", "IPython"}
 
 

@@ -65,6 +65,14 @@ def test_the_seven_tutorials_are_there_in_order():
         assert text_of(first["source"]).startswith(f"# {int(path.name[:2])}. "), f"{path.name}: title first"
 
 
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_every_tutorial_connects_first_with_connect_or_carry_on(path):
+    """What mi_notebook/tutorial.py promises: its first code cell connects and, without an identity on
+    this machine, says so and carries the lesson on (tests/test_notebooks_real_vm.py runs that case)."""
+    first = text_of(code_cells(path)[0]["source"])
+    assert "mi.connect_or_carry_on(" in first, f"{path.name}: the first code cell must call mi.connect_or_carry_on()"
+
+
 @pytest.mark.parametrize("path", all_notebooks(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_token_is_stored_in_any_notebook(path):
     text = path.read_text(encoding="utf-8")  # sources, outputs, metadata, widget state: everything
@@ -113,6 +121,56 @@ def test_notebooks_follow_the_nbval_conventions(path):
             assert "set_uuid(" in source, f"{path.name}: a pandas Styler needs set_uuid for stable output"
 
 
+MARKDOWN_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def pictures(path: Path) -> list[tuple[str, str]]:
+    """(description, target) of every image a notebook's markdown shows."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return [m for c in cells if c["cell_type"] == "markdown" for m in MARKDOWN_IMAGE.findall(text_of(c["source"]))]
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_every_picture_a_notebook_shows_is_in_the_repository_and_described(path):
+    for description, target in pictures(path):
+        assert len(description.split()) >= 3, f"{path.name}: say what {target} shows (alt text)"
+        assert not target.startswith(("http:", "https:", "/")), f"{path.name}: {target} must be a file of the repo"
+        picture = (path.parent / target).resolve()
+        assert picture.is_file(), f"{path.name} shows {target}, which is missing"
+        assert picture.read_bytes()[:8] == PNG, f"{target} is not a PNG"
+
+
+MARKDOWN_LINK = re.compile(r"(?<!!)\[[^\]]+\]\(([^)\s#]+)(#[^)\s]*)?\)")
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_every_link_to_a_file_of_the_repository_resolves(path):
+    """e.g. ../docs/roles.md, the one table of roles every notebook that needs a role points to."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    links = [m.group(1) for c in cells if c["cell_type"] == "markdown" for m in MARKDOWN_LINK.finditer(text_of(c["source"]))]
+    local = [link for link in links if not re.match(r"[a-z]+:", link)]
+    missing = [link for link in local if not (path.parent / link).resolve().exists()]
+    assert not missing, f"{path.name} links to missing files: {missing}"
+
+
+def test_the_notebooks_that_need_a_role_point_to_the_one_table_of_roles():
+    for path in TUTORIALS:
+        if path.name[:2] in ("01", "05", "06", "07", "09"):
+            assert "](../docs/roles.md)" in path.read_text(encoding="utf-8"), path.name
+
+
+def test_notebook_6_shows_its_widgets_and_no_picture_is_left_unused():
+    """A static reader (GitHub) sees notebook 6's widgets only through the pictures the browser test
+    takes (tests/browser, MI_NOTEBOOK_UPDATE_SCREENSHOTS=1 writes them to notebooks/images/)."""
+    shown = {Path(target).name for path in TUTORIALS for _, target in pictures(path)}
+    widgets = next(p for p in TUTORIALS if p.name.startswith("06-"))
+    assert {"token-explorer.png", "arm-explorer.png", "arm-explorer-rbac.png"} <= {
+        Path(t).name for _, t in pictures(widgets)}
+    stored = {p.name for p in (NOTEBOOKS / "images").glob("*")}
+    assert stored == shown, f"pictures nobody shows: {stored - shown}; missing: {shown - stored}"
+
+
 def test_raw_token_bodies_are_shown_redacted():
     first = TUTORIALS[0].read_text(encoding="utf-8")
     assert '{**body, \\"access_token\\": \\"<redacted>\\"}' in first
@@ -139,6 +197,10 @@ def test_the_sanitize_file_parses_and_every_pattern_compiles():
     ("Request id: 1a7d1942-7a0d-4654-981e-006891470754.", "Request id: REQUEST-ID."),
     ('>aio</td><td style="x">k2BgYPOOaS5u</td>', '>aio</td><td style="x">OPAQUE</td>'),
     ("<pandas.io.formats.style.Styler at 0x7f3a2b1c>", "<pandas.io.formats.style.Styler at 0xADDRESS>"),
+    ("the connection was refused (nothing listens there) in 0.01 s: this", "refused (nothing listens there) in 0.xx s: this"),
+    (" 'kid': 'dX9gPyzx0b0eb1m4sphakZBg0KQ',", " 'kid': 'KEY-ID',"),
+    (" 'x5t': 'dX9gPyzx0b0eb1m4sphakZBg0KQ'}", " 'x5t': 'KEY-ID'}"),
+    ("signature verified with key 'dX9gPyzx0b0eb1m4sphakZBg0KQ' from", "signature verified with key 'KEY-ID' from"),
 ])
 def test_the_sanitizer_hides_what_varies(varying, expected):
     assert expected in sanitize(varying)

@@ -386,3 +386,36 @@ def test_arm_explorer_token_failure_is_one_panel(conn, emu):
 def test_the_arm_explorer_title_says_the_emulator_is_not_azure(conn):
     ex = ArmExplorer(executor=SyncExecutor(), list_identities=False)
     assert "tokens from embedded emulator (not Azure) at " + conn.endpoint in ex.title.value
+
+
+# --- what notebook 6 used to drive in code (its readers now click, and see pictures) ---------------------
+def test_the_clicks_notebook_6_describes_work_on_the_worker_thread(conn, emu):
+    """Pick an identity and a resource, Get token; a bad resource greys the button; List, then a group;
+    an identity without a role: the flows notebook 6 tells its readers to click, with the default
+    (threaded) executor the page uses, each job's future awaited as the page would see it finish."""
+    user, stranger = emu.vm.user_identities
+    ex = TokenExplorer(list_identities=False)
+    ex.identity_picker.set_identity(f"client_id={user.client_id}")
+    ex.resource_picker.set_resource("vault")
+    ex.on_get().result(timeout=30)
+    assert ex.error is None and ex.token.resource == "https://vault.azure.net"
+    assert ex.token.claims.client_id == user.client_id and user.name in ex.claims_card.value
+    assert repr(ex) == f"TokenExplorer(resource='https://vault.azure.net', identity='user-assigned (client_id={user.client_id})')"
+
+    ex.resource_picker.set_resource("ftp://example.com")  # not an App ID URI: caught before anything is sent
+    assert ex.button.disabled and "not an App ID URI" in ex.resource_picker.error and ex.on_get() is None
+    ex.resource_picker.set_resource("arm")
+    assert not ex.button.disabled
+
+    arm = ArmExplorer(list_identities=False)
+    arm.on_list().result(timeout=30)
+    names = [g["name"] for g in arm.groups]
+    assert not arm.errors and emu.vm.resource_group in names and len(arm.subscriptions) == 1
+    arm.group.value = emu.vm.resource_group  # choosing it in the drop-down starts the listing
+    arm.future.result(timeout=30)
+    assert emu.vm.name in [r["name"] for r in arm.resources] and f"Resources in {emu.vm.resource_group}" in arm.resources_html.value
+
+    arm.identity_picker.set_identity(f"client_id={stranger.client_id}")
+    arm.on_list().result(timeout=30)
+    assert set(arm.errors) == {"resource_groups"} and arm.errors["resource_groups"].status == 403
+    assert "403: this identity may not do that (RBAC)" in arm.error_panel.value and arm.groups == []

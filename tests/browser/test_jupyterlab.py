@@ -4,7 +4,8 @@ Runs the helper notebook (a connection to the embedded emulator, then a TokenExp
 "Get token", checks that the claims and both charts render and that no widget error or traceback
 shows; then injects a fault into the kernel's emulator over its admin endpoint and checks the
 error panel. Screenshots go to ``artifacts/`` (git-ignored); with ``MI_NOTEBOOK_UPDATE_SCREENSHOTS=1``
-the clean one is also written to ``docs/images/token-explorer.png`` for the README.
+the clean one is also written to ``docs/images/token-explorer.png`` for the README, and all four to
+``notebooks/images/`` for notebook 6, whose static readers see the widgets only through them.
 """
 
 from __future__ import annotations
@@ -165,13 +166,25 @@ def test_token_explorer_in_jupyterlab(jupyter_lab, chromium_path, artifacts_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         _save_small_png(shots[0], target)
         print("updated:", target)
+        # notebook 6 shows each widget, whole, as a static reader would see it after the clicks above
+        for shot in shots:
+            target = NOTEBOOK_IMAGES / shot.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _save_small_png(shot, target, max_ratio=None)
+            print("updated:", target)
 
 
-def _save_small_png(source: Path, target: Path) -> None:
-    """The README copy: the explorer down to the claims table (cards, checks, both charts), 256 colours."""
+#: the pictures of notebooks/06-widgets.ipynb (its markdown links them as images/<name>.png)
+NOTEBOOK_IMAGES = REPO / "notebooks" / "images"
+
+
+def _save_small_png(source: Path, target: Path, max_ratio: float | None = 1.66) -> None:
+    """A copy in 256 colours, at most ``max_ratio`` times as tall as wide (None: whole). The README's
+    1.66 keeps the token explorer down to the claims table (cards, checks, both charts)."""
     from PIL import Image
 
     with Image.open(source) as shot:
         width, height = shot.size
-        top = shot.crop((0, 0, width, min(height, int(width * 1.66)))).convert("RGB")
+        bottom = height if max_ratio is None else min(height, int(width * max_ratio))
+        top = shot.crop((0, 0, width, bottom)).convert("RGB")
         top.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
