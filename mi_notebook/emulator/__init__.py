@@ -8,8 +8,9 @@ notebooks run: ``"azureml"``, ``"appservice"``, ``"arc"`` and ``"cloudshell"`` (
 Every answer carries the header ``X-Mi-Notebook-Emulator: 1``.
 
 The parts, by what they emulate: :mod:`.imds` (a VM's IMDS), :mod:`.hosts` (the other hosts),
-:mod:`.arm` (Azure Resource Manager), :mod:`.keyvault` (a Key Vault's secrets) and :mod:`.azurite`
-(Microsoft's Storage emulator, started as a second party); what they share: :mod:`.world` (the VM and
+:mod:`.arm` (Azure Resource Manager), :mod:`.keyvault` (a Key Vault's secrets), :mod:`.azureopenai`
+(Azure OpenAI's inference data plane; no model runs) and :mod:`.azurite` (Microsoft's Storage emulator,
+started as a second party); what they share: :mod:`.world` (the VM and
 its tenant), :mod:`.keys` and :mod:`.issuer` (signing, tokens), :mod:`.faults`, :mod:`.requestlog`,
 :mod:`.server` (HTTP), :mod:`.tls`, :mod:`.admin` (the control plane) and :mod:`.options` (how an
 emulator is set up: :class:`EmulatorOptions`). ``mi-notebook emulator`` is :mod:`.command`.
@@ -38,12 +39,12 @@ from ._emulator import Emulator
 from .azurite import Azurite, AzuriteUnavailable
 from .faults import Fault
 from .hosts import PROFILES, SignedInUser
-from .options import ArmOptions, EmulatorOptions, EndpointOptions, ProfileOptions, VaultOptions
+from .options import ArmOptions, EmulatorOptions, EndpointOptions, OpenAIOptions, ProfileOptions, VaultOptions
 from .requestlog import RequestRecord
 from .server import MARKER_HEADER
 from .tenant import KnownResource, RoleAssignment
 from .world import VirtualMachine, VmIdentity
 
 __all__ = ["MARKER_HEADER", "PROFILES", "ArmOptions", "Azurite", "AzuriteUnavailable", "Emulator", "EmulatorOptions",
-           "EndpointOptions", "Fault", "KnownResource", "ProfileOptions", "RequestRecord", "RoleAssignment",
-           "SignedInUser", "VaultOptions", "VirtualMachine", "VmIdentity"]
+           "EndpointOptions", "Fault", "KnownResource", "OpenAIOptions", "ProfileOptions", "RequestRecord",
+           "RoleAssignment", "SignedInUser", "VaultOptions", "VirtualMachine", "VmIdentity"]

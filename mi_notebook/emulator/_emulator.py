@@ -1,10 +1,10 @@
-"""The :class:`Emulator`: IMDS (or another host's token endpoint), ARM and a Key Vault on loopback.
+"""The :class:`Emulator`: IMDS (or another host's token endpoint), ARM, a Key Vault and Azure OpenAI on loopback.
 
 Example::
 
-    >>> with Emulator(seed=7, arm=False, keyvault=False) as emu:
-    ...     emu.running, emu.arm_url, emu.imds_url.startswith("http://127.0.0.1:")
-    (True, None, True)
+    >>> with Emulator(seed=7, arm=False, keyvault=False, openai=False) as emu:
+    ...     emu.running, emu.arm_url, emu.openai_url, emu.imds_url.startswith("http://127.0.0.1:")
+    (True, None, None, True)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from .admin import ADMIN_PREFIX, ADMIN_TOKEN_ENV, AdminEndpoint, check_admin_token, new_admin_token
 from .arm import ArmServer
+from .azureopenai import OPENAI_USER, OpenAIServer, OpenAIService
 from .config import load_config
 from .faults import Fault, FaultQueue
 from .hosts import (
@@ -43,7 +44,7 @@ __all__ = ["Emulator"]
 
 
 class Emulator:
-    """IMDS on ``http://127.0.0.1:<free port>`` in a background thread, with ARM and a Key Vault beside it.
+    """IMDS on ``http://127.0.0.1:<free port>`` in a background thread, with ARM, a Key Vault and Azure OpenAI.
 
     Built from one :class:`~mi_notebook.emulator.options.EmulatorOptions` (``Emulator(options=...)``)
     or from the keywords that map onto it (:meth:`EmulatorOptions.from_keywords
@@ -62,6 +63,9 @@ class Emulator:
       ``read_capacity``, ``read_refill``, ``demo_data``, ``port``); ``keyvault``: False, or
       ``{"secrets": {name: value}, "port": n}`` (:mod:`~mi_notebook.emulator.keyvault`; unless
       ``role_assignments`` are given, the system-assigned identity is *Key Vault Secrets User* on it);
+      ``openai``: False, or a dict of :class:`~mi_notebook.emulator.azureopenai.OpenAIOptions`
+      (``deployments``, ``audiences``, ``requests_per_minute``, ``port``; unless ``role_assignments``
+      are given, the system-assigned identity is *Cognitive Services OpenAI User* on the account);
     - ``faults`` to inject at start, ``host`` / ``port`` where the token endpoint listens, ``clock``
       (epoch seconds for token times and rate windows), ``admin_token`` (the control plane's; default:
       ``$MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN`` if set, else random), ``config`` (a dict or a JSON/TOML
@@ -71,7 +75,8 @@ class Emulator:
     ``profile``, ``environment``, ``arm_url`` / ``ca_bundle`` (None without ARM), ``vault_url`` /
     ``vault`` / ``vault_ca_bundle`` (the Key Vault's URL,
     :class:`~mi_notebook.emulator.keyvault.VaultService` and CA, the same file as ARM's when ARM speaks
-    TLS; None without it), ``vm``, ``user``, ``requests``, ``faults``, ``keys``, ``jwks``, ``jwks_url``,
+    TLS; None without it), ``openai_url`` / ``openai`` / ``openai_ca_bundle`` (the same for Azure OpenAI:
+    :class:`~mi_notebook.emulator.azureopenai.OpenAIService`), ``vm``, ``user``, ``requests``, ``faults``, ``keys``, ``jwks``, ``jwks_url``,
     ``issuer``, ``clock``, ``admin_token`` / ``admin_headers`` (for the control plane over HTTP,
     ``/__emulator__/...``: the methods of this object need neither).
 
@@ -149,12 +154,20 @@ class Emulator:
         self.ca_bundle: str | None = None
         self.keyvault: VaultServer | None = None  # the Key Vault side (it starts on first use of vault_url)
         self.vault: VaultService | None = None
+        system = self.vm.system_identity if defaults else None
         if options.keyvault is not None:
             self.keyvault = VaultServer(self, secrets=options.keyvault.secrets, port=options.keyvault.port)
             self.vault = self.keyvault.service
-            system = self.vm.system_identity
-            if defaults and system is not None:
+            if system is not None:
                 self.vm.add_role_assignment(RoleAssignment(system.object_id, SECRETS_USER, self.vault.resource_id))
+        #: the Azure OpenAI side (it starts on first use of openai_url)
+        self.openai_server: OpenAIServer | None = None
+        self.openai: OpenAIService | None = None
+        if options.openai is not None:
+            self.openai_server = OpenAIServer(self, options.openai)
+            self.openai = self.openai_server.service
+            if system is not None:
+                self.vm.add_role_assignment(RoleAssignment(system.object_id, OPENAI_USER, self.openai.resource_id))
         self._lock = threading.Lock()
 
     # ---- life cycle --------------------------------------------------------------------------------
@@ -203,6 +216,8 @@ class Emulator:
             self._stopping.set()
             if self.keyvault is not None:
                 self.keyvault.stop()
+            if self.openai_server is not None:
+                self.openai_server.stop()
             if self.arm is not None:
                 self.arm.stop()
                 self.arm = None
@@ -294,6 +309,37 @@ class Emulator:
             return self.keyvault
 
     @property
+    def openai_url(self) -> str | None:
+        """The emulated Azure OpenAI endpoint (``https://127.0.0.1:PORT``), None when it is off or stopped.
+
+        Pass it as ``azure_endpoint=`` (``AzureOpenAI``) or ``base_url=openai_url + "/openai/v1/"``
+        (``OpenAI``); like the vault, its server starts on first use of this (or of
+        :attr:`openai_ca_bundle`).
+
+        Example::
+
+            >>> with Emulator(arm=False, keyvault=False) as emu:
+            ...     emu.openai_url.startswith("https://127.0.0.1:"), sorted(emu.openai.deployments)
+            (True, ['gpt-4o-mini', 'text-embedding-3-small'])
+        """
+        server = self._started_openai()
+        return server.url if server is not None else None
+
+    @property
+    def openai_ca_bundle(self) -> str | None:
+        """The CA certificate Azure OpenAI's HTTPS presents (``ssl.create_default_context(cafile=...)``)."""
+        server = self._started_openai()
+        return server.ca_bundle if server is not None else None
+
+    def _started_openai(self) -> OpenAIServer | None:
+        with self._lock:
+            if self.openai_server is None or self._server is None:
+                return None
+            if self.openai_server.url is None:
+                self.openai_server.start(self.arm.tls if self.arm is not None else None)
+            return self.openai_server
+
+    @property
     def admin_headers(self) -> dict[str, str]:
         """The header the control plane (``/__emulator__/...``) wants: ``Authorization: Bearer <admin_token>``.
 
@@ -324,7 +370,7 @@ class Emulator:
     def inject(self, fault: int | str, endpoint: str = "any", count: int | None = 1, *,
                retry_after: float | None = None, seconds: float | None = None, status: int | None = None,
                variant: str | None = None) -> Fault:
-        """Make the next ``count`` requests to ``endpoint`` ("token", "instance", "arm", "any") fail.
+        """Make the next ``count`` requests to ``endpoint`` ("token", "instance", "arm", "openai", "any") fail.
 
         ``fault``: 404, 410, 429, 500, 502, 503, 504, "hang", "drop", "truncated", "html" or
         "bad-expires"; see :class:`~mi_notebook.emulator.faults.Fault` for the options.

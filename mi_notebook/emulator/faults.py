@@ -6,7 +6,7 @@ the JSON body short), ``"html"`` (an HTML page, as a misconfigured proxy sends) 
 (a 200 token body whose ``expires_on`` is missing or not a number).
 
 Endpoints: ``"token"`` (the identity endpoint), ``"instance"`` (every other IMDS path), ``"arm"``
-(the ARM side), ``"any"`` (all of them). Faults are taken in the order they were injected.
+(the ARM side), ``"openai"`` (the Azure OpenAI data plane), ``"any"`` (all of them). Faults are taken in the order they were injected.
 
 Example::
 
@@ -29,7 +29,7 @@ __all__ = ["ENDPOINTS", "FAULT_KINDS", "Fault", "FaultQueue", "proxy_html"]
 STATUS_FAULTS = (404, 410, 429, 500, 502, 503, 504)
 BEHAVIOUR_FAULTS = ("hang", "drop", "truncated", "html", "bad-expires")
 FAULT_KINDS: tuple[int | str, ...] = (*STATUS_FAULTS, *BEHAVIOUR_FAULTS)
-ENDPOINTS = ("token", "instance", "arm", "any")
+ENDPOINTS = ("token", "instance", "arm", "openai", "any")
 MAX_HANG_SECONDS = 300.0
 
 _ids = itertools.count(1)

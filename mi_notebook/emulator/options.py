@@ -3,10 +3,11 @@
 ``Emulator(options=EmulatorOptions(...))`` takes one immutable object instead of two dozen keywords,
 grouped by what they set: the VM (:meth:`~.world.VirtualMachine.build`'s keywords, or a ready VM),
 how the token endpoint behaves (:class:`EndpointOptions`), the host to play (:class:`ProfileOptions`),
-the ARM side (:class:`~.arm.ArmOptions`, None for none) and the Key Vault (:class:`VaultOptions`, None
-for none). The keywords ``Emulator(throttle=False, profile="azureml", arm={...})`` and config files
-still work: :meth:`EmulatorOptions.from_keywords` maps them onto the same object (explicit keywords
-win over the config file). Bad values raise ``ValueError`` when the options are built, before any
+the ARM side (:class:`~.arm.ArmOptions`, None for none), the Key Vault (:class:`VaultOptions`, None
+for none) and the Azure OpenAI account (:class:`~.azureopenai.OpenAIOptions`, None for none). The
+keywords ``Emulator(throttle=False, profile="azureml", arm={...})`` and config files still work:
+:meth:`EmulatorOptions.from_keywords` maps them onto the same object (explicit keywords win over the
+config file). Bad values raise ``ValueError`` when the options are built, before any
 server starts.
 
 Example::
@@ -31,17 +32,18 @@ from typing import Any
 
 from .admin import check_admin_token
 from .arm.service import ArmOptions
+from .azureopenai.deployments import OpenAIOptions
 from .config import load_config
 from .faults import Fault
 from .hosts.profiles import check_profile, host_options
 from .world import VirtualMachine
 
-__all__ = ["ArmOptions", "EmulatorOptions", "EndpointOptions", "ProfileOptions", "VaultOptions"]
+__all__ = ["ArmOptions", "EmulatorOptions", "EndpointOptions", "OpenAIOptions", "ProfileOptions", "VaultOptions"]
 
 # config keys that configure the emulator itself; everything else describes the VM
 _EMULATOR_KEYS = {"throttle", "latency", "single_user_quirk", "strict_metadata", "faults", "host", "port", "arm",
                   "server_version", "vm", "profile", "secret", "user", "sso", "azureml_expires_on", "arc_key_dir",
-                  "keyvault"}
+                  "keyvault", "openai"}
 
 
 @dataclass(frozen=True)
@@ -153,10 +155,11 @@ class EmulatorOptions:
 
     ``vm``: :meth:`~.world.VirtualMachine.build`'s keywords (``seed``, ``user_assigned``,
     ``role_assignments``, ...) or a ready :class:`~.world.VirtualMachine` (used as is, without the
-    default role assignments the emulator adds for the signed-in user and the Key Vault);
+    default role assignments the emulator adds for the signed-in user, the Key Vault and Azure OpenAI);
     ``endpoint``, ``profile``: :class:`EndpointOptions`, :class:`ProfileOptions`; ``arm``: the ARM side's
     :class:`~.arm.ArmOptions`, None for no ARM side; ``keyvault``: :class:`VaultOptions`, None for no
-    vault; ``faults``: faults to queue at start (dicts, as for :meth:`~mi_notebook.emulator.Emulator.inject`);
+    vault; ``openai``: :class:`~.azureopenai.OpenAIOptions`, None for no Azure OpenAI; ``faults``:
+    faults to queue at start (dicts, as for :meth:`~mi_notebook.emulator.Emulator.inject`);
     ``host`` / ``port``: where the token endpoint listens; ``clock``: epoch seconds for token times and
     rate windows (inject one for short-lived or expired tokens); ``admin_token``: the control plane's
     token (None: ``$MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN`` if set, else a random one per emulator; never in
@@ -174,6 +177,7 @@ class EmulatorOptions:
     profile: ProfileOptions = field(default_factory=ProfileOptions)
     arm: ArmOptions | None = field(default_factory=ArmOptions)
     keyvault: VaultOptions | None = field(default_factory=VaultOptions)
+    openai: OpenAIOptions | None = field(default_factory=OpenAIOptions)
     faults: tuple[Mapping[str, Any], ...] = ()
     host: str = "127.0.0.1"
     port: int = 0
@@ -220,6 +224,7 @@ class EmulatorOptions:
         azureml_expires_on: str | None = None,
         arc_key_dir: str | Path | None = None,
         keyvault: bool | Mapping[str, Any] | VaultOptions | None = None,
+        openai: bool | Mapping[str, Any] | OpenAIOptions | None = None,
         admin_token: str | None = None,
         **vm_options: Any,
     ) -> EmulatorOptions:
@@ -228,6 +233,7 @@ class EmulatorOptions:
         ``config``: a dict or a JSON/TOML file with the same names (docs/emulator.md, "Options"); an
         explicit keyword wins over it. ``arm``: True/False, or a dict of :class:`~.arm.ArmOptions`
         (which turns the ARM side on); ``keyvault``: True/False or ``{"secrets": ..., "port": ...}``;
+        ``openai``: True/False or a dict of :class:`~.azureopenai.OpenAIOptions` (``deployments``...);
         any other keyword is a VM option (``name``, ``tags``, ``resource_group``, ``extra_resources``,
         ``role_assignments``...); ``vm`` passes a ready-made VM instead. ``admin_token`` is not read
         from the config file (a file is no place for it).
@@ -264,6 +270,7 @@ class EmulatorOptions:
         return cls(
             vm=vm if vm is not None else vm_cfg, endpoint=endpoint, profile=chosen,
             arm=_arm_options(arm, cfg.get("arm")), keyvault=_vault_options(_first(keyvault, cfg.get("keyvault"))),
+            openai=_openai_options(_first(openai, cfg.get("openai"))),
             faults=(*(cfg.get("faults") or []), *(faults or [])),
             host=str(_first(host, cfg.get("host"), "127.0.0.1")), port=int(_first(port, cfg.get("port"), 0)),
             clock=clock if clock is not None else time.time, admin_token=admin_token)
@@ -299,3 +306,9 @@ def _vault_options(keyvault: bool | Mapping[str, Any] | VaultOptions | None) -> 
     if isinstance(keyvault, (Mapping, VaultOptions)):
         return VaultOptions.from_mapping(keyvault)
     return VaultOptions() if keyvault is None or keyvault else None
+
+
+def _openai_options(openai: bool | Mapping[str, Any] | OpenAIOptions | None) -> OpenAIOptions | None:
+    if isinstance(openai, (Mapping, OpenAIOptions)):
+        return OpenAIOptions.from_mapping(openai)
+    return OpenAIOptions() if openai is None or openai else None

@@ -76,6 +76,8 @@ DEFAULT_RESOURCES: tuple[KnownResource, ...] = (
     KnownResource("Azure Container Registry", ("https://containerregistry.azure.net",)),
     KnownResource("Azure App Configuration", ("https://azconfig.io",)),
     KnownResource("Azure Cognitive Services", ("https://cognitiveservices.azure.com",)),
+    # Foundry projects' audience (azure-ai-projects' credential_scopes): Entra knows it, whoever accepts it
+    KnownResource("Azure AI Foundry", ("https://ai.azure.com",)),
     KnownResource("Azure Database for PostgreSQL/MySQL", ("https://ossrdbms-aad.database.windows.net",)),
     KnownResource("Azure Cache for Redis", ("https://redis.azure.com",)),
     KnownResource("Azure Batch", ("https://batch.core.windows.net/",)),
@@ -104,6 +106,19 @@ DATA_ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "Storage Blob Data Owner": ("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*",),
     "Storage Blob Data Contributor": ("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*",),
     "Storage Blob Data Reader": ("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",),
+    # Azure OpenAI inference (the built-in roles page, "AI + machine learning"); the User role's
+    # notDataActions (stored-completions/read) touch nothing the emulator serves
+    "Cognitive Services OpenAI User": (
+        "Microsoft.CognitiveServices/accounts/OpenAI/*/read",
+        "Microsoft.CognitiveServices/accounts/OpenAI/deployments/completions/action",
+        "Microsoft.CognitiveServices/accounts/OpenAI/deployments/chat/completions/action",
+        "Microsoft.CognitiveServices/accounts/OpenAI/deployments/extensions/chat/completions/action",
+        "Microsoft.CognitiveServices/accounts/OpenAI/deployments/embeddings/action",
+        "Microsoft.CognitiveServices/accounts/OpenAI/deployments/audio/action",
+        "Microsoft.CognitiveServices/accounts/OpenAI/images/generations/action",
+    ),
+    "Cognitive Services OpenAI Contributor": ("Microsoft.CognitiveServices/accounts/OpenAI/*",),
+    "Cognitive Services User": ("Microsoft.CognitiveServices/*",),
 }
 
 
