@@ -53,11 +53,15 @@ def test_signature_check_says_unverified(key):
     [
         (ARM, ARM, "ok", ["exactly"]),
         (ARM, "arm", "ok", ["(= 'https://management.azure.com/')"]),
-        # a .default scope becomes the resource without the slash, and aud then differs by it
-        (ARM, "https://management.azure.com/.default", "warning", ["(= 'https://management.azure.com')", "trailing slash"]),
-        (ARM, "https://management.azure.com", "warning",
-         ["trailing slash", "'https://management.azure.com/' ends with '/'", "'https://management.azure.com' does not",
-          "verbatim"]),
+        # a well-known resource's scope and slash-less URI are the one resource mi-notebook asks for
+        (ARM, "https://management.azure.com/.default", "ok", ["(= 'https://management.azure.com/')"]),
+        (ARM, "https://management.azure.com", "ok", ["exactly", "(= 'https://management.azure.com/')"]),
+        # a token another client asked for with the other spelling (azure-identity sends the scope minus /.default)
+        ("https://management.azure.com", "https://management.azure.com/.default", "warning",
+         ["trailing slash", "(= 'https://management.azure.com/')"]),
+        # any other resource is sent verbatim, so the slash is a different audience
+        ("api://my-api/", "api://my-api", "warning",
+         ["trailing slash", "'api://my-api/' ends with '/'", "'api://my-api' does not", "verbatim"]),
         ("https://management.azure.com", ARM, "warning",
          ["trailing slash", "'https://management.azure.com/' ends with '/'", "'https://management.azure.com' does not"]),
         ("https://Management.Azure.com/", ARM, "warning", ["letter case"]),
