@@ -284,7 +284,7 @@ def test_doctor_proxy_report(transport_emu, capsys, monkeypatch, no_proxy, verdi
     monkeypatch.delenv("no_proxy", raising=False)
     code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url)
     assert code == 0
-    assert "HTTPS_PROXY=http://user:***@127.0.0.1:3128" in out and "s3cret" not in out
+    assert "HTTPS_PROXY=http://***@127.0.0.1:3128" in out and "s3cret" not in out
     assert f"{verdict} 169.254.169.254" in out
 
 

@@ -18,22 +18,23 @@ Example::
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..timefmt import format_duration, format_relative
 from ._common import EXIT_ERROR, EXIT_OK, add_connection_arguments, connection_from_args, guarded
+from ._proxies import IMDS_HOST as IMDS_HOST  # the doctor's names, kept importable from here
+from ._proxies import mask_proxy as mask_proxy
+from ._proxies import no_proxy_covers as no_proxy_covers
+from ._proxies import proxy_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..connection import Connection
     from ..identity import Identity
     from ..tokens import AccessToken
 
-IMDS_HOST = "169.254.169.254"
 #: IMDS back-dates ``nbf`` / ``iat`` by about 5 minutes; beyond that, a difference is skew.
 BACKDATE = 300
 SKEW_WARNING = 120
@@ -69,61 +70,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def no_proxy_covers(host: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether ``NO_PROXY`` / ``no_proxy`` exempts ``host`` (exact, ``*``, CIDR or domain suffix).
-
-    Example::
-
-        >>> no_proxy_covers("169.254.169.254", {"NO_PROXY": "localhost,169.254.0.0/16"})
-        True
-        >>> no_proxy_covers("169.254.169.254", {"no_proxy": ".corp.example"})
-        False
-    """
-    env = os.environ if environ is None else environ
-    raw = ",".join(filter(None, (env.get("NO_PROXY"), env.get("no_proxy"))))
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        addr = None
-    for entry in (e.strip() for e in raw.split(",")):
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        name = entry.split(":", 1)[0] if entry.count(":") == 1 else entry
-        if addr is not None and "/" in name:
-            try:
-                if addr in ipaddress.ip_network(name, strict=False):
-                    return True
-            except ValueError:
-                pass
-            continue
-        if name.lstrip(".") == host or (addr is None and host.endswith("." + name.lstrip("."))):
-            return True
-    return False
-
-
-def mask_proxy(value: str) -> str:
-    """A proxy URL with any password replaced by ``***``.
-
-    Example::
-
-        >>> mask_proxy("http://user:s3cret@proxy.example:3128")
-        'http://user:***@proxy.example:3128'
-    """
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return "<unparsable>"
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return value
-
-
 def run(ns: argparse.Namespace) -> int:
     """Print the diagnosis; exit 1 if no identity answered."""
-    from ..http import Request, proxy_variables
+    from ..http import Request
     from ..identity import Identity
     from ..resources import resolve_resource
 
@@ -140,19 +89,8 @@ def run(ns: argparse.Namespace) -> int:
         print(line)
 
     print("Proxy variables")
-    found = proxy_variables()
-    if not found:
-        print("  none set")
-    for name, value in sorted(found.items()):
-        print(f"  {name}={mask_proxy(value)}")
-    covered = no_proxy_covers(IMDS_HOST)
-    no_proxy = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
-    if found:
-        print(f"  NO_PROXY={no_proxy!r}: {'covers' if covered else 'does NOT cover'} {IMDS_HOST}")
-        print("  mi-notebook ignores proxies for IMDS; other clients (azure-identity, az) honour them"
-              + (": fine, NO_PROXY exempts IMDS" if covered else f": add {IMDS_HOST} to NO_PROXY for them"))
-    else:
-        print(f"  NO_PROXY={no_proxy!r}: not needed (no proxy variable is set)")
+    for line in proxy_lines():
+        print(f"  {line}")
 
     print("Identities on this VM (through ARM)")
     listed, has_system = _arm_identities(conn)
