@@ -58,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(ns, "func", None):
         parser.print_help()
         return 2
-    return int(ns.func(ns) or 0)
+    from .commands._common import one_line_warnings
+
+    with one_line_warnings():
+        return int(ns.func(ns) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

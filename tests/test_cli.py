@@ -56,7 +56,9 @@ def test_token_json_is_shaped_like_az_and_shows_the_token_only_when_asked(transp
     for key in ("accessToken", "expiresOn", "expires_on", "resource", "tokenType", "identity", "fingerprint"):
         assert key in doc
     assert doc["resource"] == "https://vault.azure.net" and doc["tokenType"] == "Bearer"
-    assert not JWT.search(doc["accessToken"]) and doc["identity"] == "system-assigned"
+    assert not JWT.search(doc["accessToken"]) and doc["identity"]["kind"] == "system-assigned"
+    assert doc["identity"]["label"] == "system-assigned" and doc["identity"]["name"] == "vm-notebook"
+    assert doc["problem"] is None
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", doc["expiresOn"])
 
     user = transport_emu.vm.user_identities[0]

@@ -386,3 +386,18 @@ def test_arm_explorer_token_failure_is_one_panel(conn, emu):
 def test_the_arm_explorer_title_says_the_emulator_is_not_azure(conn):
     ex = ArmExplorer(executor=SyncExecutor(), list_identities=False)
     assert "tokens from embedded emulator (not Azure) at " + conn.endpoint in ex.title.value
+
+
+def test_the_token_card_names_the_identity_the_claims_show(clean_connection, clock):
+    """On Azure ML, DEFAULT_IDENTITY_CLIENT_ID names the compute's identity, which is system-assigned: the card
+    says what the token's claims say, not what was sent (a client id, so "user-assigned" by the request)."""
+    from mi_notebook.emulator import Emulator
+
+    conn = connect_module.connect(mode="emulator", profile="azureml", clock=clock, timeout=(1.0, 2.0),
+                                  emulator_factory=lambda: Emulator(profile="azureml", throttle=False, arm=False))
+    ex = explorer(resource="arm")
+    ex.button.click()
+    assert ex.error is None and ex.token is not None
+    assert ex.token.identity.client_id == conn.emulator.vm.system_identity.client_id  # what was sent
+    assert f"system-assigned identity of &#x27;{conn.emulator.vm.name}&#x27;" in ex.token_card.value
+    assert "user-assigned" not in ex.token_card.value

@@ -57,6 +57,7 @@ from ._glossary import (
     explain_header,
     mirid_kind,
 )
+from ._provenance import TokenIdentity, token_identity
 
 __all__ = [
     "CHECKS_COLUMNS",
@@ -70,6 +71,7 @@ __all__ = [
     "IdentityClaims",
     "MIRID_KINDS",
     "TIME_CLAIMS",
+    "TokenIdentity",
     "UNKNOWN_CLAIM",
     "UNKNOWN_HEADER",
     "VALUE_NOTES",
@@ -85,6 +87,7 @@ __all__ = [
     "explain_header",
     "mirid_kind",
     "requested_resource",
+    "token_identity",
     "token_text",
     "user_token_evidence",
     "worst",
