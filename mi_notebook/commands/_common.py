@@ -93,6 +93,28 @@ def _said(conn: Connection, why: str) -> Connection:
     return conn
 
 
+def given_url(ns: argparse.Namespace) -> str | None:
+    """Where an explicit endpoint URL came from: ``--imds-url``, ``MI_NOTEBOOK_IMDS_URL``, or ``None``.
+
+    Example::
+
+        >>> given_url(argparse.Namespace(imds_url="http://127.0.0.1:9"))
+        '--imds-url'
+    """
+    import os
+
+    if getattr(ns, "imds_url", None):
+        return "--imds-url"
+    return "MI_NOTEBOOK_IMDS_URL" if os.environ.get("MI_NOTEBOOK_IMDS_URL", "").strip() else None
+
+
+def _identity_or_none(ns: argparse.Namespace) -> Identity | None:
+    try:
+        return identity_from_args(ns)
+    except ValueError:
+        return None
+
+
 def fail(message: str) -> int:
     """Print ``message`` on stderr (prefixed with the program name) and return the error exit code."""
     print(f"mi-notebook: {message}", file=sys.stderr)
@@ -106,13 +128,17 @@ def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     """
 
     def wrapper(ns: argparse.Namespace) -> int:
-        from ..connection import disconnect
+        from ..connection import current, disconnect
         from ..errors import ManagedIdentityError
+        from ._errors import error_lines
 
         try:
             return run(ns)
         except ManagedIdentityError as exc:
-            return fail(f"{type(exc).__name__}: {exc}")
+            return fail("\n".join(error_lines(exc, conn=current(), resource=getattr(ns, "resource", None),
+                                               identity=_identity_or_none(ns), given=given_url(ns))))
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): cli.main ends quietly
         except ValueError as exc:
             return fail(f"invalid input: {exc}")
         except KeyboardInterrupt:
@@ -151,7 +177,6 @@ def one_line_warnings(stream: TextIO | None = None) -> Iterator[None]:
         print(f"warning: {text}", file=stream if stream is not None else sys.stderr, flush=True)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("default")
         warnings.showwarning = show
         yield
 

@@ -35,10 +35,12 @@ from ._common import (
     add_identity_arguments,
     claims_judge_user_tokens,
     connection_from_args,
+    given_url,
     guarded,
     identity_from_args,
     redact,
 )
+from ._errors import stop_when_nothing_listens
 from ._identity import CliProblem, identity_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -193,9 +195,10 @@ def run(ns: argparse.Namespace) -> int:
     identity = identity_from_args(ns)
     resource = resolve_resource(ns.resource)  # bad input fails before any connection is made
     conn = connection_from_args(ns)
+    progress = stop_when_nothing_listens(conn, progress_printer(label=endpoint_label(conn.host)),
+                                         given=given_url(ns) or "--imds-url")
     with claims_judge_user_tokens():
-        token = conn.get_token(resource, identity=identity,
-                               on_attempt=progress_printer(label=endpoint_label(conn.host)))
+        token = conn.get_token(resource, identity=identity, on_attempt=progress)
     if token.source == "emulator":
         print(f"NOT an Azure token: issued by the mi-notebook emulator. {conn.reason}", file=sys.stderr)
     who = token_identity(token)
