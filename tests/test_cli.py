@@ -325,11 +325,19 @@ def test_doctor_on_an_azure_ml_host_names_it_and_hides_the_secret(capsys, monkey
         code, out, err = run(capsys, "doctor", "--resource", "storage")
         secret = emu.environment["MSI_SECRET"]
     assert code == 0, err
-    assert "Azure ML compute (azureml)" in out and "no network probe was needed" in out
-    assert secret not in out + err and "MSI_SECRET=(value hidden)" in out
+    assert "Using Azure ML compute at " in out and "no network probe was needed" in out
+    assert secret not in out + err
+    assert "OK   system-assigned" in out and "DefaultAzureCredential" not in out  # the chain is for --verbose
+    with Emulator(profile="azureml", throttle=False) as emu:
+        for name, value in emu.environment.items():
+            monkeypatch.setenv(name, value)
+        code, out, err = run(capsys, "doctor", "--resource", "storage", "--verbose")
+        secret = emu.environment["MSI_SECRET"]
+    assert code == 0, err
+    assert "decides azureml: Azure ML compute: " in out and "MSI_SECRET=(value hidden)" in out
+    assert secret not in out + err
     assert "cloudshell: needs MSI_ENDPOINT without MSI_SECRET (but MSI_SECRET is set)" in out
     assert "DefaultAzureCredential (azure-identity 1.27)" in out and "ManagedIdentityCredential: Azure ML" in out
-    assert "OK   system-assigned" in out
 
 
 def test_token_output_says_when_the_emulator_issued_it(capsys):

@@ -82,7 +82,7 @@ def test_token_raw_does_not_hand_a_script_the_persons_token(no_identity_named, c
     assert_cli_terms(err)
 
 
-def test_with_the_compute_identity_named_the_token_is_the_computes(host, capsys):
+def test_with_the_compute_identity_named_token_and_doctor_agree(host, capsys):
     system = host.vm.system_identity
     assert host.environment["DEFAULT_IDENTITY_CLIENT_ID"] == system.client_id
     code, out, err = run(capsys, "token", "arm")
@@ -93,6 +93,23 @@ def test_with_the_compute_identity_named_the_token_is_the_computes(host, capsys)
     code, out, err = run(capsys, "token", "arm", "--json")
     doc = json.loads(out)
     assert doc["identity"]["kind"] == "system-assigned" and doc["identity"]["clientId"] == system.client_id
+    code, out, err = run(capsys, "doctor")
+    assert code == 0, out + err
+    assert out.splitlines()[0].startswith("OK: 1 identity answered at ")
+    assert re.search(r"OK\s+system-assigned: client_id " + system.client_id, out)
+    assert "user-assigned" not in out.split("Identities (token for")[1]
+
+
+def test_doctor_on_azure_ml_without_an_identity_fails_with_the_fix(no_identity_named, capsys):
+    code, out, err = run(capsys, "doctor")
+    assert code == 1
+    assert out.splitlines()[0] == "1 problem"
+    assert out.splitlines()[1].startswith(f"  1. YOUR OWN user token ({UPN}), not the compute's managed identity")
+    assert "OK   system-assigned" not in out
+    assert re.search(rf"FAIL YOUR OWN user token \({re.escape(UPN)}\)", out)
+    assert_cli_terms(out)
+    assert "mi-notebook doctor --client-id <guid>" in out
+    assert err == ""  # no raw Python warning
 
 
 @pytest.mark.parametrize("host", ["cloudshell"], indirect=True)
