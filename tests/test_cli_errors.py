@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import sys
 
 import pytest
 from test_cli import virtual_time  # noqa: F401 - the fixture: clients sleep on a virtual clock
@@ -76,3 +79,168 @@ def test_a_url_that_answers_503_is_still_retried_in_full(transport_emu, capsys, 
     code, _, err = run(capsys, "token", "--imds-url", transport_emu.imds_url)
     assert code == 1 and "ServerError" in err
     assert len([line for line in err.splitlines() if line.startswith("IMDS attempt")]) == 5
+
+
+# --- decode: the emulator's tokens, and keys that cannot be fetched ------------------------------------------------
+def _emulator_token(capsys, *argv):
+    code, raw, _ = run(capsys, "token", "arm", "-o", "raw", *argv)
+    assert code == 0
+    return raw.strip()
+
+
+def test_the_client_reads_the_mark_the_emulator_writes():
+    from mi_notebook.claims import EMULATOR_CLAIM
+    from mi_notebook.emulator.keys import EMULATOR_CLAIM as WRITTEN
+
+    assert EMULATOR_CLAIM == WRITTEN
+
+
+def test_decode_says_emulator_on_every_output(transport_emu, capsys):
+    raw = _emulator_token(capsys, "--imds-url", transport_emu.imds_url)
+    code, out, _ = run(capsys, "decode", raw)
+    assert code == 0 and out.startswith("NOT an Azure token: the mi-notebook emulator issued it (its claim "
+                                        "mi_notebook_emulator says")
+    code, out, _ = run(capsys, "decode", raw, "--json")
+    assert code == 0 and json.loads(out)["issuedBy"] == "the mi-notebook emulator"
+    code, out, _ = run(capsys, "decode", raw, "--verify", "--imds-url", transport_emu.imds_url)
+    assert code == 0 and out.startswith("NOT an Azure token") and "(signature verified)" in out
+
+
+def test_decode_of_an_azure_shaped_token_says_nothing_of_the_emulator(capsys):
+    import jwt
+    from token_samples import make_token, rsa_key
+
+    code, out, _ = run(capsys, "decode", make_token(rsa_key(0)))
+    assert code == 0 and "emulator" not in out.lower()
+    code, out, _ = run(capsys, "decode", make_token(rsa_key(0)), "--json")
+    assert json.loads(out)["issuedBy"] is None
+    assert jwt.decode(make_token(rsa_key(0)), options={"verify_signature": False}).get("mi_notebook_emulator") is None
+
+
+def test_verify_of_an_emulator_token_against_entra_says_why_it_never_can(capsys, monkeypatch):
+    import mi_notebook.jwks as jwks_module
+
+    monkeypatch.setattr(jwks_module, "exchange", lambda *a, **kw: pytest.fail("nothing may be fetched"))
+    raw = _emulator_token(capsys, "--mode", "emulator")  # MI_NOTEBOOK_MODE=emulator: its keys die with it
+    code, out, err = run(capsys, "decode", "--verify", raw)
+    assert code == 1 and out == ""
+    assert "this token was issued by the mi-notebook emulator, not Azure" in err
+    assert "keys that live only as long as that emulator" in err and "`mi-notebook emulator`" in err
+    assert "audience" not in err and "TokenVerificationError" not in err
+
+
+def test_verify_against_another_emulators_keys_says_keys_live_with_their_emulator(transport_emu, capsys):
+    from mi_notebook.emulator import Emulator
+
+    raw = _emulator_token(capsys, "--imds-url", transport_emu.imds_url)
+    with Emulator(arm=False) as other:
+        code, out, err = run(capsys, "decode", raw, "--verify", "--imds-url", other.imds_url)
+    assert code == 1 and out == "" and "TokenVerificationError: No key with kid" in err
+    assert "another emulator run signed it" in err and "live only as long as that emulator" in err
+
+
+def test_verify_offline_says_the_keys_could_not_be_fetched(capsys, monkeypatch):
+    """Entra ID cannot be reached (no DNS here): a whole-word reason, no audience hint, exit 1."""
+    from token_samples import TID, make_token, rsa_key
+
+    import mi_notebook.jwks as jwks_module
+    from mi_notebook.http import Answer
+
+    cut = ("HTTPSConnectionPool(host='login.microsoftonline.com', port=443): Max retries exceeded with url: "
+           f"/{TID}/discovery/v2.0/keys (Caused by NameResolutionError(\"<urllib3.connection.HTTPSConnection object "
+           "at 0x7f>: Failed to resolve 'login.microsoftonline.com' ([Errno -3] Temporary failure in name resolution)\"))")
+    seen = []
+
+    def offline(request, **kw):
+        seen.append(request.url)
+        return Answer("unreachable", exception=ConnectionError(cut))
+
+    monkeypatch.setattr(jwks_module, "exchange", offline)
+    code, out, err = run(capsys, "decode", "--verify", make_token(rsa_key(0)))
+    assert seen == [f"https://login.microsoftonline.com/{TID}/discovery/v2.0/keys"]
+    assert code == 1 and out == ""
+    assert err.startswith(f"mi-notebook: could not reach login.microsoftonline.com to fetch the signing keys "
+                          f"({seen[0]}): the host name does not resolve (no DNS: is this machine offline?)")
+    assert "`mi-notebook doctor --network`" in err
+    assert "audience" not in err and "HTTPSConnectionPool" not in err and "…" not in err
+
+
+def test_verify_with_keys_at_a_closed_port(capsys):
+    from helpers import free_port
+    from token_samples import make_token, rsa_key
+
+    url = f"http://127.0.0.1:{free_port()}/keys"
+    code, _, err = run(capsys, "decode", "--verify", "--jwks", url, make_token(rsa_key(0)))
+    assert code == 1 and f"could not reach 127.0.0.1 to fetch the signing keys ({url}): the connection was refused" in err
+
+
+# --- a reader that goes away: `| head` --------------------------------------------------------------------------
+class _ClosedPipe:
+    """A stdout whose reader went away: every write and flush raises BrokenPipeError."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("argv", [["decode", "--json"], ["decode"], ["token", "--mode", "emulator"],
+                                  ["token", "--mode", "emulator", "-o", "json"], ["doctor", "--mode", "emulator"],
+                                  ["--help"], ["token", "--help"]])
+def test_a_closed_pipe_ends_every_command_quietly(transport_emu, capsys, monkeypatch, argv):
+    from token_samples import make_token, rsa_key
+
+    if argv[0] == "decode":
+        argv = [*argv, make_token(rsa_key(0))]
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 141
+    assert "BrokenPipeError" not in err and "unexpected" not in err and "Traceback" not in err
+
+
+def test_decode_json_piped_into_a_reader_that_is_gone_exits_quietly(transport_emu, capsys):
+    """A real pipe whose read end is closed before the command writes (as `| head` leaves it)."""
+    import os
+    import shutil
+    import subprocess
+
+    raw = _emulator_token(capsys, "--imds-url", transport_emu.imds_url)
+    exe = shutil.which("mi-notebook")
+    argv = [exe] if exe else [sys.executable, "-m", "mi_notebook"]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        proc = subprocess.run([*argv, "decode", "--json", raw], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
+
+
+# --- the emulator's exports ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("profile", ["vm", "azureml", "appservice", "arc", "cloudshell"])
+def test_every_emulator_profile_prints_the_exports_a_second_shell_needs(capsys, tmp_path, profile):
+    import shlex
+    import threading
+
+    from mi_notebook.emulator.command import main as emulator_main
+
+    stop = threading.Event()
+    stop.set()  # serve, print where, stop at once
+    extra = ["--arc-key-dir", str(tmp_path / "tokens")] if profile == "arc" else []
+    assert emulator_main(["--profile", profile, "--quiet", *extra], stop=stop) == 0
+    out = capsys.readouterr().out.splitlines()
+    exports = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+                   for line in out if line.startswith("export "))
+    imds = next(line for line in out if line.startswith("IMDS "))[5:]
+    arm = next((line[4:] for line in out if line.startswith("ARM ")), None)
+    if profile == "vm":
+        assert exports["MI_NOTEBOOK_IMDS_URL"] == imds
+    else:
+        assert "MI_NOTEBOOK_IMDS_URL" not in exports  # it would win over the host's own variables
+        assert any(name in exports for name in ("MSI_ENDPOINT", "IDENTITY_ENDPOINT"))
+    if arm is not None:
+        assert exports["MI_NOTEBOOK_ARM_URL"] == arm and os.path.isabs(exports["MI_NOTEBOOK_ARM_CA_BUNDLE"])

@@ -438,17 +438,18 @@ def test_cli_arc_key_dir_problems_exit_2(tmp_path):
     assert proc.returncode == 2 and "sso only applies" in proc.stderr
 
 
-def test_cli_default_profile_prints_no_export_lines():
+def test_cli_vm_profile_prints_the_export_line_a_second_shell_needs():
     proc = _serve("--profile", "vm")
     try:
         first = proc.stdout.readline()
         assert first.startswith("IMDS ")
         url = first.split(" ", 1)[1].strip()
+        assert proc.stdout.readline().rstrip("\n") == f"export MI_NOTEBOOK_IMDS_URL={url}"
         requests.get(url + "/__emulator__/health", timeout=5)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
-    assert proc.returncode == 0 and "export" not in out
+    assert proc.returncode == 0 and "export" not in out  # nothing more (--no-arm: no ARM lines)
 
 
 def test_stop_removes_arc_key_files_even_after_many_challenges(tmp_path):

@@ -57,13 +57,14 @@ from ._glossary import (
     explain_header,
     mirid_kind,
 )
-from ._provenance import TokenIdentity, token_identity
+from ._provenance import EMULATOR_CLAIM, TokenIdentity, emulator_evidence, token_identity
 
 __all__ = [
     "CHECKS_COLUMNS",
     "CHECK_STATUSES",
     "CLAIMS_COLUMNS",
     "CLAIM_MEANINGS",
+    "EMULATOR_CLAIM",
     "Check",
     "Claims",
     "EXPIRING_SOON",
@@ -83,6 +84,7 @@ __all__ = [
     "check_validity",
     "checks_frame",
     "decode",
+    "emulator_evidence",
     "explain_claim",
     "explain_header",
     "mirid_kind",

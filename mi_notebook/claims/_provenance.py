@@ -27,7 +27,11 @@ from typing import Any, Literal
 from ._checks import user_token_evidence
 from ._glossary import mirid_kind
 
-__all__ = ["TokenIdentity", "token_identity"]
+__all__ = ["EMULATOR_CLAIM", "TokenIdentity", "emulator_evidence", "token_identity"]
+
+#: the claim the mi-notebook emulator puts in every token it signs (read here from the claims alone:
+#: the client never imports the emulator)
+EMULATOR_CLAIM = "mi_notebook_emulator"
 
 IdentityKind = Literal["system-assigned", "user-assigned", "user", "app", "unknown"]
 
@@ -184,3 +188,21 @@ def _payload(token: Any) -> Mapping[str, Any] | None:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def emulator_evidence(token: Any) -> str | None:
+    """Why ``token`` (a payload, :class:`~mi_notebook.claims.Claims`, ``AccessToken`` or string) is the
+    mi-notebook emulator's, or ``None`` when its claims do not say so.
+
+    Example::
+
+        >>> emulator_evidence({"aud": "api://x", "mi_notebook_emulator": "issued by the mi-notebook emulator"})
+        "its claim mi_notebook_emulator says 'issued by the mi-notebook emulator'"
+        >>> emulator_evidence({"aud": "api://x"}) is None
+        True
+    """
+    payload = _payload(token)
+    if payload is None or EMULATOR_CLAIM not in payload:
+        return None
+    said = str(payload[EMULATOR_CLAIM])
+    return f"its claim {EMULATOR_CLAIM} says {said[:120]!r}"
