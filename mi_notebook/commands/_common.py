@@ -36,7 +36,7 @@ EXIT_CODES = (
                  "failed, or an input was refused before any request (an unknown alias, a malformed id)"),
     (EXIT_USAGE, "bad usage: an unknown command or option, a missing argument"),
     (130, "interrupted (Ctrl+C)"),
-    (141, "the reader of the output went away (`| head`): the rest was not printed"),
+    (141, "the reader of the output went away (e.g. piped into head): the rest was not printed"),
 )
 EXIT_PIPE = 141
 

@@ -44,6 +44,7 @@ from ._proxies import proxy_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..connection import Connection
+    from ..errors import ManagedIdentityError
     from ..identity import Identity
     from ..tokens import AccessToken
 
@@ -310,7 +311,7 @@ def proxy_hint() -> bool:
 
 
 def _try_identity(conn: Connection, identity: Identity,
-                  resource: str) -> tuple[bool, str, AccessToken | None, Exception | None]:
+                  resource: str) -> tuple[bool, str, AccessToken | None, ManagedIdentityError | None]:
     import copy
 
     from ..errors import ManagedIdentityError
