@@ -473,4 +473,4 @@ def _claimed_identity(token: AccessToken) -> str:
     """Whose token it is, by its claims (what was asked only when the claims cannot say, said so)."""
     from .claims import token_identity
 
-    return token_identity(token).describe(token.identity)
+    return token_identity(token).label_for(token.identity)

@@ -399,5 +399,6 @@ def test_the_token_card_names_the_identity_the_claims_show(clean_connection, clo
     ex.button.click()
     assert ex.error is None and ex.token is not None
     assert ex.token.identity.client_id == conn.emulator.vm.system_identity.client_id  # what was sent
-    assert f"system-assigned identity of &#x27;{conn.emulator.vm.name}&#x27;" in ex.token_card.value
+    assert ">identity</td><td style=\"padding:2px 8px;text-align:left;vertical-align:top;border:none\">" \
+           "system-assigned</td>" in ex.token_card.value
     assert "user-assigned" not in ex.token_card.value
