@@ -46,6 +46,22 @@ def test_an_unknown_uri_far_from_any_known_one_lists_the_aliases(transport_emu, 
            "alias: arm, vault, storage" in err
 
 
+def test_a_host_without_its_scheme_is_refused_before_any_request_with_the_uri_meant(transport_emu, capsys):
+    code, out, err = run(capsys, "token", "management.azure.com", "--imds-url", transport_emu.imds_url)
+    assert code == 1 and out == ""
+    assert "did you mean 'https://management.azure.com/'?" in err and "`mi-notebook token --help`" in err
+    assert not PYTHON_ADVICE.search(err) and transport_emu.requests.filter(endpoint="token") == []
+
+
+def test_token_help_lists_every_alias_the_hints_send_people_to(capsys):
+    from mi_notebook.resources import WELL_KNOWN_RESOURCES
+
+    with pytest.raises(SystemExit):
+        main(["token", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(re.search(rf"\b{alias}\b", text) for alias in WELL_KNOWN_RESOURCES)
+
+
 # --- an unknown client id on Azure ML ----------------------------------------------------------------------------
 def test_an_unknown_client_id_on_azure_ml_names_the_identity_and_where_the_ids_are(capsys, monkeypatch):
     from mi_notebook.emulator import Emulator

@@ -132,7 +132,7 @@ def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     def wrapper(ns: argparse.Namespace) -> int:
         from ..connection import current, disconnect
         from ..errors import ManagedIdentityError
-        from ._errors import error_lines
+        from ._errors import cli_words, error_lines
 
         try:
             return run(ns)
@@ -142,7 +142,7 @@ def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         except BrokenPipeError:
             raise  # the reader went away (`| head`): cli.main ends quietly
         except ValueError as exc:
-            return fail(f"invalid input: {exc}")
+            return fail(f"invalid input: {cli_words(str(exc))}")
         except KeyboardInterrupt:
             print("mi-notebook: interrupted", file=sys.stderr)
             return 130

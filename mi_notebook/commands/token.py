@@ -59,8 +59,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="get a managed-identity access token (redacted unless --show-token)",
         description="Get a managed-identity access token from IMDS (or the emulator).",
     )
+    from ..resources import WELL_KNOWN_RESOURCES
+
     parser.add_argument("resource", nargs="?", default="arm",
-                        help="alias (arm, vault, storage, graph, ...), App ID URI or .default scope (default: arm)")
+                        help=f"alias ({', '.join(WELL_KNOWN_RESOURCES)}), App ID URI or .default scope "
+                             "(default: arm)")
     add_identity_arguments(parser)
     parser.add_argument("-o", "--output", choices=OUTPUTS, default="text",
                         help="text (default), json (like `az account get-access-token`), tsv, or raw: "
