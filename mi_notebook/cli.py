@@ -47,8 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the console script; returns the process exit code.
+
+    When the reader of the output goes away (``mi-notebook decode --json | head``), the command stops
+    quietly with 141 (128 + SIGPIPE, as shell tools do), whatever it was printing.
+    """
+    try:
+        try:
+            return _run(list(sys.argv[1:] if argv is None else argv))
+        finally:
+            sys.stdout.flush()  # a late broken pipe surfaces here (also after --help), not as noise at exit
+    except BrokenPipeError:
+        _discard_stdout()
+        return 141
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (a test's capture)
+        pass
+
+
+def _run(args: list[str]) -> int:
     if args and args[0] == "emulator":
         from .emulator.command import main as emulator_main
 
@@ -58,7 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(ns, "func", None):
         parser.print_help()
         return 2
-    return int(ns.func(ns) or 0)
+    from .commands._common import one_line_warnings
+
+    with one_line_warnings():
+        return int(ns.func(ns) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

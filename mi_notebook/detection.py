@@ -226,7 +226,7 @@ def detect(environ: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys/
     is_vm, vm_evidence = _dmi(sysfs_root)
     variables = {name: _shown(name, env[name]) for name in SEEN_VARIABLES if name in env}
     endpoint = _endpoint(host, env, rule, himds)
-    reason = _reason(host, rule, env, variables, himds_path, endpoint, vm_evidence)
+    reason = _reason(host, rule, env, variables, himds_path, endpoint, vm_evidence, is_vm=is_vm)
     others: dict[str, str] = {}
     for other in HOST_RULES:
         if other.host == host:
@@ -270,7 +270,7 @@ def _endpoint(host: str, env: Mapping[str, str], rule: HostRule, himds: bool) ->
 
 
 def _reason(host: str, rule: HostRule, env: Mapping[str, str], shown: Mapping[str, str], himds_path: str,
-            endpoint: str | None, vm_evidence: str) -> str:
+            endpoint: str | None, vm_evidence: str, *, is_vm: bool = True) -> str:
     def said(name: str) -> str:
         return f"{name} (value hidden)" if name in SECRET_VARIABLES else f"{name}={shown[name]}"
 
@@ -280,6 +280,8 @@ def _reason(host: str, rule: HostRule, env: Mapping[str, str], shown: Mapping[st
         partial = [v for rule in HOST_RULES for v in rule.needs if env.get(v)]
         seen = (f"no host's variables are complete (set: {', '.join(dict.fromkeys(partial))})" if partial
                 else "no host's variables are set (IDENTITY_ENDPOINT, MSI_ENDPOINT, ...)")
+        if not is_vm:  # not "Azure VM:": the DMI says otherwise, IMDS is only what is left
+            return f"No managed-identity host found: {seen}, so the token would come from {base}; {vm_evidence}."
         return f"Azure VM: {seen}, so the token comes from {base}; {vm_evidence}."
     if host == "arc" and not rule.matches(env):
         return (f"Azure Arc: the agent's himds binary is at {himds_path} (IDENTITY_ENDPOINT and IMDS_ENDPOINT are not "

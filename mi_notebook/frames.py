@@ -128,7 +128,7 @@ def tokens_frame(tokens_or_cache: Iterable[AccessToken] | TokenCache | AccessTok
         rows.append(
             (
                 tok.resource,
-                str(tok.identity),
+                _identity_label(tok),
                 getattr(tok, "source", None),
                 utc(getattr(tok, "fetched_at", None)),
                 utc(tok.expires_on),
@@ -142,3 +142,11 @@ def tokens_frame(tokens_or_cache: Iterable[AccessToken] | TokenCache | AccessTok
     for column in ("fetched_at", "expires_on", "refresh_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
+
+
+def _identity_label(token: Any) -> str:
+    """Whose token it is by its claims; what was asked when the claims cannot say (an opaque token)."""
+    from .claims import token_identity
+
+    who = token_identity(token)
+    return who.label if who.kind != "unknown" else str(getattr(token, "identity", who.label))

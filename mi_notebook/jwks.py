@@ -61,20 +61,29 @@ def entra_jwks_url(tenant_id: str) -> str:
 
 
 def _fetch_json(url: str, timeout: Timeout, what: str, transport: Transport | None = None) -> Any:
-    """GET ``url`` as a JSON object; any failure -> :class:`~mi_notebook.errors.TokenVerificationError`."""
+    """GET ``url`` as a JSON object; any failure -> :class:`~mi_notebook.errors.TokenVerificationError`
+    whose ``endpoint`` is ``url`` (the keys could not be had; nothing was verified)."""
     request = Request("GET", url, headers={"Accept": "application/json", "User-Agent": USER_AGENT},
                       timeout=timeout, proxies=True, verify=default_verify())
     answer = exchange(request, transport=transport)
     if not answer.answered or answer.kind in ("truncated", "timeout"):
         name = f" ({type(answer.exception).__name__})" if answer.exception is not None else ""
-        raise TokenVerificationError(f"Could not fetch the {what} from {url}: {describe_failure(answer)}{name}.")
+        raise TokenVerificationError(f"Could not fetch the {what} from {url}: {describe_failure(answer)}{name}.",
+                                     endpoint=url, hint=_UNREACHABLE_KEYS) from answer.exception
     if answer.status != 200:
         moved = " (a redirect: not followed)" if answer.kind == "redirect" else ""
-        raise TokenVerificationError(f"Could not fetch the {what} from {url}: HTTP {answer.status}{moved}.")
+        raise TokenVerificationError(f"Could not fetch the {what} from {url}: HTTP {answer.status}{moved}.",
+                                     status=answer.status, endpoint=url, hint=_NOT_KEYS)
     if answer.kind != "json":
         said = {"html": "an HTML page", "empty": "an empty body"}.get(answer.kind, "a body that is not a JSON object")
-        raise TokenVerificationError(f"The {what} at {url} is not JSON: the server sent {said}.")
+        raise TokenVerificationError(f"The {what} at {url} is not JSON: the server sent {said}.", endpoint=url,
+                                     hint=_NOT_KEYS)
     return answer.document
+
+
+_UNREACHABLE_KEYS = ("Check this machine's network and proxy settings; without the issuer's keys nothing can be "
+                     "verified (decoding without verifying still shows the claims).")
+_NOT_KEYS = "Check the URL: it must serve a JWKS (JSON with 'keys') or an OpenID configuration (with 'jwks_uri')."
 
 
 def fetch_jwks(url: str, timeout: Timeout = (3.05, 10.0), *, transport: Transport | None = None) -> tuple[Any, str]:

@@ -6,6 +6,13 @@ audience. The Azure SDKs speak in v2 scopes (``https://management.azure.com/.def
 :func:`resolve_resource` accepts all three forms and returns the ``resource`` to send, or raises a
 ``ValueError`` that says what is wrong, before any request.
 
+**One token per resource people mean.** For a well-known resource, the alias, its App ID URI with
+or without the trailing slash (in any letter case) and its ``.default`` scope all resolve to the one
+form in :data:`WELL_KNOWN_RESOURCES` (the form the resource's documentation uses, e.g.
+``https://management.azure.com/``), so ``get_token("arm")`` and an Azure SDK client asking for
+``https://management.azure.com/.default`` share one request and one cached token. Any other
+resource is sent exactly as given (minus ``/.default``): Entra ID's App ID URIs are the app's own.
+
 Example::
 
     >>> from mi_notebook.resources import resolve_resource, resource_to_scope, alias_for
@@ -13,6 +20,8 @@ Example::
     'https://management.azure.com/'
     >>> resolve_resource("https://vault.azure.net/.default")
     'https://vault.azure.net'
+    >>> resolve_resource("https://management.azure.com/.default")  # the SDKs' scope: the same token as "arm"
+    'https://management.azure.com/'
     >>> resource_to_scope("https://management.azure.com/"), alias_for("https://graph.microsoft.com")
     ('https://management.azure.com/.default', 'graph')
 """
@@ -32,6 +41,7 @@ __all__ = [
     "resource_to_scope",
     "scope_to_resource",
     "suggest_aliases",
+    "suggest_resources",
 ]
 
 DEFAULT_SUFFIX = "/.default"
@@ -168,13 +178,17 @@ def _check_uri(text: str) -> str:
 def resolve_resource(text: str) -> str:
     """The ``resource`` to send to IMDS for an alias, an App ID URI, an app id or a ``.default`` scope.
 
-    Aliases are case-insensitive; URIs are kept verbatim (apart from surrounding spaces), because
-    IMDS uses them verbatim as the token's audience.
+    Aliases are case-insensitive. A well-known resource's URI or scope, however spelled, becomes its
+    one form in :data:`WELL_KNOWN_RESOURCES` (one token per resource); any other URI is kept verbatim
+    (apart from surrounding spaces and ``/.default``), because IMDS uses it verbatim as the token's
+    audience.
 
     Example::
 
         >>> resolve_resource(" Graph "), resolve_resource("api://my-api/.default")
         ('https://graph.microsoft.com/', 'api://my-api')
+        >>> resolve_resource("https://management.azure.com"), resolve_resource("https://STORAGE.azure.com/.default")
+        ('https://management.azure.com/', 'https://storage.azure.com/')
         >>> resolve_resource("https://graph.microsoft.com/User.Read https://graph.microsoft.com/Mail.Read")
         Traceback (most recent call last):
         ...
@@ -197,9 +211,9 @@ def resolve_resource(text: str) -> str:
     if value.lower() in OIDC_SCOPES:
         raise ValueError(f"{value!r} is a sign-in scope for users; {DEFAULT_ONLY}, e.g. 'https://graph.microsoft.com/.default'")
     if value.endswith(DEFAULT_SUFFIX):
-        return scope_to_resource(value)
+        return _one_form(scope_to_resource(value))
     if _GUID.fullmatch(value):
-        return value
+        return _one_form(value)
     if "://" not in value:
         if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value) and "." not in value:
             close = suggest_aliases(value)
@@ -208,9 +222,60 @@ def resolve_resource(text: str) -> str:
                 f"unknown resource alias {value!r}; {hint}known aliases: {', '.join(WELL_KNOWN_RESOURCES)}. "
                 f"Or pass an App ID URI such as 'https://management.azure.com/'"
             )
-        raise ValueError(f"resource {_short(value)!r} is not a URI; expected {ACCEPTED_FORMS}")
+        known = alias_for("https://" + value)
+        meant = WELL_KNOWN_RESOURCES[known].uri if known else next(iter(suggest_resources("https://" + value)), None)
+        hint = f"did you mean {meant!r}? " if meant else ""
+        raise ValueError(f"resource {_short(value)!r} is not a URI; {hint}expected {ACCEPTED_FORMS}")
     _refuse_permission_scope(value)
-    return _check_uri(value)
+    return _one_form(_check_uri(value))
+
+
+def _one_form(resource: str) -> str:
+    """A well-known resource's one form (matched ignoring case and one trailing slash), else ``resource``."""
+    key = resource.lower()
+    alias = _BY_SPELLING.get(key[:-1] if key.endswith("/") else key)
+    return WELL_KNOWN_RESOURCES[alias].uri if alias is not None else resource
+
+
+def suggest_resources(resource: str, limit: int = 1) -> list[str]:
+    """Well-known App ID URIs close to ``resource`` (a likely typo), for a "did you mean" hint.
+
+    Only a hint: Entra ID may know a custom App ID URI that looks like a typo, so nothing is refused
+    on this account. Empty for a well-known resource itself and for anything not close to one.
+
+    Example::
+
+        >>> suggest_resources("https://vault.azure.com"), suggest_resources("https://managment.azure.com/")
+        (['https://vault.azure.net'], ['https://management.azure.com/'])
+        >>> suggest_resources("https://vault.azure.net/"), suggest_resources("api://my-api")
+        ([], [])
+    """
+    if not isinstance(resource, str):
+        return []
+    value = resource.strip()
+    if value.endswith(DEFAULT_SUFFIX):
+        value = value[: -len(DEFAULT_SUFFIX)]
+    if alias_for(value) is not None:
+        return []
+    key = re.sub(r"^[a-z]+://", "", _canonical(value))
+    uris = {re.sub(r"^[a-z]+://", "", _canonical(r.uri)): r.uri for r in WELL_KNOWN_RESOURCES.values() if "://" in r.uri}
+    import difflib  # only when a name was not recognised: a first token does not pay for it
+
+    close = difflib.get_close_matches(key, list(uris), n=limit, cutoff=0.75)
+    return [uris[m] for m in close if _edits(key, m) <= _TYPO_EDITS]
+
+
+_TYPO_EDITS = 3  # a typo changes a few characters ("vault.azure.com"), not a whole label ("batch." vs "management.")
+
+
+def _edits(a: str, b: str) -> int:
+    """The Levenshtein distance between ``a`` and ``b`` (insertions, deletions, substitutions)."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
+    return row[-1]
 
 
 def suggest_aliases(text: str, limit: int = 2) -> list[str]:
@@ -299,6 +364,9 @@ def _canonical(uri: str) -> str:
 
 
 _BY_URI = {_canonical(r.uri): r.alias for r in WELL_KNOWN_RESOURCES.values()}
+# the spellings that name a well-known resource: its URI in lower case, without one trailing slash
+_BY_SPELLING = {(r.uri.lower()[:-1] if r.uri.endswith("/") else r.uri.lower()): r.alias
+                for r in WELL_KNOWN_RESOURCES.values()}
 
 
 def alias_for(resource: str) -> str | None:

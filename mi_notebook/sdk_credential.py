@@ -6,7 +6,9 @@ without importing azure-core: azure-core only reads ``.token`` and ``.expires_on
 ``refresh_on`` if present) from what is returned, so small look-alike types do. Every Azure SDK
 client (``azure-mgmt-*``, ``azure-storage-*``, ``azure-keyvault-*``...) can use it, and every client
 in the process then shares one cached token per (endpoint, identity, resource): one IMDS request
-instead of one per client.
+instead of one per client. The SDKs' scope of a well-known resource
+(``https://management.azure.com/.default``) resolves to the same resource as its alias, so
+``mi.get_token("arm")`` and every ARM client share that one token too.
 
 Example::
 

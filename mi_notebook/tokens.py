@@ -440,7 +440,7 @@ class AccessToken:
     def _repr_html_(self) -> str:
         rows = [
             ("resource", self.resource),
-            ("identity", str(self.identity)),
+            ("identity", _claimed_identity(self)),
             ("expires_on", f"{format_iso(self.expires_on)} ({self.expires_on})"),
             (
                 "not_before",
@@ -475,3 +475,10 @@ class AccessToken:
             '<span style="color:#57606a;font-weight:400">(hidden: use .reveal())</span></div>'
             f'{warning}<table style="border-collapse:collapse">{body}</table></div>'
         )
+
+
+def _claimed_identity(token: AccessToken) -> str:
+    """Whose token it is, by its claims (what was asked only when the claims cannot say, said so)."""
+    from .claims import token_identity
+
+    return token_identity(token).label_for(token.identity)

@@ -157,7 +157,7 @@ def test_a_stopped_agent_is_passed_by_within_a_bounded_time(emu):
             os.kill(pid, signal.SIGCONT)
 
 
-RESOURCES = ["https://management.azure.com/", "https://vault.azure.net", "https://graph.microsoft.com",
+RESOURCES = ["https://management.azure.com/", "https://vault.azure.net", "https://graph.microsoft.com/",
              "https://storage.azure.com/"]
 
 

@@ -9,11 +9,14 @@ import pytest
 from token_samples import (
     ARM,
     NOW,
+    SUB,
     SYSTEM_CLIENT,
     SYSTEM_OID,
     UAMI_ID,
     USER_CLIENT,
     USER_OID,
+    VM_ID,
+    FakeAccessToken,
     emulator_token,
     make_token,
     payload,
@@ -28,8 +31,10 @@ from mi_notebook.claims import (
     checks_frame,
     decode,
     requested_resource,
+    token_identity,
     worst,
 )
+from mi_notebook.identity import Identity
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +58,15 @@ def test_signature_check_says_unverified(key):
     [
         (ARM, ARM, "ok", ["exactly"]),
         (ARM, "arm", "ok", ["(= 'https://management.azure.com/')"]),
-        # a .default scope becomes the resource without the slash, and aud then differs by it
-        (ARM, "https://management.azure.com/.default", "warning", ["(= 'https://management.azure.com')", "trailing slash"]),
-        (ARM, "https://management.azure.com", "warning",
-         ["trailing slash", "'https://management.azure.com/' ends with '/'", "'https://management.azure.com' does not",
-          "verbatim"]),
+        # a well-known resource's scope and slash-less URI are the one resource mi-notebook asks for
+        (ARM, "https://management.azure.com/.default", "ok", ["(= 'https://management.azure.com/')"]),
+        (ARM, "https://management.azure.com", "ok", ["exactly", "(= 'https://management.azure.com/')"]),
+        # a token another client asked for with the other spelling (azure-identity sends the scope minus /.default)
+        ("https://management.azure.com", "https://management.azure.com/.default", "warning",
+         ["trailing slash", "(= 'https://management.azure.com/')"]),
+        # any other resource is sent verbatim, so the slash is a different audience
+        ("api://my-api/", "api://my-api", "warning",
+         ["trailing slash", "'api://my-api/' ends with '/'", "'api://my-api' does not", "verbatim"]),
         ("https://management.azure.com", ARM, "warning",
          ["trailing slash", "'https://management.azure.com/' ends with '/'", "'https://management.azure.com' does not"]),
         ("https://Management.Azure.com/", ARM, "warning", ["letter case"]),
@@ -210,3 +219,49 @@ def test_identity_check_reads_any_token_view():
 def test_checks_frame_of_a_list():
     assert checks_frame([Check("a", "ok", "fine")]).values.tolist() == [["a", "ok", "fine"]]
     assert checks_frame([]).columns.tolist() == ["name", "status", "explanation"]
+
+
+# --- whose token: the label every surface shows ----------------------------------------------------------------
+APP_SERVICE = f"/subscriptions/{SUB}/resourcegroups/rg-demo/providers/Microsoft.Web/sites/app-demo"
+
+
+@pytest.mark.parametrize(("claims", "kind", "label", "name"), [
+    ({"appid": SYSTEM_CLIENT, "idtyp": "app", "xms_mirid": VM_ID}, "system-assigned", "system-assigned", "vm-demo"),
+    ({"appid": SYSTEM_CLIENT, "xms_mirid": APP_SERVICE}, "system-assigned", "system-assigned", "app-demo"),
+    ({"appid": USER_CLIENT, "xms_mirid": UAMI_ID}, "user-assigned", f"user-assigned (client_id={USER_CLIENT})", "id-app"),
+    ({"azp": USER_CLIENT, "xms_mirid": UAMI_ID.lower()}, "user-assigned", f"user-assigned (client_id={USER_CLIENT})",
+     "id-app"),
+    ({"xms_mirid": UAMI_ID}, "user-assigned", "user-assigned 'id-app'", "id-app"),
+    ({"idtyp": "user", "upn": "ada@contoso.com", "appid": "c"}, "user", "YOUR OWN user token (ada@contoso.com)",
+     "ada@contoso.com"),
+    ({"unique_name": "bob@contoso.com", "scp": "user_impersonation"}, "user", "YOUR OWN user token (bob@contoso.com)",
+     "bob@contoso.com"),
+    ({"idtyp": "user"}, "user", "YOUR OWN user token (the signed-in user)", None),
+    ({"idtyp": "app", "appid": "c"}, "app", "application (client_id=c), not a managed identity", None),
+    ({"aud": ARM}, "unknown", "identity not shown in the claims", None),
+])
+def test_token_identity_reads_the_claims(claims, kind, label, name):
+    who = token_identity(claims)
+    assert (who.kind, who.label, who.name) == (kind, label, name)
+    assert who.is_user_token == (kind == "user") and who.to_dict()["kind"] == kind
+
+
+def test_token_identity_never_takes_what_was_asked(key):
+    """A token asked as system-assigned that is a user's, and one asked by client id that is the VM's."""
+    user = make_token(key, kind="system")
+    person = jwt.encode({"idtyp": "user", "upn": "ada@contoso.com", "exp": NOW + 3600}, key, algorithm="RS256")
+    asked_user = FakeAccessToken(user, identity=Identity.user(client_id=SYSTEM_CLIENT))
+    assert str(token_identity(asked_user)) == "system-assigned"
+    asked_system = FakeAccessToken(person, identity=Identity.system())
+    assert token_identity(asked_system).label_for(Identity.system()) == "YOUR OWN user token (ada@contoso.com)"
+    assert token_identity(decode(person)).kind == "user" and token_identity(person).kind == "user"
+
+
+def test_an_opaque_token_says_what_was_asked_and_that_the_claims_cannot_tell():
+    from mi_notebook.tokens import AccessToken
+
+    opaque = AccessToken("not-a-jwt", resource=ARM, expires_on=NOW, identity=Identity.user(client_id=USER_CLIENT))
+    who = token_identity(opaque)
+    assert who.kind == "unknown" and "not a decodable JWT" in (who.evidence or "")
+    assert who.label_for(opaque.identity) == f"user-assigned (client_id={USER_CLIENT}) as asked (the token does not say)"
+    assert "as asked" in opaque._repr_html_()

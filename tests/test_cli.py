@@ -56,7 +56,9 @@ def test_token_json_is_shaped_like_az_and_shows_the_token_only_when_asked(transp
     for key in ("accessToken", "expiresOn", "expires_on", "resource", "tokenType", "identity", "fingerprint"):
         assert key in doc
     assert doc["resource"] == "https://vault.azure.net" and doc["tokenType"] == "Bearer"
-    assert not JWT.search(doc["accessToken"]) and doc["identity"] == "system-assigned"
+    assert not JWT.search(doc["accessToken"]) and doc["identity"]["kind"] == "system-assigned"
+    assert doc["identity"]["label"] == "system-assigned" and doc["identity"]["name"] == "vm-notebook"
+    assert doc["problem"] is None
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", doc["expiresOn"])
 
     user = transport_emu.vm.user_identities[0]
@@ -117,14 +119,19 @@ def test_token_errors_are_readable_and_exit_1(transport_emu, capsys, virtual_tim
 
 
 def test_token_unreachable_endpoint(capsys, virtual_time):
+    """A loopback URL given explicitly that refuses: nothing listens there, so two attempts, not five over 48 s."""
     from helpers import free_port
 
-    code, _, err = run(capsys, "token", "--imds-url", f"http://127.0.0.1:{free_port()}")
+    url = f"http://127.0.0.1:{free_port()}"
+    code, _, err = run(capsys, "token", "--imds-url", url)
     assert code == 1 and "EndpointUnreachableError" in err and "refused" in err
     lines = [line for line in err.splitlines() if line.startswith("IMDS attempt")]
-    assert len(lines) == 5 and all(len(line) < 80 for line in lines)
-    assert re.fullmatch(r"IMDS attempt 2 of 5: connection refused; next in \d+\.\d s", lines[1])
-    assert lines[-1] == "IMDS attempt 5 of 5: connection refused; giving up"
+    assert len(lines) == 2 and all(len(line) < 80 for line in lines)
+    assert re.fullmatch(r"IMDS attempt 1 of 5: connection refused; next in \d+\.\d s", lines[0])
+    assert lines[-1] == "IMDS attempt 2 of 5: connection refused; giving up"
+    assert len(virtual_time.slept) == 1  # one wait (virtual), then it stops
+    assert f"Nothing listens at {url}" in err and f"{url} is the URL --imds-url gave" in err
+    assert "Azure VM" not in err and "mi.connect" not in err
     assert "HTTPConnectionPool" not in err and "..." not in err
 
 
@@ -284,7 +291,7 @@ def test_doctor_proxy_report(transport_emu, capsys, monkeypatch, no_proxy, verdi
     monkeypatch.delenv("no_proxy", raising=False)
     code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url)
     assert code == 0
-    assert "HTTPS_PROXY=http://user:***@127.0.0.1:3128" in out and "s3cret" not in out
+    assert "HTTPS_PROXY=http://***@127.0.0.1:3128" in out and "s3cret" not in out
     assert f"{verdict} 169.254.169.254" in out
 
 
@@ -318,11 +325,19 @@ def test_doctor_on_an_azure_ml_host_names_it_and_hides_the_secret(capsys, monkey
         code, out, err = run(capsys, "doctor", "--resource", "storage")
         secret = emu.environment["MSI_SECRET"]
     assert code == 0, err
-    assert "Azure ML compute (azureml)" in out and "no network probe was needed" in out
-    assert secret not in out + err and "MSI_SECRET=(value hidden)" in out
+    assert "Using Azure ML compute at " in out and "no network probe was needed" in out
+    assert secret not in out + err
+    assert "OK   system-assigned" in out and "DefaultAzureCredential" not in out  # the chain is for --verbose
+    with Emulator(profile="azureml", throttle=False) as emu:
+        for name, value in emu.environment.items():
+            monkeypatch.setenv(name, value)
+        code, out, err = run(capsys, "doctor", "--resource", "storage", "--verbose")
+        secret = emu.environment["MSI_SECRET"]
+    assert code == 0, err
+    assert "decides azureml: Azure ML compute: " in out and "MSI_SECRET=(value hidden)" in out
+    assert secret not in out + err
     assert "cloudshell: needs MSI_ENDPOINT without MSI_SECRET (but MSI_SECRET is set)" in out
     assert "DefaultAzureCredential (azure-identity 1.27)" in out and "ManagedIdentityCredential: Azure ML" in out
-    assert "OK   system-assigned" in out
 
 
 def test_token_output_says_when_the_emulator_issued_it(capsys):

@@ -56,7 +56,7 @@ def test_get_token_and_get_token_info_shapes(transport_emu):
     assert isinstance(token, SdkAccessToken) and isinstance(token, tuple)
     assert token.token == token[0] and token.expires_on == token[1]
     claims = transport_emu.verify(token.token)
-    assert claims["aud"] == "https://management.azure.com" and token.expires_on == claims["exp"]
+    assert claims["aud"] == "https://management.azure.com/" and token.expires_on == claims["exp"]
 
     info = cred.get_token_info(ARM_SCOPE)
     assert isinstance(info, SdkAccessTokenInfo)
@@ -65,6 +65,21 @@ def test_get_token_and_get_token_info_shapes(transport_emu):
     assert len(logged(transport_emu, 1)) == 1  # the second call was served by the cache
     for text in (repr(token), str(token), repr(info), repr(cred)):
         assert token.token not in text
+
+
+@pytest.mark.parametrize(("alias", "scope"), [("arm", ARM_SCOPE), ("storage", "https://storage.azure.com/.default"),
+                                              ("vault", "https://vault.azure.net/.default")])
+def test_an_alias_and_the_sdks_scope_share_one_token(transport_emu, alias, scope):
+    import mi_notebook as mi
+
+    conn = mi.connect(transport_emu.imds_url)
+    first = mi.get_token(alias)
+    sdk = credential().get_token(scope)
+    info = credential(connection=conn).get_token_info(scope)
+    assert sdk.token == info.token == first.reveal()
+    assert len(logged(transport_emu, 1)) == 1  # one request to the emulator for all three
+    assert len([t for t in conn.cache.tokens() if t.endpoint == conn.endpoint]) == 1  # one cache entry
+    assert transport_emu.verify(sdk.token)["aud"] == first.resource == mi.WELL_KNOWN_RESOURCES[alias].uri
 
 
 def test_matches_azure_core_types_and_protocols(transport_emu):
@@ -124,7 +139,7 @@ def test_bearer_policy_in_a_real_pipeline_sends_the_emulator_token(transport_emu
     scheme, _, token = server.seen[0]["headers"]["Authorization"].partition(" ")
     assert scheme == "Bearer"
     claims = transport_emu.verify(token)
-    assert claims["aud"] == "https://management.azure.com"
+    assert claims["aud"] == "https://management.azure.com/"
     assert claims["oid"] == transport_emu.vm.system_identity.principal_id
     assert len(logged(transport_emu, 1)) == 1
 
@@ -141,7 +156,7 @@ def test_an_azure_mgmt_client_sends_requests_with_it(transport_emu):
     (request,) = server.seen
     assert request["path"].startswith(f"/subscriptions/{SUBSCRIPTION}/resourcegroups?api-version=")
     token = request["headers"]["Authorization"].removeprefix("Bearer ")
-    assert transport_emu.verify(token)["aud"] == "https://management.azure.com"
+    assert transport_emu.verify(token)["aud"] == "https://management.azure.com/"
 
 
 def test_refresh_on_is_the_cache_refresh_time(transport_emu):

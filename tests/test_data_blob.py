@@ -50,7 +50,7 @@ def test_a_csv_goes_up_and_comes_back_as_a_dataframe(azurite, conn):
     frame = pd.read_csv(io.BytesIO(container.download_blob("iris.csv").readall()))
     assert list(frame.columns) == ["species", "sepal_length"] and frame["sepal_length"].max() == 7.0
     tokens = conn.emulator.requests.filter(service="imds", endpoint="token")
-    assert [t.query["resource"] for t in tokens] == [["https://storage.azure.com"]]  # one token, cached
+    assert [t.query["resource"] for t in tokens] == [["https://storage.azure.com/"]]  # one token, cached
 
 
 @pytest.mark.parametrize("resource", ["https://management.azure.com", "https://vault.azure.net"])

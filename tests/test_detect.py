@@ -110,6 +110,14 @@ def test_the_azure_asset_tag_makes_an_azure_vm(dmi):
     (dmi / "chassis_asset_tag").write_text(AZURE_ASSET_TAG + "\n")
     found = detect({}, sysfs_root=str(dmi), himds_path="/nonexistent")
     assert found.is_azure_vm and found.is_azure_host and AZURE_ASSET_TAG in found.reason and not found.notes
+    assert found.reason.startswith("Azure VM: ")
+
+
+def test_a_reason_never_says_azure_vm_when_the_dmi_says_otherwise(dmi):
+    (dmi / "chassis_asset_tag").write_text("0000-0000\n")
+    found = detect({}, sysfs_root=str(dmi), himds_path="/nonexistent")
+    assert not found.is_azure_vm and "Azure VM" not in found.reason.split(":")[0]
+    assert found.reason.startswith("No managed-identity host found: ") and "would come from IMDS" in found.reason
 
 
 def test_hyper_v_alone_is_not_azure(dmi):
@@ -149,12 +157,12 @@ REASONS = [
     (WORKLOAD, "AKS workload identity: AZURE_AUTHORITY_HOST=https://login.microsoftonline.com/, AZURE_TENANT_ID=t "
      "and AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/azure/tokens/azure-identity-token are set."),
     ({"IDENTITY_ENDPOINT": AS_URL},
-     "Azure VM: no host's variables are complete (set: IDENTITY_ENDPOINT), so the token comes from IMDS at "
-     "http://169.254.169.254; no DMI chassis asset tag could be read under /nonexistent."),
+     "No managed-identity host found: no host's variables are complete (set: IDENTITY_ENDPOINT), so the token would "
+     "come from IMDS at http://169.254.169.254; no DMI chassis asset tag could be read under /nonexistent."),
     ({"AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:2579/"},
-     "Azure VM: no host's variables are set (IDENTITY_ENDPOINT, MSI_ENDPOINT, ...), so the token comes from IMDS at "
-     "http://127.0.0.1:2579 (from AZURE_POD_IDENTITY_AUTHORITY_HOST); no DMI chassis asset tag could be read under "
-     "/nonexistent."),
+     "No managed-identity host found: no host's variables are set (IDENTITY_ENDPOINT, MSI_ENDPOINT, ...), so the "
+     "token would come from IMDS at http://127.0.0.1:2579 (from AZURE_POD_IDENTITY_AUTHORITY_HOST); no DMI chassis "
+     "asset tag could be read under /nonexistent."),
 ]
 
 

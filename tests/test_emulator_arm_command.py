@@ -50,9 +50,11 @@ def served():
 
 def test_command_prints_arm_and_ca_and_a_client_uses_them(served, clean_connection, monkeypatch):
     proc = served("--no-throttle")
-    imds, arm, ca = _lines(proc, 3)
+    imds, arm, ca, *exports = _lines(proc, 6)
     assert imds.startswith("IMDS http://127.0.0.1:")
     assert arm.startswith("ARM https://127.0.0.1:") and ca.startswith("CA ") and os.path.isfile(ca[3:])
+    assert exports == [f"export MI_NOTEBOOK_IMDS_URL={imds[5:]}", f"export {ENV_ARM_URL}={arm[4:]}",
+                       f"export {ENV_ARM_CA_BUNDLE}={ca[3:]}"]  # what a second shell needs, ready to eval
     monkeypatch.setenv(ENV_ARM_URL, arm[4:])
     monkeypatch.setenv(ENV_ARM_CA_BUNDLE, ca[3:])
     mi.connect(imds[5:])
@@ -68,8 +70,9 @@ def test_command_prints_arm_and_ca_and_a_client_uses_them(served, clean_connecti
 
 def test_no_arm_prints_only_imds(served):
     proc = served("--no-arm")
-    first, second = _lines(proc, 2)
-    assert first.startswith("IMDS ") and second.startswith("export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=")
+    first, export, admin = _lines(proc, 3)
+    assert first.startswith("IMDS ") and export == f"export MI_NOTEBOOK_IMDS_URL={first[5:]}"
+    assert admin.startswith("export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=")
     proc.terminate()
     assert proc.wait(timeout=10) == 0
     assert proc.stdout.read() == ""

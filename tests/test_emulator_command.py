@@ -96,7 +96,7 @@ def test_sigint_stops_cleanly_and_options_apply(served, tmp_path):
     cfg.write_text(json.dumps({"seed": 3, "name": "vm-from-config"}))
     s = served("--config", str(cfg), "--no-throttle", "--user-assigned", "1", "--token-lifetime", "3600")
     url = s.line().split(" ", 1)[1]
-    rest = [s.line() for _ in range(4)]  # ARM, CA, the admin token's export line, the summary
+    rest = [s.line() for _ in range(7)]  # ARM, CA, three exports (IMDS, ARM, CA), the admin token's, the summary
     admin = admin_token_of(rest)
     vm = requests.get(url + "/__emulator__/vm", headers={"Authorization": f"Bearer {admin}"}, timeout=5).json()
     assert vm["name"] == "vm-from-config" and len(vm["identities"]) == 2 and vm["token_lifetime"] == 3600

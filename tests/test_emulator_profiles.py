@@ -442,12 +442,14 @@ def test_cli_arc_key_dir_problems_exit_2(tmp_path):
     assert proc.returncode == 2 and "sso only applies" in proc.stderr
 
 
-def test_cli_default_profile_prints_no_host_variable():
+def test_cli_vm_profile_prints_the_export_lines_a_second_shell_needs():
     proc = _serve("--profile", "vm")
     try:
-        first, second = proc.stdout.readline(), proc.stdout.readline()
+        first = proc.stdout.readline()
         assert first.startswith("IMDS ")
         url = first.split(" ", 1)[1].strip()
+        assert proc.stdout.readline().rstrip("\n") == f"export MI_NOTEBOOK_IMDS_URL={url}"
+        second = proc.stdout.readline()
         requests.get(url + "/__emulator__/health", timeout=5)
     finally:
         proc.terminate()
@@ -455,7 +457,7 @@ def test_cli_default_profile_prints_no_host_variable():
         proc.wait(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
-    # a VM sets no variable: the one export line is the control plane's token
+    # a VM sets no variable of its own: the URL, then the control plane's token, and nothing more (--no-arm)
     assert proc.returncode == 0 and second.startswith("export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=") and rest == ""
 
 

@@ -14,6 +14,7 @@ from mi_notebook.resources import (
     resolve_resource,
     resource_to_scope,
     scope_to_resource,
+    suggest_resources,
 )
 
 APP_ID = "00001111-aaaa-2222-bbbb-3333cccc4444"
@@ -43,8 +44,12 @@ def test_every_well_known_uri_is_itself_a_valid_resource():
         ("  vault\n", "https://vault.azure.net"),
         ("graph", "https://graph.microsoft.com/"),
         ("https://management.azure.com/", "https://management.azure.com/"),
-        ("https://management.azure.com", "https://management.azure.com"),  # kept verbatim: it is the aud
-        ("https://management.azure.com/.default", "https://management.azure.com"),
+        ("https://management.azure.com", "https://management.azure.com/"),  # one form per well-known resource
+        ("https://management.azure.com/.default", "https://management.azure.com/"),  # the SDKs' scope
+        ("HTTPS://Management.Azure.com/", "https://management.azure.com/"),
+        ("https://vault.azure.net/", "https://vault.azure.net"),
+        ("https://storage.azure.com/.default", "https://storage.azure.com/"),
+        ("499B84AC-1321-427F-AA17-267CA6975798/.default", "499b84ac-1321-427f-aa17-267ca6975798"),
         ("https://management.azure.com//.default", "https://management.azure.com/"),
         ("https://vault.azure.net/.default", "https://vault.azure.net"),
         ("api://my-api", "api://my-api"),
@@ -69,7 +74,9 @@ def test_resolve_good_inputs(text, resource):
         ("   ", "resource is empty"),
         ("\t\n", "resource is empty"),
         ("armm", "unknown resource alias 'armm'; did you mean 'arm'\\? known aliases: arm, vault"),
-        ("management.azure.com", "is not a URI"),
+        ("management.azure.com", "is not a URI; did you mean 'https://management.azure.com/'\\?"),
+        ("vault.azure.com", "is not a URI; did you mean 'https://vault.azure.net'\\?"),
+        ("myapp.contoso.com", "is not a URI; expected"),
         ("not a uri", "one resource at a time"),
         ("https://management.azure.com/ https://vault.azure.net", "holds 2"),
         ("https://graph.microsoft.com/User.Read,https://graph.microsoft.com/Mail.Read", "holds 2"),
@@ -96,6 +103,36 @@ def test_resolve_bad_inputs(text, message):
     with pytest.raises(ValueError, match=message) as info:
         resolve_resource(text)
     assert len(str(info.value)) < 600
+
+
+def test_every_spelling_of_a_well_known_resource_is_one_resource():
+    for entry in list_resources():
+        spellings = {entry.alias, entry.alias.upper(), entry.uri, entry.uri.upper(), entry.scope}
+        if "://" in entry.uri:
+            spellings |= {entry.uri.rstrip("/"), entry.uri.rstrip("/") + "/", entry.uri.rstrip("/") + "/.default"}
+        assert {resolve_resource(s) for s in spellings} == {entry.uri}, entry.alias
+
+
+@pytest.mark.parametrize("uri", ["api://my-api/", "api://my-api", "https://contoso.example/api/",
+                                 "https://Contoso.example/API", "https://management.core.windows.net/"])
+def test_other_resources_keep_the_exact_form_given(uri):
+    assert resolve_resource(uri) == uri
+    assert resolve_resource(uri.rstrip("/") + "/.default") == uri.rstrip("/")  # a scope: exactly, minus /.default
+
+
+@pytest.mark.parametrize(("typo", "meant"), [("https://vault.azure.com", "https://vault.azure.net"),
+                                              ("https://managment.azure.com/", "https://management.azure.com/"),
+                                              ("https://storage.azure.net/.default", "https://storage.azure.com/"),
+                                              ("https://graph.microsoft.net", "https://graph.microsoft.com/")])
+def test_a_uri_close_to_a_well_known_one_gets_a_suggestion(typo, meant):
+    assert suggest_resources(typo) == [meant]
+    assert resolve_resource(typo) != meant  # only a hint: Entra ID may know a custom URI that looks like a typo
+
+
+@pytest.mark.parametrize("text", ["https://vault.azure.net", "arm", "api://my-api", "https://myapp.contoso.com/",
+                                  "https://management.core.windows.net/", "", None])
+def test_no_suggestion_for_well_known_or_unrelated_uris(text):
+    assert suggest_resources(text) == []
 
 
 def test_errors_show_the_expected_forms():

@@ -23,7 +23,7 @@ def test_the_request_is_the_protocol():
         src.request_token("https://graph.microsoft.com/.default")
     (request,) = mock.requests
     assert (request.method, request.url, list(request.params)) == ("POST", CS_URL, [])
-    assert dict(request.data) == {"resource": "https://graph.microsoft.com"}
+    assert dict(request.data) == {"resource": "https://graph.microsoft.com/"}  # the SDKs' scope: Graph's one form
     assert request.headers["Metadata"] == "true"
 
 

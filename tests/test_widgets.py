@@ -419,3 +419,19 @@ def test_the_clicks_notebook_6_describes_work_on_the_worker_thread(conn, emu):
     arm.on_list().result(timeout=30)
     assert set(arm.errors) == {"resource_groups"} and arm.errors["resource_groups"].status == 403
     assert "403: this identity may not do that (RBAC)" in arm.error_panel.value and arm.groups == []
+
+
+def test_the_token_card_names_the_identity_the_claims_show(clean_connection, clock):
+    """On Azure ML, DEFAULT_IDENTITY_CLIENT_ID names the compute's identity, which is system-assigned: the card
+    says what the token's claims say, not what was sent (a client id, so "user-assigned" by the request)."""
+    from mi_notebook.emulator import Emulator
+
+    conn = connect_module.connect(mode="emulator", profile="azureml", clock=clock, timeout=(1.0, 2.0),
+                                  emulator_factory=lambda: Emulator(profile="azureml", throttle=False, arm=False))
+    ex = explorer(resource="arm")
+    ex.button.click()
+    assert ex.error is None and ex.token is not None
+    assert ex.token.identity.client_id == conn.emulator.vm.system_identity.client_id  # what was sent
+    assert ">identity</td><td style=\"padding:2px 8px;text-align:left;vertical-align:top;border:none\">" \
+           "system-assigned</td>" in ex.token_card.value
+    assert "user-assigned" not in ex.token_card.value

@@ -57,12 +57,14 @@ from ._glossary import (
     explain_header,
     mirid_kind,
 )
+from ._provenance import EMULATOR_CLAIM, TokenIdentity, emulator_evidence, token_identity
 
 __all__ = [
     "CHECKS_COLUMNS",
     "CHECK_STATUSES",
     "CLAIMS_COLUMNS",
     "CLAIM_MEANINGS",
+    "EMULATOR_CLAIM",
     "Check",
     "Claims",
     "EXPIRING_SOON",
@@ -70,6 +72,7 @@ __all__ = [
     "IdentityClaims",
     "MIRID_KINDS",
     "TIME_CLAIMS",
+    "TokenIdentity",
     "UNKNOWN_CLAIM",
     "UNKNOWN_HEADER",
     "VALUE_NOTES",
@@ -81,10 +84,12 @@ __all__ = [
     "check_validity",
     "checks_frame",
     "decode",
+    "emulator_evidence",
     "explain_claim",
     "explain_header",
     "mirid_kind",
     "requested_resource",
+    "token_identity",
     "token_text",
     "user_token_evidence",
     "worst",

@@ -116,6 +116,9 @@ CLAIM_MEANINGS: dict[str, str] = {
     "acrs": "authentication context ids the user satisfied",
     "xms_ftd": "opaque: internal Entra ID routing data",
     "xms_rd": "opaque: internal Entra ID data",
+    # --- not Entra ID's: the mi-notebook emulator marks every token it signs ---
+    "mi_notebook_emulator": "the mi-notebook emulator's mark: it issued this token, not Azure; the token works "
+    "only against the emulator's own services, and only its keys (for as long as it runs) verify it",
 }
 
 #: Claims holding epoch seconds (views show them as UTC, and relative to now).

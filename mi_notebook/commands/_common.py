@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..connection import Connection
@@ -35,7 +36,9 @@ EXIT_CODES = (
                  "failed, or an input was refused before any request (an unknown alias, a malformed id)"),
     (EXIT_USAGE, "bad usage: an unknown command or option, a missing argument"),
     (130, "interrupted (Ctrl+C)"),
+    (141, "the reader of the output went away (e.g. piped into head): the rest was not printed"),
 )
+EXIT_PIPE = 141
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,12 +69,52 @@ def identity_from_args(ns: argparse.Namespace) -> Identity:
 
 
 def connection_from_args(ns: argparse.Namespace) -> Connection:
-    """Connect as the options (or, without them, the environment) say."""
+    """Connect as the options (or, without them, the environment) say; the reason names the option.
+
+    Example::
+
+        >>> conn = connection_from_args(argparse.Namespace(imds_url="http://127.0.0.1:9", mode=None))
+        >>> conn.reason
+        'Using http://127.0.0.1:9 because --imds-url gave it.'
+    """
     from ..connection import connect
 
     if getattr(ns, "imds_url", None):
-        return connect(ns.imds_url)
-    return connect(mode=getattr(ns, "mode", None))
+        return _said(connect(ns.imds_url), "--imds-url gave it")
+    mode = getattr(ns, "mode", None)
+    conn = connect(mode=mode)
+    return _said(conn, f"--mode {mode} was given") if mode not in (None, "auto") else conn
+
+
+def _said(conn: Connection, why: str) -> Connection:
+    """``conn`` with its reason's "because ..." in CLI words (``connect()`` speaks of its arguments)."""
+    head, found, tail = conn.reason.partition(" because ")
+    if found:
+        rest = tail.split(".", 1)[1] if "." in tail else ""
+        conn.reason = f"{head} because {why}.{rest}"
+    return conn
+
+
+def given_url(ns: argparse.Namespace) -> str | None:
+    """Where an explicit endpoint URL came from: ``--imds-url``, ``MI_NOTEBOOK_IMDS_URL``, or ``None``.
+
+    Example::
+
+        >>> given_url(argparse.Namespace(imds_url="http://127.0.0.1:9"))
+        '--imds-url'
+    """
+    import os
+
+    if getattr(ns, "imds_url", None):
+        return "--imds-url"
+    return "MI_NOTEBOOK_IMDS_URL" if os.environ.get("MI_NOTEBOOK_IMDS_URL", "").strip() else None
+
+
+def _identity_or_none(ns: argparse.Namespace) -> Identity | None:
+    try:
+        return identity_from_args(ns)
+    except ValueError:
+        return None
 
 
 def fail(message: str) -> int:
@@ -87,15 +130,19 @@ def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     """
 
     def wrapper(ns: argparse.Namespace) -> int:
-        from ..connection import disconnect
+        from ..connection import current, disconnect
         from ..errors import ManagedIdentityError
+        from ._errors import cli_words, error_lines
 
         try:
             return run(ns)
         except ManagedIdentityError as exc:
-            return fail(f"{type(exc).__name__}: {exc}")
+            return fail("\n".join(error_lines(exc, conn=current(), resource=getattr(ns, "resource", None),
+                                               identity=_identity_or_none(ns), given=given_url(ns))))
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): cli.main ends quietly
         except ValueError as exc:
-            return fail(f"invalid input: {exc}")
+            return fail(f"invalid input: {cli_words(str(exc))}")
         except KeyboardInterrupt:
             print("mi-notebook: interrupted", file=sys.stderr)
             return 130
@@ -108,6 +155,52 @@ def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     wrapper.__name__ = getattr(run, "__name__", "command")
     wrapper.__doc__ = run.__doc__
     return wrapper
+
+
+@contextlib.contextmanager
+def one_line_warnings(stream: TextIO | None = None) -> Iterator[None]:
+    """While the block runs, every warning is one ``warning: ...`` line on ``stream`` (default stderr):
+    no file path, no source line, no category name. The previous display hook comes back afterwards.
+
+    Example::
+
+        >>> import io
+        >>> out = io.StringIO()
+        >>> with one_line_warnings(out):
+        ...     warnings.warn("mi-notebook: tokens are not shared:\\n  the agent is gone")
+        >>> out.getvalue()
+        'warning: tokens are not shared: the agent is gone\\n'
+    """
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        text = text.removeprefix("mi-notebook: ")
+        print(f"warning: {text}", file=stream if stream is not None else sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def claims_judge_user_tokens() -> Iterator[None]:
+    """Silence :class:`~mi_notebook.sources.UserTokenWarning` (its advice is Python) while a command
+    that labels tokens by their claims, and says so in CLI terms, fetches them.
+
+    Example::
+
+        >>> from mi_notebook.sources import UserTokenWarning
+        >>> with warnings.catch_warnings(record=True) as seen, claims_judge_user_tokens():
+        ...     warnings.warn(UserTokenWarning("your own token"))
+        >>> seen
+        []
+    """
+    from ..sources import UserTokenWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserTokenWarning)
+        yield
 
 
 def redact(value: Any) -> str:

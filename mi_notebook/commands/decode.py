@@ -5,6 +5,10 @@ signature (and ``exp`` / ``nbf``): against ``--jwks URL`` when given, else the J
 at ``--imds-url`` / ``MI_NOTEBOOK_IMDS_URL`` when one is set, else Entra ID's keys for the token's
 tenant. A token that does not verify exits 1 and says why. The token itself is never printed.
 
+A token the mi-notebook emulator issued (its ``mi_notebook_emulator`` claim says so) is called that on
+every output (``NOT an Azure token`` first in text, ``"issuedBy"`` in JSON); Entra ID's keys never
+verify it, so ``--verify`` without an emulator URL says so before fetching anything.
+
 Example::
 
     $ mi-notebook token arm -o raw | mi-notebook decode
@@ -20,11 +24,13 @@ import shutil
 import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ._common import EXIT_OK, fail, guarded
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..claims import Claims
+    from ..errors import TokenVerificationError
 
 #: where an mi-notebook emulator publishes its signing keys, below its base URL
 EMULATOR_JWKS_PATH = "/__emulator__/jwks"
@@ -101,7 +107,10 @@ def claim_lines(claims: Claims, width: int = 100) -> list[str]:
 
 
 def run(ns: argparse.Namespace) -> int:
-    """Decode (and, when asked, verify) and print."""
+    """Decode (and, when asked, verify) and print; an emulator token says so on every output."""
+    from ..claims import decode as decode_unverified
+    from ..claims import emulator_evidence
+    from ..errors import TokenVerificationError
     from ..jwks import decode
 
     raw = sys.stdin.read() if ns.token == "-" else ns.token
@@ -109,15 +118,70 @@ def run(ns: argparse.Namespace) -> int:
     if not raw:
         return fail("no token given (pass it as an argument, or pipe it in with '-')")
     jwks = keys_for(ns)
-    claims = decode(raw, jwks=jwks) if jwks else decode(raw)
+    emulator = emulator_evidence(decode_unverified(raw))  # TokenDecodeError for garbage, before any fetch
+    if jwks == "entra" and emulator is not None:
+        return fail("\n".join(_entra_cannot_verify_the_emulator(emulator)))
+    try:
+        claims = decode(raw, jwks=jwks) if jwks else decode(raw)
+    except TokenVerificationError as exc:
+        return fail("\n".join(_verification_failed(exc, emulator)))
     if ns.json:
         print(json.dumps({"header": claims.header, "payload": claims.payload,
                           "meanings": {name: meaning for name, _, meaning in claims.rows()},
                           "verified": claims.verified, "verification": claims.verification,
-                          "fingerprint": claims.fingerprint}, indent=2, default=str))
+                          "fingerprint": claims.fingerprint,
+                          "issuedBy": EMULATOR_ISSUER if emulator else None}, indent=2, default=str))
         return EXIT_OK
+    if emulator is not None:
+        print(f"NOT an Azure token: {EMULATOR_ISSUER} issued it ({emulator}).")
     head = claims.to_text().split("\nClaims (", 1)[0]  # the overview and the checks
     print(head)
     print("\n".join(claim_lines(claims, shutil.get_terminal_size((100, 24)).columns)))
     print(f"Token {claims.fingerprint} (the token itself is never shown)")
     return EXIT_OK
+
+
+EMULATOR_ISSUER = "the mi-notebook emulator"
+_EMULATOR_KEYS = ("emulator tokens are signed by keys that live only as long as that emulator: with "
+                  "MI_NOTEBOOK_MODE=emulator every command starts its own emulator, whose keys are gone when the "
+                  "command ends. Verify against a running one: start `mi-notebook emulator` in another shell, get "
+                  "the token with `mi-notebook token -o raw --imds-url <its IMDS URL>`, and give `decode --verify` "
+                  "the same --imds-url.")
+
+
+def _entra_cannot_verify_the_emulator(evidence: str) -> list[str]:
+    return [f"this token was issued by {EMULATOR_ISSUER}, not Azure ({evidence}): Entra ID's keys can never "
+            "verify it, so none were fetched.", f"What to do: {_EMULATOR_KEYS}"]
+
+
+def _verification_failed(exc: TokenVerificationError, emulator: str | None) -> list[str]:
+    """What happened and what to do: keys that could not be fetched, or a token they do not verify."""
+    if exc.endpoint is not None and exc.status is None:  # nothing answered: no keys, nothing verified
+        host = urlsplit(exc.endpoint).hostname or exc.endpoint
+        why = _short_reason(f"{exc.message} {exc.__cause__!r}")  # the cause: the wire's own words, whole
+        return [f"could not reach {host} to fetch the signing keys ({exc.endpoint}): {why}; "
+                "nothing was verified.",
+                "What to do: check this machine's network and proxy settings (`mi-notebook doctor --network` "
+                "checks the reach to Entra ID); without --verify, decode still shows the claims, unverified."]
+    lines = [f"{type(exc).__name__}: {exc.message}"]
+    if emulator is not None and "No key with" in exc.message:
+        lines.append(f"What to do: this token is the emulator's, and another emulator run signed it; {_EMULATOR_KEYS}")
+    elif exc.hint:
+        lines.append(f"What to do: {exc.hint}")
+    return lines
+
+
+def _short_reason(message: str) -> str:
+    """Why a fetch failed, in a few whole words (the library's text may end in a cut-off urllib3 message)."""
+    text = message.lower()
+    for markers, reason in (
+        (("resolve", "name resolution", "nodename", "getaddrinfo", "name or service"),
+         "the host name does not resolve (no DNS: is this machine offline?)"),
+        (("refused",), "the connection was refused"),
+        (("time-out", "timed out", "timeout"), "no answer in time"),
+        (("tls", "certificate", "ssl"), "TLS verification failed (a proxy that intercepts TLS needs its CA)"),
+        (("reset", "closed", "aborted"), "the connection was closed"),
+    ):
+        if any(marker in text for marker in markers):
+            return reason
+    return "no connection"

@@ -1,14 +1,15 @@
-"""``mi-notebook doctor``: why doesn't it work? Host, proxies, identities, network, clock.
+"""``mi-notebook doctor``: why doesn't it work? The verdict first, then the evidence.
 
-It lists the VM's managed identities through ARM when it may (names and client ids; a 403 says
-which role is missing and the doctor carries on with the system-assigned identity and every
-``--client-id``), asks each for a token once, checks outbound reach to ARM and Entra ID with
-``--network``, and compares the token's times with this clock. Exit code 1 when any identity it
-tried fails (or a ``--network`` target is out of reach), 0 when everything answered.
+The first line is the verdict: ``OK: ...`` or ``N problems``, each problem numbered with its fix (in
+flags and variables). Then the endpoint actually used, described once; the VM's managed identities
+through ARM when it may list them (names and client ids; a 403 says which role is missing and the
+doctor carries on with the system-assigned identity and every ``--client-id``); one token per
+identity, labelled by what its claims say (a person's own token on Azure ML is a problem); proxy
+variables (credentials masked); outbound reach to ARM and Entra ID with ``--network``; and the token's
+times against this clock. ``--verbose`` adds host detection (the variables seen, what each other host
+would need, the DMI verdict) and what azure-identity's ``DefaultAzureCredential`` would try here.
 
-The host section shows the managed-identity variables this process sees (secret values hidden),
-which host won and why, what each other host would need, whether the machine is an Azure VM by its
-DMI asset tag, and what azure-identity's ``DefaultAzureCredential`` would try here, in its order.
+Exit code 1 when there is any problem, 0 when everything answered.
 
 Example::
 
@@ -18,22 +19,35 @@ Example::
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..timefmt import format_duration, format_relative
-from ._common import EXIT_ERROR, EXIT_OK, add_connection_arguments, connection_from_args, guarded
+from ._common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    add_connection_arguments,
+    claims_judge_user_tokens,
+    connection_from_args,
+    given_url,
+    guarded,
+)
+from ._doctor_host import host_report as host_report
+from ._errors import cli_hint, cli_words
+from ._identity import CliProblem, identity_problem
+from ._proxies import IMDS_HOST as IMDS_HOST  # the doctor's names, kept importable from here
+from ._proxies import mask_proxy as mask_proxy
+from ._proxies import no_proxy_covers as no_proxy_covers
+from ._proxies import proxy_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..connection import Connection
+    from ..errors import ManagedIdentityError
     from ..identity import Identity
     from ..tokens import AccessToken
 
-IMDS_HOST = "169.254.169.254"
 #: IMDS back-dates ``nbf`` / ``iat`` by about 5 minutes; beyond that, a difference is skew.
 BACKDATE = 300
 SKEW_WARNING = 120
@@ -42,16 +56,19 @@ NETWORK_TARGETS = {"ARM": "https://management.azure.com/", "Entra ID": "https://
 #: what ARM needs to list a VM's identities: read access to the VM record
 READ_ROLE = ("Reader (or any role with Microsoft.Compute/virtualMachines/read) on the VM, "
              "its resource group or subscription")
+CLOCK_FIX = "sync this machine's clock (timedatectl set-ntp true, or your NTP service)"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``doctor`` on the ``mi-notebook`` parser."""
     parser = subparsers.add_parser(
         "doctor",
-        help="why doesn't it work? host, proxies, every identity, --network reach, clock skew",
-        description="Check where tokens come from, proxy settings, which identities the VM has (through ARM) "
-                    "and whether each answers, outbound reach to ARM and Entra ID (--network), and clock skew. "
-                    "Exit 1 when anything it tried fails.",
+        help="why doesn't it work? the verdict first: endpoint, every identity, proxies, --network, clock",
+        description="Say whether tokens can be had here (OK, or each problem with its fix), then the evidence: "
+                    "the endpoint in use, which identities the VM has (through ARM) and whether each answers "
+                    "(labelled by the token's claims), proxy settings, outbound reach to ARM and Entra ID "
+                    "(--network) and clock skew. --verbose adds host detection and DefaultAzureCredential's "
+                    "chain. Exit 1 when there is any problem.",
     )
     parser.add_argument("--client-id", action="append", default=[], metavar="GUID",
                         help="also try this user-assigned identity (repeatable)")
@@ -64,66 +81,65 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help=f"the Entra ID endpoint --network checks (default: {NETWORK_TARGETS['Entra ID']})")
     parser.add_argument("--ca-bundle", metavar="FILE",
                         help="CA bundle for the --network checks (default: the environment's, else certifi's)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show host detection (every host's variables) and DefaultAzureCredential's chain")
     add_connection_arguments(parser)
     parser.set_defaults(func=guarded(run))
     return parser
 
 
-def no_proxy_covers(host: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether ``NO_PROXY`` / ``no_proxy`` exempts ``host`` (exact, ``*``, CIDR or domain suffix).
+@dataclass
+class Diagnosis:
+    """What the doctor found: ``problems`` (each fails the run), ``warnings``, and the report's sections.
 
     Example::
 
-        >>> no_proxy_covers("169.254.169.254", {"NO_PROXY": "localhost,169.254.0.0/16"})
-        True
-        >>> no_proxy_covers("169.254.169.254", {"no_proxy": ".corp.example"})
-        False
+        >>> d = Diagnosis()
+        >>> d.section("Clock").append("iat 5 min ago")
+        >>> d.problems.append(CliProblem("problem", "the clock is off", "sync it"))
+        >>> print("\\n".join(d.lines()))
+        1 problem
+          1. the clock is off
+             fix: sync it
+        Clock
+          iat 5 min ago
     """
-    env = os.environ if environ is None else environ
-    raw = ",".join(filter(None, (env.get("NO_PROXY"), env.get("no_proxy"))))
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        addr = None
-    for entry in (e.strip() for e in raw.split(",")):
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        name = entry.split(":", 1)[0] if entry.count(":") == 1 else entry
-        if addr is not None and "/" in name:
-            try:
-                if addr in ipaddress.ip_network(name, strict=False):
-                    return True
-            except ValueError:
-                pass
-            continue
-        if name.lstrip(".") == host or (addr is None and host.endswith("." + name.lstrip("."))):
-            return True
-    return False
 
+    problems: list[CliProblem] = field(default_factory=list)
+    warnings: list[CliProblem] = field(default_factory=list)
+    sections: list[tuple[str, list[str]]] = field(default_factory=list)
+    summary: str = ""
 
-def mask_proxy(value: str) -> str:
-    """A proxy URL with any password replaced by ``***``.
+    def section(self, title: str) -> list[str]:
+        """A new section's list of lines (printed indented under ``title``)."""
+        lines: list[str] = []
+        self.sections.append((title, lines))
+        return lines
 
-    Example::
+    def add(self, found: CliProblem | None) -> None:
+        """Keep a finding: a problem or a warning (``None`` is nothing)."""
+        if found is not None:
+            (self.problems if found.severity == "problem" else self.warnings).append(found)
 
-        >>> mask_proxy("http://user:s3cret@proxy.example:3128")
-        'http://user:***@proxy.example:3128'
-    """
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return "<unparsable>"
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return value
+    def lines(self) -> list[str]:
+        """The report: the verdict, each problem with its fix, the warnings, then the sections."""
+        count = len(self.problems)
+        out = [f"OK: {self.summary}" if not count and self.summary else "OK" if not count else
+               f"{count} problem{'s' if count > 1 else ''}"]
+        for number, problem in enumerate(self.problems, 1):
+            out.append(f"  {number}. {problem.message}")
+            if problem.fix:
+                out.append(f"     fix: {problem.fix}")
+        out.extend(f"  warning: {w.message}" + (f" {w.fix}" if w.fix else "") for w in self.warnings)
+        for title, lines in self.sections:
+            out.append(title)
+            out.extend(f"  {line}" for line in lines)
+        return out
 
 
 def run(ns: argparse.Namespace) -> int:
-    """Print the diagnosis; exit 1 if no identity answered."""
-    from ..http import Request, proxy_variables
+    """Diagnose, print the verdict and the evidence; exit 1 on any problem."""
+    from ..http import Request
     from ..identity import Identity
     from ..resources import resolve_resource
 
@@ -132,99 +148,127 @@ def run(ns: argparse.Namespace) -> int:
     for url in (ns.arm_url, ns.entra_url) if ns.network else ():
         Request("GET", url)  # a bad URL is a ValueError before anything is sent
 
-    print("Endpoint")
     conn = connection_from_args(ns)
-    print(f"  {conn.kind}: {conn.endpoint}")
-    print(f"  {conn.reason}")
-    for line in host_report(conn):
-        print(line)
-
-    print("Proxy variables")
-    found = proxy_variables()
-    if not found:
-        print("  none set")
-    for name, value in sorted(found.items()):
-        print(f"  {name}={mask_proxy(value)}")
-    covered = no_proxy_covers(IMDS_HOST)
-    no_proxy = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
-    if found:
-        print(f"  NO_PROXY={no_proxy!r}: {'covers' if covered else 'does NOT cover'} {IMDS_HOST}")
-        print("  mi-notebook ignores proxies for IMDS; other clients (azure-identity, az) honour them"
-              + (": fine, NO_PROXY exempts IMDS" if covered else f": add {IMDS_HOST} to NO_PROXY for them"))
-    else:
-        print(f"  NO_PROXY={no_proxy!r}: not needed (no proxy variable is set)")
-
-    print("Identities on this VM (through ARM)")
-    listed, has_system = _arm_identities(conn)
+    found = Diagnosis()
+    found.section("Endpoint").extend(endpoint_lines(conn))
+    listed, has_system = _arm_identities(conn, found)
     named = {i.client_id for i in extra}
     rows: list[tuple[Identity, str]] = [(Identity.system(), "")]
     rows += [(i, "") for i in extra]
     rows += [(Identity.user(client_id=c), f" {name!r}") for name, c in listed if c and c not in named]
+    first_token = _identities(conn, rows, resource, has_system, found, given=given_url(ns))
+    found.section("Proxy variables").extend(proxy_lines())
+    if ns.network:
+        lines = found.section("Network (outbound reach)")
+        for line, ok in network_report({"ARM": ns.arm_url, "Entra ID": ns.entra_url}, ca_bundle=ns.ca_bundle):
+            lines.append(line)
+            if not ok:
+                found.add(CliProblem("problem", line.replace(": NOT reachable: ", " is NOT reachable: ", 1)))
+    clock = found.section("Clock")
+    if first_token is None:
+        clock.append("no token to compare with")
+    else:
+        now = time.time()
+        clock.extend(clock_report(first_token, now))
+        found.add(clock_problem(first_token, now))
+    if ns.verbose:
+        title, lines = host_report(conn)
+        found.section(title).extend(lines)
+    print("\n".join(found.lines()))
+    return EXIT_ERROR if found.problems else EXIT_OK
 
-    print(f"Identities (token for {resource})")
-    first_token: AccessToken | None = None
-    failed = answered = 0
+
+def endpoint_lines(conn: Connection) -> list[str]:
+    """The endpoint actually used, said once: what it is, and why it was chosen.
+
+    Example::
+
+        >>> from mi_notebook.connection import Connection
+        >>> endpoint_lines(Connection("http://127.0.0.1:9", "explicit", None,
+        ...                           reason="Using http://127.0.0.1:9 because --imds-url gave it."))
+        ['explicit: http://127.0.0.1:9', 'Using http://127.0.0.1:9 because --imds-url gave it.', 'spoken to as IMDS; host detection was not used (--verbose shows what it would decide)']
+    """
+    lines = [f"{conn.kind}: {conn.endpoint}", conn.reason]
+    if conn.kind == "explicit":
+        lines.append("spoken to as IMDS; host detection was not used (--verbose shows what it would decide)")
+    elif conn.kind == "emulator":
+        lines.append("its tokens are NOT Azure's: they work only against the emulator's own services")
+    return lines
+
+
+def _identities(conn: Connection, rows: list[tuple[Identity, str]], resource: str, has_system: bool | None,
+                found: Diagnosis, *, given: str | None = None) -> AccessToken | None:
+    """One token per identity (labelled by its claims); problems for failures and for a person's token."""
+    from ..claims import token_identity
+
+    lines = found.section(f"Identities (token for {resource})")
+    first: AccessToken | None = None
+    answered = 0
     for identity, name in rows:
-        ok, text, token = _try_identity(conn, identity, resource)
+        ok, text, token, exc = _try_identity(conn, identity, resource)
         expected = not ok and identity.kind == "system" and has_system is False
+        label = str(identity)
+        problem = None
+        if token is not None:
+            label = token_identity(token).label_for(token.identity)
+            problem = identity_problem(token_identity(token), conn.host, token.identity,
+                                       command="mi-notebook doctor", endpoint=conn.endpoint)
+            ok = problem is None or problem.severity != "problem"
+            first = first or token
+        elif exc is not None and not expected:
+            problem = CliProblem("problem", f"{label}{name}: {type(exc).__name__}: {_one_line(exc.message)}",
+                                 cli_hint(exc, conn=conn, resource=resource, identity=identity, given=given))
         answered += ok
-        failed += not ok and not expected
         verdict = "OK  " if ok else "n/a " if expected else "FAIL"
         note = " (expected: the VM has no system-assigned identity)" if expected else ""
-        print(f"  {verdict} {identity}{name}: {text}{note}")
-        if token is not None and first_token is None:
-            first_token = token
-
-    unreachable = 0
-    if ns.network:
-        print("Network (outbound reach)")
-        for line, ok in network_report({"ARM": ns.arm_url, "Entra ID": ns.entra_url}, ca_bundle=ns.ca_bundle):
-            unreachable += not ok
-            print(f"  {line}")
-
-    print("Clock")
-    if first_token is None:
-        print("  no token to compare with")
-    else:
-        for line in clock_report(first_token, time.time()):
-            print(f"  {line}")
-    return EXIT_OK if answered and not failed and not unreachable else EXIT_ERROR
+        lines.append(f"{verdict} {label}{name}: {text}{note}")
+        found.add(problem)
+    if answered:
+        who = f"{answered} identit{'y' if answered == 1 else 'ies'}"
+        found.summary = f"{who} answered at {conn.endpoint}" + (" (the emulator, NOT Azure)" if conn.kind == "emulator" else "")
+    elif not found.problems:
+        found.add(CliProblem("problem", "no identity answered: this VM has no managed identity",
+                             "turn on its system-assigned identity (portal: the VM > Security > Identity), or "
+                             "assign a user-assigned one and name it with --client-id"))
+    return first
 
 
-def _arm_identities(conn: Connection) -> tuple[list[tuple[str, str | None]], bool | None]:
+def _arm_identities(conn: Connection, found: Diagnosis) -> tuple[list[tuple[str, str | None]], bool | None]:
     """``([(name, client_id) of the user-assigned identities], has a system-assigned one)`` from the VM's
-    ARM record, printing what happened; ``([], None)`` when ARM could not say."""
+    ARM record, with a section saying what happened; ``([], None)`` when ARM could not say (or this is
+    not a VM: the section is left out)."""
     from ..arm_client import ArmClient
     from ..errors import ArmError, ManagedIdentityError
     from ..retry import RetryPolicy
 
     if conn.host != "vm":
-        print(f"  skipped: ARM lists a VM's identities; this host is {conn.host}")
         return [], None
+    lines = found.section("Identities on this VM (through ARM)")
     try:
         client = ArmClient(connection=conn, retry=RetryPolicy.no_retry())
     except ValueError as exc:
-        print(f"  skipped: {exc}")
+        lines.append(f"skipped: {cli_words(str(exc))}")
         return [], None
     try:
-        rows = client.identities()
+        with claims_judge_user_tokens():
+            rows = client.identities()
     except ArmError as exc:
         if exc.status == 403:
-            print(f"  ARM said 403 ({exc.code}): the system-assigned identity may not read this VM. Listing needs "
-                  f"{READ_ROLE}. Carrying on with the system-assigned identity and any --client-id.")
+            lines.append(f"ARM said 403 ({exc.code}): the system-assigned identity may not read this VM. Listing "
+                         f"needs {READ_ROLE}. Carrying on with the system-assigned identity and any --client-id.")
         else:
-            print(f"  ARM could not list them: {type(exc).__name__}, HTTP {exc.status} ({exc.code})")
+            lines.append(f"ARM could not list them: {type(exc).__name__}, HTTP {exc.status} ({exc.code})")
         return [], None
     except ManagedIdentityError as exc:
-        print(f"  ARM could not list them: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        lines.append(f"ARM could not list them: {type(exc).__name__}: {exc.message}")
         return [], None
     finally:
         client.close()
     for row in rows:
-        print(f"  {row['kind']:6} {row['name']}: client id {row['client_id'] or '(unknown)'}, "
-              f"principal id {row['principal_id']}")
+        lines.append(f"{row['kind']:6} {row['name']}: client id {row['client_id'] or '(unknown)'}, "
+                     f"principal id {row['principal_id']}")
     if not len(rows):
-        print("  none: enable a managed identity on the VM (portal: the VM > Security > Identity)")
+        lines.append("none: enable a managed identity on the VM (portal: the VM > Security > Identity)")
     users = [(str(r["name"]), r["client_id"]) for r in rows if r["kind"] == "user"]
     return users, any(r["kind"] == "system" for r in rows)
 
@@ -266,40 +310,8 @@ def proxy_hint() -> bool:
     return bool(proxy_variables())
 
 
-def host_report(conn: Connection, environ: Mapping[str, str] | None = None) -> list[str]:
-    """The host section's lines: variables seen, the decision, the other hosts, DefaultAzureCredential.
-
-    Example::
-
-        >>> from mi_notebook.connection import connect, disconnect
-        >>> env = {"MSI_ENDPOINT": "http://127.0.0.1:46808/MSI/auth", "MSI_SECRET": "s3cr3t"}
-        >>> lines = host_report(connect(source="azureml", environ=env), env)
-        >>> lines[0], any("s3cr3t" in line for line in lines)
-        ('Host', False)
-        >>> [line for line in lines if "cloudshell" in line][0].strip()
-        'cloudshell: needs MSI_ENDPOINT without MSI_SECRET (but MSI_SECRET is set)'
-        >>> disconnect()
-    """
-    from ..detection import default_azure_credential_chain, detect
-
-    env = os.environ if environ is None else environ
-    found = conn.detection or detect(env)
-    lines = ["Host", f"  {found.label} ({found.host}): {found.reason}"]
-    if conn.kind == "emulator":
-        lines.append("  the embedded emulator serves the tokens: they are NOT Azure's")
-    lines.append(f"  Azure VM by DMI: {'yes' if found.is_azure_vm else 'no'} ({found.vm_evidence})")
-    lines.append("  variables: " + (", ".join(f"{k}={v}" for k, v in found.variables.items()) or "none set"))
-    lines.append("  the other hosts:")
-    lines.extend(f"    {host}: {need}" for host, need in found.others.items())
-    lines.extend(f"  note: {note}" for note in found.notes)
-    chain = default_azure_credential_chain(env)
-    lines.extend("  " + line for line in chain.lines())
-    if chain.problem:
-        lines.append(f"  DefaultAzureCredential() would fail here: {chain.problem}")
-    return lines
-
-
-def _try_identity(conn: Connection, identity: Identity, resource: str) -> tuple[bool, str, AccessToken | None]:
+def _try_identity(conn: Connection, identity: Identity,
+                  resource: str) -> tuple[bool, str, AccessToken | None, ManagedIdentityError | None]:
     import copy
 
     from ..errors import ManagedIdentityError
@@ -310,15 +322,49 @@ def _try_identity(conn: Connection, identity: Identity, resource: str) -> tuple[
     client = copy.copy(conn.client)
     client.retry = RetryPolicy.no_retry()
     try:
-        token = client.request_token(resource, identity)
+        with claims_judge_user_tokens():
+            token = client.request_token(resource, identity)
     except (ManagedIdentityError, ValueError) as exc:
-        said = f" ({exc.error_description})" if getattr(exc, "error_description", None) else ""
-        status = f"HTTP {exc.status}" if getattr(exc, "status", None) is not None else "no answer"
         if isinstance(exc, ValueError) and not isinstance(exc, ManagedIdentityError):
-            return False, f"not possible on this host: {exc}", None
-        return False, f"{type(exc).__name__}, {status}{said}", None
-    who = f"client_id {token.client_id}" if token.client_id else "answered"
-    return True, f"{who}, expires {format_relative(token.expires_on, time.time())}, {token.fingerprint}", token
+            return False, f"not possible on this host: {exc}", None, None
+        said = f" ({_one_line(exc.error_description)})" if exc.error_description else ""
+        status = f"HTTP {exc.status}" if exc.status is not None else "no answer"
+        return False, f"{type(exc).__name__}, {status}{said}", None, exc
+    from ..claims import token_identity
+
+    client_id = token_identity(token).client_id or token.client_id  # the claims' (appid/azp), else the answer's
+    who = f"client_id {client_id}" if client_id else "answered"
+    return True, f"{who}, expires {format_relative(token.expires_on, time.time())}, {token.fingerprint}", token, None
+
+
+def _one_line(text: str) -> str:
+    from ._errors import clean_service_text
+
+    return clean_service_text(text, 200)
+
+
+def clock_problem(token: AccessToken, now: float) -> CliProblem | None:
+    """A problem when this machine's clock and the endpoint's disagree by more than :data:`SKEW_WARNING`
+    seconds, or the token is not valid yet here.
+
+    Example::
+
+        >>> from mi_notebook.tokens import AccessToken
+        >>> tok = AccessToken("t", resource="api://x", expires_on=1000 + 3600, expires_in=3600, fetched_at=1600)
+        >>> clock_problem(tok, 1600).message
+        "this machine's clock is 600 s ahead of the token endpoint's (more than 120 s)"
+    """
+    if token.expires_in is not None:
+        skew = token.fetched_at - (token.expires_on - token.expires_in)
+        if abs(skew) > SKEW_WARNING:
+            way = "ahead of" if skew > 0 else "behind"
+            return CliProblem("problem", f"this machine's clock is {abs(skew):.0f} s {way} the token endpoint's "
+                                         f"(more than {SKEW_WARNING} s)", CLOCK_FIX)
+    nbf = token.not_before
+    if nbf is not None and nbf - now > SKEW_WARNING:
+        return CliProblem("problem", f"the token is valid only from {format_duration(nbf - now)} from now by this "
+                                     "clock: this machine's clock is behind", CLOCK_FIX)
+    return None
 
 
 def clock_report(token: AccessToken, now: float) -> list[str]:

@@ -2,10 +2,15 @@
 
 ``--output`` (``-o``) as ``az account get-access-token`` has it: ``text`` (the default, a readable
 card), ``json`` (az's shape: ``accessToken``, ``expiresOn``, ``expires_on``, ``resource``,
-``tokenType``, plus ``identity``, ``fingerprint``, ``endpoint``), ``tsv`` (the same values, one
-line, tab-separated) and ``raw`` (the token alone, for ``$(...)``). The token is redacted in
-``text``, ``json`` and ``tsv`` unless ``--show-token``; ``raw`` exists to print it. While the
-endpoint is being retried, one short line per attempt goes to stderr.
+``tokenType``, plus ``identity``, ``problem``, ``fingerprint``, ``endpoint``), ``tsv`` (the same
+values, one line, tab-separated) and ``raw`` (the token alone, for ``$(...)``). The token is
+redacted in ``text``, ``json`` and ``tsv`` unless ``--show-token``; ``raw`` exists to print it.
+While the endpoint is being retried, one short line per attempt goes to stderr.
+
+The identity is the token's own: its claims say whether it is a system-assigned or user-assigned
+managed identity, or a person's OWN user token. On Azure ML with no identity named, the compute
+answers with the signed-in user's token: that is a failure (exit 1, the fix on stderr, and with
+``-o raw`` the token is not printed).
 
 Example::
 
@@ -24,16 +29,22 @@ from typing import TYPE_CHECKING, Any
 
 from ..timefmt import format_relative, format_utc
 from ._common import (
+    EXIT_ERROR,
     EXIT_OK,
     add_connection_arguments,
     add_identity_arguments,
+    claims_judge_user_tokens,
     connection_from_args,
+    given_url,
     guarded,
     identity_from_args,
     redact,
 )
+from ._errors import stop_when_nothing_listens
+from ._identity import CliProblem, identity_problem
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..connection import Connection
     from ..retry import Attempt
     from ..tokens import AccessToken
 
@@ -48,8 +59,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="get a managed-identity access token (redacted unless --show-token)",
         description="Get a managed-identity access token from IMDS (or the emulator).",
     )
+    from ..resources import WELL_KNOWN_RESOURCES
+
     parser.add_argument("resource", nargs="?", default="arm",
-                        help="alias (arm, vault, storage, graph, ...), App ID URI or .default scope (default: arm)")
+                        help=f"alias ({', '.join(WELL_KNOWN_RESOURCES)}), App ID URI or .default scope "
+                             "(default: arm)")
     add_identity_arguments(parser)
     parser.add_argument("-o", "--output", choices=OUTPUTS, default="text",
                         help="text (default), json (like `az account get-access-token`), tsv, or raw: "
@@ -138,8 +152,21 @@ def endpoint_label(source: str | None) -> str:
     return f"{names[source]} endpoint" if source in names else "IMDS"
 
 
-def token_json(token: AccessToken, *, show_token: bool = False) -> dict[str, Any]:
-    """The ``--json`` document (``az account get-access-token`` shape plus identity and fingerprint)."""
+def token_json(token: AccessToken, *, show_token: bool = False, problem: CliProblem | None = None) -> dict[str, Any]:
+    """The ``--json`` document: ``az account get-access-token``'s shape, plus ``identity`` (whose token
+    it is, by its claims: ``kind``, ``label``, ``name``, ids), ``problem`` (``null``, or what is wrong
+    and the fix), the fingerprint, the endpoint and who issued it.
+
+    Example::
+
+        >>> from mi_notebook.tokens import AccessToken
+        >>> doc = token_json(AccessToken("opaque", resource="api://x", expires_on=1_800_000_000))
+        >>> doc["identity"]["kind"], doc["identity"]["label"], doc["problem"]
+        ('unknown', 'system-assigned as asked (the token does not say)', None)
+    """
+    from ..claims import token_identity
+
+    who = token_identity(token)
     expires = dt.datetime.fromtimestamp(token.expires_on)  # local time, as az prints it
     return {
         "accessToken": token.reveal() if show_token else redact(token),
@@ -147,34 +174,64 @@ def token_json(token: AccessToken, *, show_token: bool = False) -> dict[str, Any
         "expires_on": int(token.expires_on),
         "resource": token.resource,
         "tokenType": token.token_type or "Bearer",
-        "identity": str(token.identity),
+        "identity": {**who.to_dict(), "label": who.label_for(token.identity)},
         "clientId": token.client_id,
         "fingerprint": token.fingerprint,
         "endpoint": token.endpoint,
         "issuedBy": token.source,
+        "problem": problem.to_dict() if problem is not None else None,
     }
 
 
+def _tsv(doc: dict[str, Any]) -> str:
+    """One tab-separated line of the JSON document's values (the identity as its label, a problem as its text)."""
+    values = {**doc, "identity": doc["identity"]["label"],
+              "problem": doc["problem"]["message"] if doc["problem"] else None}
+    return "\t".join("" if value is None else str(value) for value in values.values())
+
+
 def run(ns: argparse.Namespace) -> int:
-    """Fetch and print the token."""
+    """Fetch the token, label it by its claims, and print it; exit 1 when it is not the identity meant."""
+    from ..claims import token_identity
     from ..resources import resolve_resource
 
     identity = identity_from_args(ns)
     resource = resolve_resource(ns.resource)  # bad input fails before any connection is made
     conn = connection_from_args(ns)
-    token = conn.get_token(resource, identity=identity, on_attempt=progress_printer(label=endpoint_label(conn.host)))
+    progress = stop_when_nothing_listens(conn, progress_printer(label=endpoint_label(conn.host)),
+                                         given=given_url(ns) or "--imds-url")
+    with claims_judge_user_tokens():
+        token = conn.get_token(resource, identity=identity, on_attempt=progress)
     if token.source == "emulator":
         print(f"NOT an Azure token: issued by the mi-notebook emulator. {conn.reason}", file=sys.stderr)
+    who = token_identity(token)
+    again = "mi-notebook token" + ("" if ns.resource == "arm" else f" {ns.resource}")
+    problem = identity_problem(who, conn.host, token.identity, command=again, endpoint=conn.endpoint)
+    failed = problem is not None and problem.severity == "problem"
     if ns.output == "raw":
+        if failed:  # a script asked for the identity's token: do not hand it the person's instead
+            assert problem is not None
+            _report(problem, "the token was not printed")
+            return EXIT_ERROR
         print(token.reveal())
-        return EXIT_OK
-    if ns.output in ("json", "tsv"):
-        doc = token_json(token, show_token=ns.show_token)
-        print(json.dumps(doc, indent=2) if ns.output == "json" else
-              "\t".join("" if value is None else str(value) for value in doc.values()))
-        return EXIT_OK
+    elif ns.output in ("json", "tsv"):
+        doc = token_json(token, show_token=ns.show_token, problem=problem)
+        print(json.dumps(doc, indent=2) if ns.output == "json" else _tsv(doc))
+    else:
+        print("\n".join(card_lines(token, conn, show_token=ns.show_token)))
+    if problem is not None:
+        _report(problem)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def card_lines(token: AccessToken, conn: Connection, *, show_token: bool = False) -> list[str]:
+    """The text card: resource and whose token it is (by its claims), endpoint, expiry, issuer, fingerprint."""
+    from ..claims import token_identity
+
+    label = token_identity(token).label_for(token.identity)
     lines = [
-        f"Token for {token.resource} ({token.identity})",
+        f"Token for {token.resource} ({label})" if "(" not in label else f"Token for {token.resource}: {label}",
+        f"  identity     {token_identity(token).describe(token.identity)}",
         f"  endpoint     {conn.endpoint} ({conn.kind})",
         f"  expires_on   {token.expires_on} = {format_utc(token.expires_on)} "
         f"({format_relative(token.expires_on, time.time())})",
@@ -186,7 +243,12 @@ def run(ns: argparse.Namespace) -> int:
         lines.append(f"  client_id    {token.client_id}")
     if token.timeline is not None:
         lines.append(f"  attempts     {token.timeline.summary()}")
-    lines.append(f"  access_token {token.reveal() if ns.show_token else redact(token)}")
-    print("\n".join(lines))
-    return EXIT_OK
+    lines.append(f"  access_token {token.reveal() if show_token else redact(token)}")
+    return lines
 
+
+def _report(problem: CliProblem, note: str | None = None) -> None:
+    lines = problem.lines()
+    if note:
+        lines[0] += f" ({note})"
+    print("\n".join(lines), file=sys.stderr, flush=True)

@@ -2,18 +2,20 @@
 
 The first line of stdout (flushed at once) is ``IMDS <url>`` (the base URL, whatever the profile),
 so a parent process can read where to connect; ``ARM <url>`` and ``CA <path>`` follow when the ARM
-side runs. With ``--profile`` naming another host, ``export NAME=value`` lines follow: the
-environment variables a real host of that kind sets (``eval "$(... | grep ^export)"`` in a shell).
-The last export line is always ``export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=...``: the token of the
-control plane (``/__emulator__/...``, sent as ``Authorization: Bearer <token>``), which
-``mi-notebook demo`` and other clients read from that variable; an emulator started where it is set
-uses it instead of a random one. Then a short summary of the VM. Binding anything but loopback needs
-an explicit ``--host`` and prints a warning: the emulator hands out tokens to anyone who asks.
+side runs. Then, for every profile, ``export NAME=value`` lines: what a second shell needs to use
+this emulator (``eval "$(... | grep ^export)"``): the variables a real host of that kind sets (for
+the VM, ``MI_NOTEBOOK_IMDS_URL``), ``MI_NOTEBOOK_ARM_URL`` / ``MI_NOTEBOOK_ARM_CA_BUNDLE`` when the ARM
+side runs, and last ``MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN``: the token of the control plane
+(``/__emulator__/...``, sent as ``Authorization: Bearer <token>``), which ``mi-notebook demo`` and
+other clients read from that variable; an emulator started where it is set uses it instead of a
+random one. Then a short summary of the VM. Binding anything but loopback needs an explicit
+``--host`` and prints a warning: the emulator hands out tokens to anyone who asks.
 
 Example::
 
-    $ mi-notebook emulator --port 8080 --no-throttle
+    $ mi-notebook emulator --port 8080 --no-throttle --no-arm
     IMDS http://127.0.0.1:8080
+    export MI_NOTEBOOK_IMDS_URL=http://127.0.0.1:8080
     $ mi-notebook emulator --profile appservice --no-arm --quiet
     IMDS http://127.0.0.1:41234
     export IDENTITY_ENDPOINT=http://127.0.0.1:41234/msi/token
@@ -38,7 +40,7 @@ from .hosts.profiles import PROFILES
 if TYPE_CHECKING:
     from . import Emulator
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "exports", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,7 +153,7 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
             lines.append(f"ARM {emu.arm_url}")
         if emu.ca_bundle:
             lines.append(f"CA {emu.ca_bundle}")
-        lines += [f"export {name}={shlex.quote(value)}" for name, value in emu.environment.items()]
+        lines += [f"export {name}={shlex.quote(value)}" for name, value in exports(emu).items()]
         lines.append(f"export {ADMIN_TOKEN_ENV}={shlex.quote(emu.admin_token)}")
         print("\n".join(lines), flush=True)
         if not _is_loopback(host):
@@ -166,6 +168,25 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def exports(emu: Emulator) -> dict[str, str]:
+    """What a second shell needs to use ``emu``: the host's own variables (the VM has none: then
+    ``MI_NOTEBOOK_IMDS_URL``), and ``MI_NOTEBOOK_ARM_URL`` / ``MI_NOTEBOOK_ARM_CA_BUNDLE`` when ARM runs.
+
+    Example::
+
+        >>> from mi_notebook.emulator import Emulator
+        >>> with Emulator(arm=False) as emu:
+        ...     list(exports(emu)) == ["MI_NOTEBOOK_IMDS_URL"] and exports(emu)["MI_NOTEBOOK_IMDS_URL"] == emu.imds_url
+        True
+    """
+    found = dict(emu.environment) or {"MI_NOTEBOOK_IMDS_URL": emu.imds_url}
+    if emu.arm_url:
+        found["MI_NOTEBOOK_ARM_URL"] = emu.arm_url
+    if emu.ca_bundle:
+        found["MI_NOTEBOOK_ARM_CA_BUNDLE"] = emu.ca_bundle
+    return found
 
 
 def _summary(emu: Emulator) -> None:

@@ -28,7 +28,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["SigningKeys"]
+__all__ = ["EMULATOR_CLAIM", "EMULATOR_MARK", "SigningKeys"]
+
+#: the claim every token the emulator signs carries (its value is :data:`EMULATOR_MARK`), so that any
+#: reader, ``mi-notebook decode`` or a JWT viewer, can tell it from an Azure token; Azure's never have it
+EMULATOR_CLAIM = "mi_notebook_emulator"
+EMULATOR_MARK = "issued by the mi-notebook emulator: not an Azure token"
 
 
 def _b64url(data: bytes) -> str:
@@ -73,8 +78,17 @@ class SigningKeys:
         self.issuer = issuer
 
     def issue(self, claims: dict[str, Any]) -> str:
-        """Sign ``claims`` as an RS256 JWT with header ``typ``, ``alg``, ``x5t`` and ``kid``."""
-        return jwt.encode(claims, self._key, algorithm="RS256",
+        """Sign ``claims`` as an RS256 JWT with header ``typ``, ``alg``, ``x5t`` and ``kid``; the emulator's
+        mark (:data:`EMULATOR_CLAIM`) is added last, unless the claims already hold it.
+
+        Example::
+
+            >>> token = SigningKeys().issue({"aud": "api://x"})
+            >>> jwt.decode(token, options={"verify_signature": False})
+            {'aud': 'api://x', 'mi_notebook_emulator': 'issued by the mi-notebook emulator: not an Azure token'}
+        """
+        marked = claims if EMULATOR_CLAIM in claims else {**claims, EMULATOR_CLAIM: EMULATOR_MARK}
+        return jwt.encode(marked, self._key, algorithm="RS256",
                           headers={"typ": "JWT", "alg": "RS256", "x5t": self.x5t, "kid": self.kid})
 
     def jwk(self) -> dict[str, Any]:
