@@ -106,7 +106,8 @@ class Emulator:
         if isinstance(options.vm, VirtualMachine):
             self.vm, defaults = options.vm, False
         else:
-            self.vm, defaults = VirtualMachine.from_config(options.vm), "role_assignments" not in options.vm
+            vm_config = dict(options.vm) if options.cloud is None else {**options.vm, "cloud": options.cloud}
+            self.vm, defaults = VirtualMachine.from_config(vm_config), "role_assignments" not in options.vm
         self.user = SignedInUser.build(seed=self.vm.seed, spec=options.profile.user)
         if self.profile in USER_TOKEN_PROFILES and defaults:
             # the signed-in user can read the subscription, so their tokens are of use on the ARM side
@@ -122,7 +123,7 @@ class Emulator:
         server_version = default_server if endpoint.server_version is None else endpoint.server_version
         self.server_version: str | None = server_version or None
 
-        self.keys = SigningKeys(issuer=f"https://sts.windows.net/{self.vm.tenant_id}/")
+        self.keys = SigningKeys(issuer=self.vm.issuer_url)
         self.issuer = TokenIssuer(self.vm, self.keys, clock=self.clock)
         self.faults = FaultQueue()
         self.requests = RequestLog()
@@ -317,8 +318,19 @@ class Emulator:
 
     @property
     def issuer_url(self) -> str:
-        """The tokens' ``iss``: ``https://sts.windows.net/<tenant>/``."""
+        """The tokens' ``iss``: the cloud's v1 issuer, ``https://sts.windows.net/<tenant>/`` in the public cloud."""
         return self.issuer.issuer_url()
+
+    @property
+    def cloud(self) -> str:
+        """The cloud played (IMDS's ``azEnvironment``): ``"AzurePublicCloud"`` unless ``cloud=`` said otherwise.
+
+        Example::
+
+            >>> Emulator(cloud="AzureUSGovernmentCloud", arm=False).cloud
+            'AzureUSGovernmentCloud'
+        """
+        return self.vm.cloud
 
     # ---- faults and helpers ------------------------------------------------------------------------
     def inject(self, fault: int | str, endpoint: str = "any", count: int | None = 1, *,

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .admin import ADMIN_TOKEN_ENV
+from .clouds import CLOUD_NAMES, cloud
 from .hosts.profiles import PROFILES
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="azureml: how expires_on is written (default int)")
     p.add_argument("--arc-key-dir", metavar="DIR", default=None,
                    help="arc: where the challenge key files go (default /var/opt/azcmagent/tokens)")
+    p.add_argument("--cloud", choices=CLOUD_NAMES, default=None,
+                   help="the cloud to play: its azEnvironment, audiences and token issuer (default AzurePublicCloud)")
     p.add_argument("--quiet", action="store_true", help="print only the URL and export lines")
     return p
 
@@ -126,6 +129,7 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
             user_assigned=args.user_assigned, token_lifetime=args.token_lifetime,
             latency=args.latency, arm=False if args.no_arm else None, profile=args.profile,
             sso=args.sso, azureml_expires_on=args.azureml_expires_on, arc_key_dir=args.arc_key_dir,
+            cloud=args.cloud,
         )
     except (OSError, ValueError) as exc:
         print(f"mi-notebook emulator: {exc}", file=sys.stderr)
@@ -177,14 +181,14 @@ def _summary(emu: Emulator) -> None:
     if emu.profile in ("azureml", "cloudshell"):
         print(f"  signed-in user {emu.user.upn}: object_id={emu.user.object_id}")
     throttle = "on" if emu.throttle else "off"
-    print(f"profile {emu.profile}; throttling {throttle}; JWKS {emu.jwks_url}; admin {emu.imds_url}/__emulator__/ "
+    print(f"profile {emu.profile}; cloud {emu.cloud}; throttling {throttle}; JWKS {emu.jwks_url}; admin {emu.imds_url}/__emulator__/ "
           f"(faults, requests, vm, environment: -H \"Authorization: Bearer ${ADMIN_TOKEN_ENV}\")")
     print("try: " + _try_line(emu), flush=True)
 
 
 def _try_line(emu: Emulator) -> str:
     """A curl command for the profile's token endpoint, as its host documents it (secrets by variable)."""
-    arm = "https://management.azure.com/"
+    arm = cloud(emu.cloud).arm_endpoint
     if emu.profile == "azureml":
         return f"curl '{emu.token_url}?api-version=2017-09-01&resource={arm}' -H \"secret: $MSI_SECRET\""
     if emu.profile == "appservice":

@@ -92,7 +92,8 @@ class TokenIssuer:
         self.issued = 0  # fresh tokens signed (cache misses)
 
     def issuer_url(self) -> str:
-        return f"https://sts.windows.net/{self.vm.tenant_id}/"
+        """The tokens' ``iss``: the VM's cloud's v1 issuer for its tenant (``https://sts.windows.net/<tenant>/``)."""
+        return self.vm.issuer_url
 
     def get(self, identity: VmIdentity, resource: str) -> IssuedToken:
         """The cached token for (identity, resource), or a fresh one when none is left with enough life.

@@ -31,6 +31,7 @@ from typing import Any
 
 from .admin import check_admin_token
 from .arm.service import ArmOptions
+from .clouds import check_cloud
 from .config import load_config
 from .faults import Fault
 from .hosts.profiles import check_profile, host_options
@@ -41,7 +42,7 @@ __all__ = ["ArmOptions", "EmulatorOptions", "EndpointOptions", "ProfileOptions",
 # config keys that configure the emulator itself; everything else describes the VM
 _EMULATOR_KEYS = {"throttle", "latency", "single_user_quirk", "strict_metadata", "faults", "host", "port", "arm",
                   "server_version", "vm", "profile", "secret", "user", "sso", "azureml_expires_on", "arc_key_dir",
-                  "keyvault"}
+                  "keyvault", "cloud", "workload"}
 
 
 @dataclass(frozen=True)
@@ -160,13 +161,16 @@ class EmulatorOptions:
     ``host`` / ``port``: where the token endpoint listens; ``clock``: epoch seconds for token times and
     rate windows (inject one for short-lived or expired tokens); ``admin_token``: the control plane's
     token (None: ``$MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN`` if set, else a random one per emulator; never in
-    the repr).
+    the repr); ``cloud``: the cloud to play, ``"AzurePublicCloud"``, ``"AzureUSGovernmentCloud"`` or
+    ``"AzureChinaCloud"`` (None: the VM's, public unless a ready VM says otherwise).
 
     Example::
 
         >>> opts = EmulatorOptions(profile=ProfileOptions("cloudshell"), keyvault=None)
         >>> opts.profile.name, opts.arm.page_size, opts.host
         ('cloudshell', 3, '127.0.0.1')
+        >>> EmulatorOptions(cloud="azurechinacloud").cloud
+        'AzureChinaCloud'
     """
 
     vm: Mapping[str, Any] | VirtualMachine = field(default_factory=dict)
@@ -179,10 +183,16 @@ class EmulatorOptions:
     port: int = 0
     clock: Callable[[], float] = time.time
     admin_token: str | None = field(default=None, repr=False)
+    cloud: str | None = None
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:
             check_admin_token(self.admin_token)
+        if self.cloud is not None:
+            object.__setattr__(self, "cloud", check_cloud(self.cloud))
+            said = self.vm.cloud if isinstance(self.vm, VirtualMachine) else self.vm.get("cloud")
+            if said is not None and check_cloud(said) != self.cloud:
+                raise ValueError(f"cloud={self.cloud!r} but the VM says {said!r}: give the cloud once")
         object.__setattr__(self, "faults", tuple(self.faults))
         for spec in self.faults:
             Fault.from_dict(spec)  # a bad fault: ValueError now, not at start
@@ -221,6 +231,7 @@ class EmulatorOptions:
         arc_key_dir: str | Path | None = None,
         keyvault: bool | Mapping[str, Any] | VaultOptions | None = None,
         admin_token: str | None = None,
+        cloud: str | None = None,
         **vm_options: Any,
     ) -> EmulatorOptions:
         """The options the flat keywords (and a config file) describe: ``Emulator(**keywords)``'s meaning.
@@ -266,7 +277,8 @@ class EmulatorOptions:
             arm=_arm_options(arm, cfg.get("arm")), keyvault=_vault_options(_first(keyvault, cfg.get("keyvault"))),
             faults=(*(cfg.get("faults") or []), *(faults or [])),
             host=str(_first(host, cfg.get("host"), "127.0.0.1")), port=int(_first(port, cfg.get("port"), 0)),
-            clock=clock if clock is not None else time.time, admin_token=admin_token)
+            clock=clock if clock is not None else time.time, admin_token=admin_token,
+            cloud=_first(cloud, cfg.get("cloud")))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | str | Path) -> EmulatorOptions:
