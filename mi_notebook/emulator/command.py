@@ -2,8 +2,10 @@
 
 The first line of stdout (flushed at once) is ``IMDS <url>`` (the base URL, whatever the profile),
 so a parent process can read where to connect; ``ARM <url>`` and ``CA <path>`` follow when the ARM
-side runs. With ``--profile`` naming another host, ``export NAME=value`` lines follow: the
-environment variables a real host of that kind sets (``eval "$(... | grep ^export)"`` in a shell).
+side runs (``CA`` also for ``--profile workload``, whose Entra ID speaks HTTPS). With ``--profile``
+naming another host, ``export NAME=value`` lines follow: the environment variables a real host of
+that kind sets (``eval "$(... | grep ^export)"`` in a shell); for ``workload`` the four a labelled
+AKS pod gets (a client there must also trust the ``CA``: the summary says how).
 The last export line is always ``export MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN=...``: the token of the
 control plane (``/__emulator__/...``, sent as ``Authorization: Bearer <token>``), which
 ``mi-notebook demo`` and other clients read from that variable; an emulator started where it is set
@@ -66,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="added to each identity-endpoint answer")
     p.add_argument("--no-arm", action="store_true", help="IMDS only: no ARM side")
     p.add_argument("--profile", choices=PROFILES, default=None,
-                   help="the host to play (default vm); prints the variables that host sets as export lines")
+                   help="the host to play (default vm; workload: an AKS pod with workload identity); prints the "
+                        "variables that host sets as export lines")
     p.add_argument("--sso", choices=("on", "off", "unavailable"), default=None,
                    help="azureml: the signed-in user's SSO token for requests without clientid (default on)")
     p.add_argument("--azureml-expires-on", choices=("int", "string", "date"), default=None,
@@ -180,6 +183,13 @@ def _summary(emu: Emulator) -> None:
         print(f"  {ident.kind:6} {ident.name}: client_id={ident.client_id} object_id={ident.object_id}")
     if emu.profile in ("azureml", "cloudshell"):
         print(f"  signed-in user {emu.user.upn}: object_id={emu.user.object_id}")
+    pod = emu.workload
+    if pod is not None:
+        print(f"  pod {pod.options.namespace}/{pod.options.pod} as {pod.cluster.subject}, federated with "
+              f"{pod.identity.name}; issuer {pod.cluster.issuer}; token file rotated at 80% of "
+              f"{pod.options.token_lifetime} s")
+        print(f"trust: export REQUESTS_CA_BUNDLE={pod.ca_bundle} (requests: azure-identity, MSAL) or "
+              f"SSL_CERT_FILE={pod.ca_bundle} (httpx, aiohttp): Entra ID here speaks HTTPS with the emulator's CA")
     throttle = "on" if emu.throttle else "off"
     print(f"profile {emu.profile}; cloud {emu.cloud}; throttling {throttle}; JWKS {emu.jwks_url}; admin {emu.imds_url}/__emulator__/ "
           f"(faults, requests, vm, environment: -H \"Authorization: Bearer ${ADMIN_TOKEN_ENV}\")")
@@ -199,6 +209,11 @@ def _try_line(emu: Emulator) -> str:
                 "(401: WWW-Authenticate names the key file; repeat with -H \"Authorization: Basic $(cat FILE)\")")
     if emu.profile == "cloudshell":
         return f"curl {emu.token_url} --data 'resource={arm}' -H Metadata:true"
+    if emu.profile == "workload":
+        return (f"curl --cacert {emu.ca_bundle} {emu.token_url} -d grant_type=client_credentials "
+                f"-d client_id=$AZURE_CLIENT_ID -d scope={arm}.default "
+                "-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer "
+                "--data-urlencode client_assertion@$AZURE_FEDERATED_TOKEN_FILE")
     return ("curl '" + emu.imds_url + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource="
             + arm + "' -H Metadata:true")
 

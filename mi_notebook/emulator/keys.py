@@ -19,7 +19,7 @@ import base64
 import datetime as _dt
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jwt
@@ -72,10 +72,20 @@ class SigningKeys:
         self._x5c = base64.b64encode(der).decode("ascii")
         self.issuer = issuer
 
-    def issue(self, claims: dict[str, Any]) -> str:
-        """Sign ``claims`` as an RS256 JWT with header ``typ``, ``alg``, ``x5t`` and ``kid``."""
-        return jwt.encode(claims, self._key, algorithm="RS256",
-                          headers={"typ": "JWT", "alg": "RS256", "x5t": self.x5t, "kid": self.kid})
+    def issue(self, claims: dict[str, Any], *, headers: Mapping[str, str] | None = None) -> str:
+        """Sign ``claims`` as an RS256 JWT with header ``typ``, ``alg``, ``x5t`` and ``kid`` (Entra's), or
+        with ``headers`` instead (a Kubernetes service-account token has only ``alg`` and ``kid``).
+
+        Example::
+
+            >>> k = SigningKeys()
+            >>> sorted(jwt.get_unverified_header(k.issue({"a": 1}, headers={"alg": "RS256", "kid": k.kid})))
+            ['alg', 'kid']
+        """
+        chosen: dict[str, str | None] = {"typ": "JWT", "alg": "RS256", "x5t": self.x5t, "kid": self.kid}
+        if headers is not None:
+            chosen = {"typ": None, **headers}  # PyJWT drops a typ of None
+        return jwt.encode(claims, self._key, algorithm="RS256", headers=chosen)
 
     def jwk(self) -> dict[str, Any]:
         numbers = self.public_key.public_numbers()
