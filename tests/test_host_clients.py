@@ -7,6 +7,13 @@ honour instead of 169.254.169.254). Every other host's variables are cleared fir
 follows the real order. Each token is verified against the emulator's key and checked for the
 identity (or user) and audience it should name.
 
+The AKS pod (``profile="workload"``): azure-identity's ``WorkloadIdentityCredential``,
+``ManagedIdentityCredential`` (its workload branch) and ``DefaultAzureCredential`` (with
+``AZURE_TOKEN_CREDENTIALS=prod``: Environment, Workload and Managed identity only, per
+``_internal/utils.process_credential_exclusions``), and MSAL's ``ConfidentialClientApplication`` with a
+``client_assertion`` callable, configured by the webhook's four variables; the one thing a pod does
+not set is trust in the emulator's CA, given here as ``REQUESTS_CA_BUNDLE`` (requests, under both).
+
 Not covered, on purpose: MSAL's ``ManagedIdentityClient`` in Cloud Shell. MSAL does not implement
 Cloud Shell there (its docstring says so): with only ``MSI_ENDPOINT`` set it would ask the VM's IMDS
 at 169.254.169.254. MSAL's Cloud Shell code (used by ``PublicClientApplication.acquire_token_interactive
@@ -25,7 +32,13 @@ import msal
 import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity import CredentialUnavailableError, DefaultAzureCredential, ManagedIdentityCredential
+from azure.identity import (
+    CredentialUnavailableError,
+    DefaultAzureCredential,
+    ManagedIdentityCredential,
+    WorkloadIdentityCredential,
+)
+from helpers import VirtualClock
 
 from mi_notebook.emulator import Emulator
 
@@ -38,7 +51,8 @@ HOST_VARIABLES = (
     "MSI_SECRET", "DEFAULT_IDENTITY_CLIENT_ID", "AZUREPS_HOST_ENVIRONMENT", "AZURE_POD_IDENTITY_AUTHORITY_HOST",
     "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
     "AZURE_FEDERATED_TOKEN_FILE", "AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_TOKEN_CREDENTIALS",
-    "AZURE_AUTHORITY_HOST",
+    "AZURE_AUTHORITY_HOST", "AZURE_KUBERNETES_TOKEN_PROXY", "AZURE_KUBERNETES_SNI_NAME", "AZURE_KUBERNETES_CA_FILE",
+    "AZURE_KUBERNETES_CA_DATA", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "MSAL_FORCE_REGION",
 )
 
 
@@ -281,3 +295,138 @@ def test_cloudshell_msal_cloud_shell_code_on_its_fixed_port(monkeypatch):
         assert refused["error"] == "AudienceNotSupported"
     finally:
         emu.stop()
+
+
+# ---- AKS pod with workload identity ------------------------------------------------------------------------
+VAULT_SCOPE = "https://vault.azure.net/.default"
+
+
+@pytest.fixture
+def pod(hosted, monkeypatch):
+    """The workload profile; the process trusts the emulator's CA (a pod needs no such thing for Entra ID)."""
+
+    def start(**kw) -> Emulator:
+        emu = hosted("workload", **kw)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", emu.ca_bundle)
+        return emu
+
+    return start
+
+
+def workload_claims(emu, token, audience):
+    """A v1 app token for the pod's federated identity, from the emulator's Entra ID (not from IMDS)."""
+    identity = emu.workload.identity
+    claims = app_claims(emu, token, identity, audience)
+    last = emu.requests.last
+    assert (last.service, last.endpoint, last.status) == ("entra", "token", 200)
+    assert last.extra["identity"] == identity.name and last.extra["credential"] == emu.workload.federated_credentials[0].name
+    return claims
+
+
+def msal_workload_app(**kw) -> msal.ConfidentialClientApplication:
+    """The documented MSAL pattern (azure-workload-identity's MSAL sample): the callable reads the file."""
+
+    def read_assertion() -> str:
+        with open(os.environ["AZURE_FEDERATED_TOKEN_FILE"], encoding="utf-8") as fh:
+            return fh.read()
+
+    return msal.ConfidentialClientApplication(
+        os.environ["AZURE_CLIENT_ID"], client_credential={"client_assertion": read_assertion},
+        authority=os.environ["AZURE_AUTHORITY_HOST"] + os.environ["AZURE_TENANT_ID"], **kw)
+
+
+def test_workload_identity_credential(pod):
+    emu = pod()
+    credential = WorkloadIdentityCredential()
+    workload_claims(emu, credential.get_token(ARM_SCOPE).token, ARM_AZID)
+    workload_claims(emu, credential.get_token(VAULT_SCOPE).token, "https://vault.azure.net")
+    assert {r.service for r in emu.requests} == {"entra"}  # straight to the token endpoint: no discovery
+
+
+def test_managed_identity_credential_takes_its_workload_branch(pod):
+    emu = pod()
+    workload_claims(emu, ManagedIdentityCredential().get_token(ARM_SCOPE).token, ARM_AZID)
+    other = emu.vm.user_identities[1]  # an identity with no federated credential
+    with pytest.raises(ClientAuthenticationError, match="AADSTS70025"):
+        ManagedIdentityCredential(client_id=other.client_id).get_token(ARM_SCOPE)
+    assert emu.requests.last.status == 400
+
+
+def test_default_azure_credential_prod_tries_nothing_else(pod, monkeypatch):
+    emu = pod()
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "prod")
+    workload_claims(emu, DefaultAzureCredential().get_token(ARM_SCOPE).token, ARM_AZID)
+    assert [(r.service, r.endpoint) for r in emu.requests] == [("entra", "token")]
+
+
+def test_msal_confidential_client_with_an_assertion_callable(pod):
+    emu = pod()
+    app = msal_workload_app(instance_discovery=False)
+    result = app.acquire_token_for_client(scopes=[ARM_SCOPE])
+    assert "access_token" in result, result
+    workload_claims(emu, result["access_token"], ARM_AZID)
+    assert result["token_type"] == "Bearer" and result["expires_in"] > 3600
+    # MSAL asked for the tenant's OpenID configuration first, then posted to the endpoint it names
+    assert [r.endpoint for r in emu.requests] == ["openid-configuration", "token"]
+
+
+class _LoopbackOnly:
+    """An MSAL http_client that records every URL and refuses, without sending, any non-loopback one."""
+
+    def __init__(self, verify: str) -> None:
+        self.session = requests.Session()
+        self.session.verify = verify
+        self.refused: list[str] = []
+
+    def _check(self, url: str) -> None:
+        host = requests.utils.urlparse(url).hostname or ""
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            self.refused.append(url)
+            raise requests.ConnectionError(f"refused by the test: {url}")
+
+    def get(self, url, **kw):
+        self._check(url)
+        return self.session.get(url, **kw)
+
+    def post(self, url, **kw):
+        self._check(url)
+        return self.session.post(url, **kw)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def test_msal_asks_the_central_instance_discovery_for_an_unfamiliar_authority(pod):
+    """msal/authority.py: an authority host outside WELL_KNOWN_AUTHORITY_HOSTS is checked against
+    https://login.microsoftonline.com/common/discovery/instance, never against the authority itself,
+    so an MSAL client pointed at the emulator passes instance_discovery=False (documented since 1.19.0)."""
+    emu = pod()
+    client = _LoopbackOnly(emu.ca_bundle)
+    with pytest.raises(requests.ConnectionError):
+        msal_workload_app(http_client=client)
+    assert [u.split("?")[0] for u in client.refused] == ["https://login.microsoftonline.com/common/discovery/instance"]
+    assert len(emu.requests) == 0
+    result = msal_workload_app(http_client=client, instance_discovery=False).acquire_token_for_client(
+        scopes=[ARM_SCOPE])
+    assert "access_token" in result and len(client.refused) == 1
+
+
+def test_a_rotated_file_and_a_stale_read(pod):
+    """The kubelet rotates at 80% of the token's life; azure-identity re-reads the file only after 600 s (of
+    real time), MSAL's documented callable reads it for every request. With a 600 s token and the emulator's
+    clock moved past its exp, the re-reader gets a token and the cached assertion gets AADSTS700024."""
+    clock = VirtualClock(1_800_000_000.0)
+    emu = pod(clock=clock, workload={"token_lifetime": 600, "rotation": False})
+    credential, app = WorkloadIdentityCredential(), msal_workload_app(instance_discovery=False)
+    workload_claims(emu, credential.get_token(ARM_SCOPE).token, ARM_AZID)
+    first = emu.requests.last.extra["assertion_iat"]
+    clock.sleep(480)
+    assert emu.workload.rotate_if_due()  # 80% of 600 s
+    clock.sleep(150)  # the first token expired 30 s ago; the file holds the rotated one
+    result = app.acquire_token_for_client(scopes=[ARM_SCOPE])
+    assert "access_token" in result, result
+    assert emu.requests.last.extra["assertion_iat"] == first + 480
+    with pytest.raises(ClientAuthenticationError, match="AADSTS700024: Client assertion is not within its valid "
+                                                        "time range"):
+        credential.get_token(VAULT_SCOPE)  # a new scope: a new request, with the JWT read at the start
+    assert emu.requests.last.status == 401 and emu.requests.last.extra["assertion_iat"] == first

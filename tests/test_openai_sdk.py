@@ -157,7 +157,7 @@ def test_a_token_for_arm_is_the_captured_wrong_audience_401(emu):
         client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     assert caught.value.status_code == 401 and caught.value.body == WRONG_AUDIENCE
     (record,) = emu.requests.filter(service="openai")
-    assert record.extra["auth"] == "wrong-audience" and record.extra["aud"] == "https://management.azure.com"
+    assert record.extra["auth"] == "wrong-audience" and record.extra["aud"] == "https://management.azure.com/"  # the ARM scope resolves to its one form
 
 
 def test_an_identity_without_the_role_gets_the_captured_permission_denied_401(emu):

@@ -38,6 +38,8 @@ from .options import EmulatorOptions
 from .requestlog import RequestLog
 from .server import HttpRequest, HttpResponse, HttpServer
 from .tenant import RoleAssignment
+from .tls import TlsMaterial
+from .workload import ServiceAccountToken, WorkloadPod
 from .world import VirtualMachine
 
 __all__ = ["Emulator"]
@@ -57,8 +59,12 @@ class Emulator:
     - the token endpoint: ``throttle`` (default **True**: IMDS's documented limits; tests and
       benchmarks that hammer it pass ``False``), ``latency``, ``single_user_quirk``,
       ``strict_metadata``, ``server_version``;
-    - the host: ``profile`` (``"vm"``, ``"azureml"``, ``"appservice"``, ``"arc"``, ``"cloudshell"``),
-      ``secret``, ``user``, ``sso``, ``azureml_expires_on``, ``arc_key_dir``;
+    - the host: ``profile`` (``"vm"``, ``"azureml"``, ``"appservice"``, ``"arc"``, ``"cloudshell"``,
+      ``"workload"``), ``secret``, ``user``, ``sso``, ``azureml_expires_on``, ``arc_key_dir``, ``workload``
+      (the AKS pod's options: :class:`~mi_notebook.emulator.workload.WorkloadOptions`);
+    - the cloud: ``cloud`` (``"AzurePublicCloud"``, ``"AzureUSGovernmentCloud"``, ``"AzureChinaCloud"``):
+      IMDS's ``azEnvironment``, the audiences the tenant knows, the tokens' issuer, ARM's and the Key
+      Vault's audiences;
     - ``arm``: False for no ARM side, or a dict of ARM options (``tls``, ``page_size``, ``throttle``,
       ``read_capacity``, ``read_refill``, ``demo_data``, ``port``); ``keyvault``: False, or
       ``{"secrets": {name: value}, "port": n}`` (:mod:`~mi_notebook.emulator.keyvault`; unless
@@ -72,7 +78,9 @@ class Emulator:
       file path with any of these names but ``admin_token``; explicit keywords win over it).
 
     Attributes: ``options``, ``imds_url`` (the base URL, whatever the profile), ``token_url``,
-    ``profile``, ``environment``, ``arm_url`` / ``ca_bundle`` (None without ARM), ``vault_url`` /
+    ``profile``, ``cloud``, ``environment``, ``arm_url``, ``ca_bundle`` (the CA of the HTTPS sides: ARM's,
+    or Entra ID's for the workload profile; None when neither runs), ``workload`` (the AKS pod of the
+    workload profile, else None), ``vault_url`` /
     ``vault`` / ``vault_ca_bundle`` (the Key Vault's URL,
     :class:`~mi_notebook.emulator.keyvault.VaultService` and CA, the same file as ARM's when ARM speaks
     TLS; None without it), ``openai_url`` / ``openai`` / ``openai_ca_bundle`` (the same for Azure OpenAI:
@@ -111,7 +119,8 @@ class Emulator:
         if isinstance(options.vm, VirtualMachine):
             self.vm, defaults = options.vm, False
         else:
-            self.vm, defaults = VirtualMachine.from_config(options.vm), "role_assignments" not in options.vm
+            vm_config = dict(options.vm) if options.cloud is None else {**options.vm, "cloud": options.cloud}
+            self.vm, defaults = VirtualMachine.from_config(vm_config), "role_assignments" not in options.vm
         self.user = SignedInUser.build(seed=self.vm.seed, spec=options.profile.user)
         if self.profile in USER_TOKEN_PROFILES and defaults:
             # the signed-in user can read the subscription, so their tokens are of use on the ARM side
@@ -123,11 +132,12 @@ class Emulator:
         self._port = options.port
         n = 1000 + int(hashlib.sha256(str(self.vm.seed).encode()).hexdigest(), 16) % 9000
         host_class = service_class(self.profile)
-        default_server = f"IMDS/150.870.65.{n}" if host_class is None else host_class.server_header
+        default_server = (f"IMDS/150.870.65.{n}" if self.profile == "vm"
+                          else host_class.server_header if host_class is not None else None)
         server_version = default_server if endpoint.server_version is None else endpoint.server_version
         self.server_version: str | None = server_version or None
 
-        self.keys = SigningKeys(issuer=f"https://sts.windows.net/{self.vm.tenant_id}/")
+        self.keys = SigningKeys(issuer=self.vm.issuer_url)
         self.issuer = TokenIssuer(self.vm, self.keys, clock=self.clock)
         self.faults = FaultQueue()
         self.requests = RequestLog()
@@ -168,6 +178,9 @@ class Emulator:
             self.openai = self.openai_server.service
             if system is not None:
                 self.vm.add_role_assignment(RoleAssignment(system.object_id, OPENAI_USER, self.openai.resource_id))
+        #: the AKS pod the workload profile plays (Entra ID over HTTPS, the token file), else None
+        self.workload: WorkloadPod | None = (
+            WorkloadPod(self, options.workload) if self.profile == "workload" else None)
         self._lock = threading.Lock()
 
     # ---- life cycle --------------------------------------------------------------------------------
@@ -191,7 +204,12 @@ class Emulator:
             self._server = server
             try:
                 self._start_arm()
+                if self.workload is not None:
+                    self.workload.start(self._https_tls())
+                    self.ca_bundle = self.ca_bundle or self.workload.ca_bundle
             except BaseException:
+                if self.workload is not None:
+                    self.workload.stop()
                 if self.arm is not None:
                     self.arm.stop()
                     self.arm = None
@@ -218,11 +236,14 @@ class Emulator:
                 self.keyvault.stop()
             if self.openai_server is not None:
                 self.openai_server.stop()
+            if self.workload is not None:
+                self.workload.stop()
             if self.arm is not None:
                 self.arm.stop()
                 self.arm = None
                 self.arm_url = None
                 self.ca_bundle = None
+            self.ca_bundle = None
             if self._server is not None:
                 self._server.stop()
                 self._server = None
@@ -258,7 +279,10 @@ class Emulator:
 
     @property
     def token_url(self) -> str:
-        """The token endpoint of the profile (IMDS's ``/metadata/identity/oauth2/token`` on "vm")."""
+        """The token endpoint of the profile (IMDS's ``/metadata/identity/oauth2/token`` on "vm", Entra ID's on
+        "workload")."""
+        if self.workload is not None:
+            return self.workload.token_url
         if self.host_service is not None:
             return self.host_service.token_url(self.imds_url)
         return self.imds_url + TOKEN_PATH
@@ -269,6 +293,8 @@ class Emulator:
 
         ``"vm"``: none (a VM's IMDS sits at a fixed address; point clients here with
         ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` or ``MI_NOTEBOOK_IMDS_URL`` set to :attr:`imds_url`).
+        ``"workload"``: the webhook's four (``AZURE_AUTHORITY_HOST`` is this emulator's HTTPS login
+        port: a client also needs to trust :attr:`ca_bundle`, e.g. through ``REQUESTS_CA_BUNDLE``).
 
         Example::
 
@@ -280,6 +306,8 @@ class Emulator:
             >>> Emulator().environment  # a VM sets none
             {}
         """
+        if self.workload is not None:
+            return self.workload.environment()
         if self.host_service is None:
             return {}
         return self.host_service.environment(self.imds_url)
@@ -305,8 +333,14 @@ class Emulator:
             if self.keyvault is None or self._server is None:
                 return None
             if self.keyvault.url is None:
-                self.keyvault.start(self.arm.tls if self.arm is not None else None)
+                self.keyvault.start(self._https_tls())
             return self.keyvault
+
+    def _https_tls(self) -> TlsMaterial | None:
+        """The certificate material the HTTPS sides share: ARM's, else the workload pod's Entra ID's."""
+        if self.arm is not None and self.arm.tls is not None:
+            return self.arm.tls
+        return self.workload.tls if self.workload is not None else None
 
     @property
     def openai_url(self) -> str | None:
@@ -363,8 +397,19 @@ class Emulator:
 
     @property
     def issuer_url(self) -> str:
-        """The tokens' ``iss``: ``https://sts.windows.net/<tenant>/``."""
+        """The tokens' ``iss``: the cloud's v1 issuer, ``https://sts.windows.net/<tenant>/`` in the public cloud."""
         return self.issuer.issuer_url()
+
+    @property
+    def cloud(self) -> str:
+        """The cloud played (IMDS's ``azEnvironment``): ``"AzurePublicCloud"`` unless ``cloud=`` said otherwise.
+
+        Example::
+
+            >>> Emulator(cloud="AzureUSGovernmentCloud", arm=False).cloud
+            'AzureUSGovernmentCloud'
+        """
+        return self.vm.cloud
 
     # ---- faults and helpers ------------------------------------------------------------------------
     def inject(self, fault: int | str, endpoint: str = "any", count: int | None = 1, *,
@@ -395,9 +440,26 @@ class Emulator:
         return self.keys.verify(token, audience=audience, issuer=self.issuer_url,
                                 now=self.clock() if now is None else now)
 
+    def rotate_service_account_token(self) -> ServiceAccountToken:
+        """Workload profile: rotate the projected token file now (as the kubelet does at 80% of its lifetime).
+
+        Example::
+
+            >>> with Emulator(profile="workload", arm=False, keyvault=False) as emu:
+            ...     before = open(emu.environment["AZURE_FEDERATED_TOKEN_FILE"]).read()
+            ...     token = emu.rotate_service_account_token()
+            ...     token.serial, open(emu.environment["AZURE_FEDERATED_TOKEN_FILE"]).read() != before
+            (2, True)
+        """
+        if self.workload is None:
+            raise RuntimeError(f"only the workload profile has a service-account token (this is {self.profile!r})")
+        return self.workload.rotate_service_account_token()
+
     def _dispatch(self, request: HttpRequest) -> HttpResponse:
         if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
             return self.admin.handle(request)
+        if self.workload is not None:
+            return self.workload.pod_answer(request)
         if self.host_service is not None:
             return self.host_service.handle(request)
         return self.imds.handle(request)

@@ -131,7 +131,7 @@ def compute(vm: VirtualMachine) -> dict[str, Any]:
     image = _image(vm)
     return {
         "additionalCapabilities": {"hibernationEnabled": "false"},
-        "azEnvironment": "AzurePublicCloud",
+        "azEnvironment": vm.cloud,
         "customData": "",
         "evictionPolicy": "",
         "extendedLocation": {"name": "", "type": ""},

@@ -2,14 +2,16 @@
 
 The first line of stdout (flushed at once) is ``IMDS <url>`` (the base URL, whatever the profile),
 so a parent process can read where to connect; ``ARM <url>`` and ``CA <path>`` follow when the ARM
-side runs. Then, for every profile, ``export NAME=value`` lines: what a second shell needs to use
-this emulator (``eval "$(... | grep ^export)"``): the variables a real host of that kind sets (for
-the VM, ``MI_NOTEBOOK_IMDS_URL``), ``MI_NOTEBOOK_ARM_URL`` / ``MI_NOTEBOOK_ARM_CA_BUNDLE`` when the ARM
-side runs, and last ``MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN``: the token of the control plane
-(``/__emulator__/...``, sent as ``Authorization: Bearer <token>``), which ``mi-notebook demo`` and
-other clients read from that variable; an emulator started where it is set uses it instead of a
-random one. Then a short summary of the VM. Binding anything but loopback needs an explicit
-``--host`` and prints a warning: the emulator hands out tokens to anyone who asks.
+side runs (``CA`` also for ``--profile workload``, whose Entra ID speaks HTTPS). Then, for every profile,
+``export NAME=value`` lines: what a second shell needs to use this emulator (``eval "$(... | grep ^export)"``):
+the variables a real host of that kind sets (for the VM, ``MI_NOTEBOOK_IMDS_URL``; for ``workload`` the four a
+labelled AKS pod gets, whose clients must also trust the ``CA``: the summary says how),
+``MI_NOTEBOOK_ARM_URL`` / ``MI_NOTEBOOK_ARM_CA_BUNDLE`` when the ARM side runs, and last
+``MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN``: the token of the control plane (``/__emulator__/...``, sent as
+``Authorization: Bearer <token>``), which ``mi-notebook demo`` and other clients read from that variable; an
+emulator started where it is set uses it instead of a random one. Then a short summary of the VM. Binding
+anything but loopback needs an explicit ``--host`` and prints a warning: the emulator hands out tokens to
+anyone who asks.
 
 Example::
 
@@ -35,6 +37,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .admin import ADMIN_TOKEN_ENV
+from .clouds import CLOUD_NAMES, cloud
 from .hosts.profiles import PROFILES
 
 if TYPE_CHECKING:
@@ -67,13 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="added to each identity-endpoint answer")
     p.add_argument("--no-arm", action="store_true", help="IMDS only: no ARM side")
     p.add_argument("--profile", choices=PROFILES, default=None,
-                   help="the host to play (default vm); prints the variables that host sets as export lines")
+                   help="the host to play (default vm; workload: an AKS pod with workload identity); prints the "
+                        "variables that host sets as export lines")
     p.add_argument("--sso", choices=("on", "off", "unavailable"), default=None,
                    help="azureml: the signed-in user's SSO token for requests without clientid (default on)")
     p.add_argument("--azureml-expires-on", choices=("int", "string", "date"), default=None,
                    help="azureml: how expires_on is written (default int)")
     p.add_argument("--arc-key-dir", metavar="DIR", default=None,
                    help="arc: where the challenge key files go (default /var/opt/azcmagent/tokens)")
+    p.add_argument("--cloud", choices=CLOUD_NAMES, default=None,
+                   help="the cloud to play: its azEnvironment, audiences and token issuer (default AzurePublicCloud)")
     p.add_argument("--quiet", action="store_true", help="print only the URL and export lines")
     return p
 
@@ -128,6 +134,7 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
             user_assigned=args.user_assigned, token_lifetime=args.token_lifetime,
             latency=args.latency, arm=False if args.no_arm else None, profile=args.profile,
             sso=args.sso, azureml_expires_on=args.azureml_expires_on, arc_key_dir=args.arc_key_dir,
+            cloud=args.cloud,
         )
     except (OSError, ValueError) as exc:
         print(f"mi-notebook emulator: {exc}", file=sys.stderr)
@@ -184,8 +191,8 @@ def exports(emu: Emulator) -> dict[str, str]:
     found = dict(emu.environment) or {"MI_NOTEBOOK_IMDS_URL": emu.imds_url}
     if emu.arm_url:
         found["MI_NOTEBOOK_ARM_URL"] = emu.arm_url
-    if emu.ca_bundle:
-        found["MI_NOTEBOOK_ARM_CA_BUNDLE"] = emu.ca_bundle
+        if emu.ca_bundle:
+            found["MI_NOTEBOOK_ARM_CA_BUNDLE"] = emu.ca_bundle
     return found
 
 
@@ -197,15 +204,22 @@ def _summary(emu: Emulator) -> None:
         print(f"  {ident.kind:6} {ident.name}: client_id={ident.client_id} object_id={ident.object_id}")
     if emu.profile in ("azureml", "cloudshell"):
         print(f"  signed-in user {emu.user.upn}: object_id={emu.user.object_id}")
+    pod = emu.workload
+    if pod is not None:
+        print(f"  pod {pod.options.namespace}/{pod.options.pod} as {pod.cluster.subject}, federated with "
+              f"{pod.identity.name}; issuer {pod.cluster.issuer}; token file rotated at 80% of "
+              f"{pod.options.token_lifetime} s")
+        print(f"trust: export REQUESTS_CA_BUNDLE={pod.ca_bundle} (requests: azure-identity, MSAL) or "
+              f"SSL_CERT_FILE={pod.ca_bundle} (httpx, aiohttp): Entra ID here speaks HTTPS with the emulator's CA")
     throttle = "on" if emu.throttle else "off"
-    print(f"profile {emu.profile}; throttling {throttle}; JWKS {emu.jwks_url}; admin {emu.imds_url}/__emulator__/ "
+    print(f"profile {emu.profile}; cloud {emu.cloud}; throttling {throttle}; JWKS {emu.jwks_url}; admin {emu.imds_url}/__emulator__/ "
           f"(faults, requests, vm, environment: -H \"Authorization: Bearer ${ADMIN_TOKEN_ENV}\")")
     print("try: " + _try_line(emu), flush=True)
 
 
 def _try_line(emu: Emulator) -> str:
     """A curl command for the profile's token endpoint, as its host documents it (secrets by variable)."""
-    arm = "https://management.azure.com/"
+    arm = cloud(emu.cloud).arm_endpoint
     if emu.profile == "azureml":
         return f"curl '{emu.token_url}?api-version=2017-09-01&resource={arm}' -H \"secret: $MSI_SECRET\""
     if emu.profile == "appservice":
@@ -216,6 +230,11 @@ def _try_line(emu: Emulator) -> str:
                 "(401: WWW-Authenticate names the key file; repeat with -H \"Authorization: Basic $(cat FILE)\")")
     if emu.profile == "cloudshell":
         return f"curl {emu.token_url} --data 'resource={arm}' -H Metadata:true"
+    if emu.profile == "workload":
+        return (f"curl --cacert {emu.ca_bundle} {emu.token_url} -d grant_type=client_credentials "
+                f"-d client_id=$AZURE_CLIENT_ID -d scope={arm}.default "
+                "-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer "
+                "--data-urlencode client_assertion@$AZURE_FEDERATED_TOKEN_FILE")
     return ("curl '" + emu.imds_url + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource="
             + arm + "' -H Metadata:true")
 

@@ -35,9 +35,14 @@ from typing import Any
 from .keys import SigningKeys
 from .world import VirtualMachine, VmIdentity
 
-__all__ = ["BACKDATE_SECONDS", "IssuedToken", "TokenIssuer", "resource_not_found", "trace_ids"]
+__all__ = ["BACKDATE_SECONDS", "RESOURCE_NOT_FOUND", "IssuedToken", "TokenIssuer", "resource_not_found", "trace_ids"]
 
 BACKDATE_SECONDS = 300
+#: AADSTS500011's sentence (Entra's; IMDS and the other hosts relay it)
+RESOURCE_NOT_FOUND = ("The resource principal named {resource} was not found in the tenant named {tenant}. This can "
+                      "happen if the application has not been installed by the administrator of the tenant or "
+                      "consented to by any user in the tenant. You might have sent your authentication request "
+                      "to the wrong tenant.")
 
 
 def _opaque(n: int) -> str:
@@ -92,7 +97,8 @@ class TokenIssuer:
         self.issued = 0  # fresh tokens signed (cache misses)
 
     def issuer_url(self) -> str:
-        return f"https://sts.windows.net/{self.vm.tenant_id}/"
+        """The tokens' ``iss``: the VM's cloud's v1 issuer for its tenant (``https://sts.windows.net/<tenant>/``)."""
+        return self.vm.issuer_url
 
     def get(self, identity: VmIdentity, resource: str) -> IssuedToken:
         """The cached token for (identity, resource), or a fresh one when none is left with enough life.
@@ -205,8 +211,5 @@ def resource_not_found(resource: str, tenant_id: str, now: float) -> str:
     """
     trace, correlation = trace_ids()
     stamp = _dt.datetime.fromtimestamp(now, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-    return (f"AADSTS500011: The resource principal named {resource} was not found in the tenant named "
-            f"{tenant_id}. This can happen if the application has not been installed by the "
-            "administrator of the tenant or consented to by any user in the tenant. You might have sent "
-            f"your authentication request to the wrong tenant.\r\nTrace ID: {trace}\r\nCorrelation ID: "
-            f"{correlation}\r\nTimestamp: {stamp}")
+    return (f"AADSTS500011: {RESOURCE_NOT_FOUND.format(resource=resource, tenant=tenant_id)}\r\nTrace ID: "
+            f"{trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: {stamp}")

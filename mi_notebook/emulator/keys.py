@@ -19,7 +19,7 @@ import base64
 import datetime as _dt
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jwt
@@ -77,19 +77,24 @@ class SigningKeys:
         self._x5c = base64.b64encode(der).decode("ascii")
         self.issuer = issuer
 
-    def issue(self, claims: dict[str, Any]) -> str:
-        """Sign ``claims`` as an RS256 JWT with header ``typ``, ``alg``, ``x5t`` and ``kid``; the emulator's
-        mark (:data:`EMULATOR_CLAIM`) is added last, unless the claims already hold it.
+    def issue(self, claims: dict[str, Any], *, headers: Mapping[str, str] | None = None) -> str:
+        """Sign ``claims`` as an RS256 JWT with header ``typ``, ``alg``, ``x5t`` and ``kid`` (Entra's), or
+        with ``headers`` instead (a Kubernetes service-account token has only ``alg`` and ``kid``). The
+        emulator's mark (:data:`EMULATOR_CLAIM`) is added last, unless the claims already hold it.
 
         Example::
 
-            >>> token = SigningKeys().issue({"aud": "api://x"})
-            >>> jwt.decode(token, options={"verify_signature": False})
+            >>> k = SigningKeys()
+            >>> jwt.decode(k.issue({"aud": "api://x"}), options={"verify_signature": False})
             {'aud': 'api://x', 'mi_notebook_emulator': 'issued by the mi-notebook emulator: not an Azure token'}
+            >>> sorted(jwt.get_unverified_header(k.issue({"a": 1}, headers={"alg": "RS256", "kid": k.kid})))
+            ['alg', 'kid']
         """
         marked = claims if EMULATOR_CLAIM in claims else {**claims, EMULATOR_CLAIM: EMULATOR_MARK}
-        return jwt.encode(marked, self._key, algorithm="RS256",
-                          headers={"typ": "JWT", "alg": "RS256", "x5t": self.x5t, "kid": self.kid})
+        chosen: dict[str, str | None] = {"typ": "JWT", "alg": "RS256", "x5t": self.x5t, "kid": self.kid}
+        if headers is not None:
+            chosen = {"typ": None, **headers}  # PyJWT drops a typ of None
+        return jwt.encode(marked, self._key, algorithm="RS256", headers=chosen)
 
     def jwk(self) -> dict[str, Any]:
         numbers = self.public_key.public_numbers()

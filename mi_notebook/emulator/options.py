@@ -33,17 +33,20 @@ from typing import Any
 from .admin import check_admin_token
 from .arm.service import ArmOptions
 from .azureopenai.deployments import OpenAIOptions
+from .clouds import check_cloud
 from .config import load_config
 from .faults import Fault
 from .hosts.profiles import check_profile, host_options
+from .workload.options import WorkloadOptions
 from .world import VirtualMachine
 
-__all__ = ["ArmOptions", "EmulatorOptions", "EndpointOptions", "OpenAIOptions", "ProfileOptions", "VaultOptions"]
+__all__ = ["ArmOptions", "EmulatorOptions", "EndpointOptions", "OpenAIOptions", "ProfileOptions", "VaultOptions",
+           "WorkloadOptions"]
 
 # config keys that configure the emulator itself; everything else describes the VM
 _EMULATOR_KEYS = {"throttle", "latency", "single_user_quirk", "strict_metadata", "faults", "host", "port", "arm",
                   "server_version", "vm", "profile", "secret", "user", "sso", "azureml_expires_on", "arc_key_dir",
-                  "keyvault", "openai"}
+                  "keyvault", "openai", "cloud", "workload"}
 
 
 @dataclass(frozen=True)
@@ -163,13 +166,18 @@ class EmulatorOptions:
     ``host`` / ``port``: where the token endpoint listens; ``clock``: epoch seconds for token times and
     rate windows (inject one for short-lived or expired tokens); ``admin_token``: the control plane's
     token (None: ``$MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN`` if set, else a random one per emulator; never in
-    the repr).
+    the repr); ``cloud``: the cloud to play, ``"AzurePublicCloud"``, ``"AzureUSGovernmentCloud"`` or
+    ``"AzureChinaCloud"`` (None: the VM's, public unless a ready VM says otherwise); ``workload``: the
+    pod the ``"workload"`` profile plays (:class:`~.workload.options.WorkloadOptions`; other profiles
+    take none).
 
     Example::
 
         >>> opts = EmulatorOptions(profile=ProfileOptions("cloudshell"), keyvault=None)
         >>> opts.profile.name, opts.arm.page_size, opts.host
         ('cloudshell', 3, '127.0.0.1')
+        >>> EmulatorOptions(cloud="azurechinacloud").cloud
+        'AzureChinaCloud'
     """
 
     vm: Mapping[str, Any] | VirtualMachine = field(default_factory=dict)
@@ -183,10 +191,19 @@ class EmulatorOptions:
     port: int = 0
     clock: Callable[[], float] = time.time
     admin_token: str | None = field(default=None, repr=False)
+    cloud: str | None = None
+    workload: WorkloadOptions = field(default_factory=WorkloadOptions)
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:
             check_admin_token(self.admin_token)
+        if self.profile.name != "workload" and self.workload != WorkloadOptions():
+            raise ValueError("workload options only apply to the workload profile")
+        if self.cloud is not None:
+            object.__setattr__(self, "cloud", check_cloud(self.cloud))
+            said = self.vm.cloud if isinstance(self.vm, VirtualMachine) else self.vm.get("cloud")
+            if said is not None and check_cloud(said) != self.cloud:
+                raise ValueError(f"cloud={self.cloud!r} but the VM says {said!r}: give the cloud once")
         object.__setattr__(self, "faults", tuple(self.faults))
         for spec in self.faults:
             Fault.from_dict(spec)  # a bad fault: ValueError now, not at start
@@ -226,6 +243,8 @@ class EmulatorOptions:
         keyvault: bool | Mapping[str, Any] | VaultOptions | None = None,
         openai: bool | Mapping[str, Any] | OpenAIOptions | None = None,
         admin_token: str | None = None,
+        cloud: str | None = None,
+        workload: Mapping[str, Any] | WorkloadOptions | None = None,
         **vm_options: Any,
     ) -> EmulatorOptions:
         """The options the flat keywords (and a config file) describe: ``Emulator(**keywords)``'s meaning.
@@ -234,6 +253,7 @@ class EmulatorOptions:
         explicit keyword wins over it. ``arm``: True/False, or a dict of :class:`~.arm.ArmOptions`
         (which turns the ARM side on); ``keyvault``: True/False or ``{"secrets": ..., "port": ...}``;
         ``openai``: True/False or a dict of :class:`~.azureopenai.OpenAIOptions` (``deployments``...);
+        ``workload``: a dict of :class:`~.workload.options.WorkloadOptions` (``profile="workload"`` only);
         any other keyword is a VM option (``name``, ``tags``, ``resource_group``, ``extra_resources``,
         ``role_assignments``...); ``vm`` passes a ready-made VM instead. ``admin_token`` is not read
         from the config file (a file is no place for it).
@@ -273,7 +293,9 @@ class EmulatorOptions:
             openai=_openai_options(_first(openai, cfg.get("openai"))),
             faults=(*(cfg.get("faults") or []), *(faults or [])),
             host=str(_first(host, cfg.get("host"), "127.0.0.1")), port=int(_first(port, cfg.get("port"), 0)),
-            clock=clock if clock is not None else time.time, admin_token=admin_token)
+            clock=clock if clock is not None else time.time, admin_token=admin_token,
+            cloud=_first(cloud, cfg.get("cloud")),
+            workload=WorkloadOptions.from_mapping(_first(workload, cfg.get("workload"))))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | str | Path) -> EmulatorOptions:

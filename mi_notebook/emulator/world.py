@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .clouds import DEFAULT_CLOUD, check_cloud, cloud
 from .config import load_config, vm_keywords
 from .tenant import DEFAULT_RESOURCES, ROLE_ACTIONS, KnownResource, RoleAssignment
 
@@ -141,12 +142,18 @@ class VirtualMachine:
     role_assignments: list[RoleAssignment] = field(default_factory=list)
     tenant_created: int = 1_600_000_000  # xms_tcdt: the tenant's creation time (epoch seconds)
     seed: int | str = 0
+    cloud: str = DEFAULT_CLOUD  # IMDS's azEnvironment: which cloud's names the tenant uses (clouds.py)
 
     # ---- derived -------------------------------------------------------------------------------------
     @property
     def resource_id(self) -> str:
         return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
                 f"/providers/Microsoft.Compute/virtualMachines/{self.name}")
+
+    @property
+    def issuer_url(self) -> str:
+        """The v1 tokens' ``iss``: the cloud's prefix and the tenant (``https://sts.windows.net/<tenant>/``)."""
+        return cloud(self.cloud).issuer(self.tenant_id)
 
     @property
     def os_disk_name(self) -> str:
@@ -272,6 +279,7 @@ class VirtualMachine:
         extra_resources: Iterable[str | Mapping[str, Any] | KnownResource] = (),
         role_assignments: Iterable[Mapping[str, str] | RoleAssignment] | None = None,
         vm_id: str | None = None,
+        cloud: str = DEFAULT_CLOUD,
     ) -> VirtualMachine:
         """A VM with deterministic ids. Default: a system-assigned and two user-assigned identities,
         the system one Reader on the subscription, user #1 Reader on the resource group, user #2 none.
@@ -280,6 +288,8 @@ class VirtualMachine:
         (``name``, optional ``client_id``, ``object_id``). ``role_assignments`` replaces the defaults;
         each item has ``principal_id`` (a GUID, ``"system"`` or a user-assigned identity's name),
         ``role`` and ``scope`` (``"subscription"``, ``"resource_group"``, ``"vm"`` or a full scope).
+        ``cloud``: ``"AzurePublicCloud"`` (default), ``"AzureUSGovernmentCloud"`` or ``"AzureChinaCloud"``:
+        the tenant's resources, the tokens' issuer and IMDS's ``azEnvironment`` are that cloud's.
         """
         if isinstance(token_lifetime, bool) or not isinstance(token_lifetime, int) or token_lifetime <= 0:
             raise ValueError(f"token_lifetime must be a positive number of seconds, got {token_lifetime!r}")
@@ -299,7 +309,9 @@ class VirtualMachine:
             mac_address=mac_address or ("000D3A" + hashlib.sha256(f"{seed}:mac".encode()).hexdigest()[:6].upper()),
             token_lifetime=token_lifetime,
             seed=seed,
+            cloud=check_cloud(cloud),
         )
+        vm.resources = list(_cloud_resources(vm.cloud))
         if system_assigned:
             vm.identities.append(VmIdentity("system", name, stable_guid(seed, "system:client"),
                                             stable_guid(seed, "system:object"), vm.resource_id))
@@ -407,11 +419,15 @@ class VirtualMachine:
             "resource_group": self.resource_group, "name": self.name, "location": self.location,
             "vm_id": self.vm_id, "vm_size": self.vm_size, "os_type": self.os_type, "zone": self.zone,
             "tags": dict(self.tags), "private_ip": self.private_ip, "mac_address": self.mac_address,
-            "resource_id": self.resource_id, "token_lifetime": self.token_lifetime,
+            "resource_id": self.resource_id, "token_lifetime": self.token_lifetime, "cloud": self.cloud,
             "identities": [i.to_dict() for i in self.identities],
             "resources": [{"name": r.name, "uris": list(r.uris), "app_id": r.app_id} for r in self.resources],
             "role_assignments": [a.to_dict() for a in self.role_assignments],
         }
+
+
+def _cloud_resources(name: str) -> tuple[KnownResource, ...]:
+    return cloud(name).resources()
 
 
 MULTIPLE_IDENTITIES = ("Multiple user assigned identities exist, please specify the clientId / resourceId "

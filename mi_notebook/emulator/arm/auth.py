@@ -1,8 +1,10 @@
 """How the emulated ARM checks a bearer token, and the documented 401 answers when it is not good.
 
 Checks, in order: an ``Authorization: Bearer <jwt>`` header; the signature against the emulator's
-signing key; the audience among ARM's accepted ones; the issuer (the emulated tenant); ``exp`` and
-``nbf`` by the emulator's clock. A failure gives ARM's error code and message (docs/emulator.md) and a
+signing key; the audience among ARM's accepted ones (the cloud's: ``cloud="AzureUSGovernmentCloud"``
+accepts ``https://management.usgovcloudapi.net/`` and its ``core`` twin, and refuses the public
+cloud's); the issuer (the emulated tenant); ``exp`` and ``nbf`` by the emulator's clock. A failure
+gives ARM's error code and message (docs/emulator.md) and a
 ``WWW-Authenticate: Bearer authorization_uri=..., error="invalid_token", error_description=...`` whose
 ``authorization_uri`` names the tenant for calls inside a subscription and none for tenant-level calls
 (``/subscriptions``), as the public fixtures show.
@@ -29,26 +31,26 @@ Example::
 from __future__ import annotations
 
 import datetime as _dt
+import time
+from collections.abc import Callable
 
 import jwt
 
 from .._bearer import AuthResult, BearerCheck, bearer, unverified_claims
+from ..clouds import DEFAULT_CLOUD
+from ..clouds import cloud as named_cloud
+from ..keys import SigningKeys
 
 __all__ = ["ACCEPTED_AUDIENCES", "TokenCheck", "arm_time"]
 
-ACCEPTED_AUDIENCES = (
-    "https://management.core.windows.net/",
-    "https://management.core.windows.net",
-    "https://management.azure.com/",
-    "https://management.azure.com",
-)
+ACCEPTED_AUDIENCES = named_cloud(DEFAULT_CLOUD).arm_audiences  # the public cloud's, in the order ARM lists them
 
 MISSING_HEADER = "Authentication failed. The 'Authorization' header is missing."
 BAD_FORMAT = "Authentication failed. The 'Authorization' header is provided in an invalid format."
 INVALID = "The access token is invalid."
 WRONG_ISSUER = ("The access token is from the wrong issuer '{iss}'. It must match the tenant "
-                "'https://sts.windows.net/{tenant}/' associated with this subscription. Please use the authority "
-                "(URL) 'https://login.windows.net/{tenant}' to get the token. Note, if the subscription is "
+                "'{expected}' associated with this subscription. Please use the authority "
+                "(URL) '{authority}{tenant}' to get the token. Note, if the subscription is "
                 "transferred to another tenant there is no impact to the services, but information about new "
                 "tenant could take time to propagate (up to an hour). If you just transferred your subscription "
                 "and see this error message, please try back later.")
@@ -70,18 +72,30 @@ def arm_time(epoch: float) -> str:
 class TokenCheck(BearerCheck):
     """Validates ARM bearer tokens issued by ``keys`` for ``tenant_id`` (issuer ``issuer``).
 
+    ``cloud``: whose ARM audiences are accepted and whose login URL the messages name (default the
+    public cloud's).
+
     Example::
 
         >>> from mi_notebook.emulator.keys import SigningKeys
         >>> check = TokenCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/")
         >>> check.check("Bearer not-a-jwt").message
         'The access token is invalid.'
+        >>> TokenCheck(SigningKeys(), tenant_id="t", issuer="https://sts.chinacloudapi.cn/t/",
+        ...            cloud="AzureChinaCloud").audiences[-1]
+        'https://management.chinacloudapi.cn'
     """
+
+    def __init__(self, keys: SigningKeys, *, tenant_id: str, issuer: str, clock: Callable[[], float] = time.time,
+                 cloud: str = DEFAULT_CLOUD) -> None:
+        super().__init__(keys, tenant_id=tenant_id, issuer=issuer, clock=clock)
+        self.cloud = named_cloud(cloud)
+        self.audiences = self.cloud.arm_audiences
 
     def check(self, authorization: str | None, *, now: float | None = None, tenant_level: bool = False) -> AuthResult:
         """Judge an ``Authorization`` header value (None when the header is missing); ``tenant_level``:
         the request names no subscription, so the challenge names no tenant."""
-        authority = "https://login.windows.net/" + ("" if tenant_level else self.tenant_id)
+        authority = self.cloud.arm_authority + ("" if tenant_level else self.tenant_id)
 
         def fail(code: str, message: str, description: str | None = None) -> AuthResult:
             desc = (description or message).replace('"', "'")
@@ -96,11 +110,11 @@ class TokenCheck(BearerCheck):
             return fail("AuthenticationFailedInvalidHeader", BAD_FORMAT)
         current = self.clock() if now is None else now
         try:
-            claims = self.keys.verify(token, audience=list(ACCEPTED_AUDIENCES), now=current)
+            claims = self.keys.verify(token, audience=list(self.audiences), now=current)
         except jwt.InvalidAudienceError:
             aud = unverified_claims(token).get("aud")
             aud_text = ",".join(aud) if isinstance(aud, list) else str(aud)
-            allowed = ",".join(f"'{a}'" for a in ACCEPTED_AUDIENCES)
+            allowed = ",".join(f"'{a}'" for a in self.audiences)
             return fail("InvalidAuthenticationTokenAudience",
                         f"The access token has been obtained for wrong audience or resource '{aud_text}'. "
                         f"It should exactly match with one of the allowed audiences {allowed}.")
@@ -118,7 +132,9 @@ class TokenCheck(BearerCheck):
             return fail("InvalidAuthenticationToken", INVALID)
         if claims.get("iss") != self.issuer:
             return fail("InvalidAuthenticationTokenTenant",
-                        WRONG_ISSUER.format(iss=claims.get("iss"), tenant=self.tenant_id))
+                        WRONG_ISSUER.format(iss=claims.get("iss"), tenant=self.tenant_id, expected=self.issuer,
+                                            authority=self.cloud.arm_authority))
         if not claims.get("oid"):
             return fail("InvalidAuthenticationToken", INVALID)
         return AuthResult(claims=claims)
+

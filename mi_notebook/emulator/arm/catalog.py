@@ -27,6 +27,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..clouds import cloud
 from ..world import VirtualMachine, VmIdentity
 
 __all__ = ["ArmCatalog", "ResourceGroup", "parse_resource_id"]
@@ -187,7 +188,7 @@ class ArmCatalog:
             ("Microsoft.Storage/storageAccounts", f"stnotebooks{h[32:40]}",
              {"kind": "StorageV2", "sku": {"name": "Standard_LRS", "tier": "Standard"}}),
             ("Microsoft.KeyVault/vaults", f"kv-notebooks-{h[40:46]}",
-             {"properties": {"vaultUri": f"https://kv-notebooks-{h[40:46]}.vault.azure.net/",
+             {"properties": {"vaultUri": f"https://kv-notebooks-{h[40:46]}{cloud(self.vm.cloud).vault_suffix}/",
                              "tenantId": self.vm.tenant_id, "enableRbacAuthorization": True}}),
         ]
 

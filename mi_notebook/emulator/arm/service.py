@@ -114,7 +114,7 @@ class ArmService:
         self.clock = clock
         self.throttle = throttle if self.options.throttle is None else self.options.throttle
         self.base_url = base_url
-        self.auth = TokenCheck(keys, tenant_id=vm.tenant_id, issuer=issuer, clock=clock)
+        self.auth = TokenCheck(keys, tenant_id=vm.tenant_id, issuer=issuer, clock=clock, cloud=vm.cloud)
         self.buckets = TokenBuckets(capacity=self.options.read_capacity, refill=self.options.read_refill,
                                     clock=clock)
 

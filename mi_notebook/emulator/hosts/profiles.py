@@ -12,7 +12,11 @@ profile                 variables (example values)
 ``appservice``          ``IDENTITY_ENDPOINT=http://127.0.0.1:PORT/msi/token``, ``IDENTITY_HEADER``
 ``arc``                 ``IDENTITY_ENDPOINT=http://127.0.0.1:PORT/metadata/identity/oauth2/token``, ``IMDS_ENDPOINT``
 ``cloudshell``          ``MSI_ENDPOINT=http://127.0.0.1:PORT/oauth2/token``, ``AZUREPS_HOST_ENVIRONMENT``
+``workload``            ``AZURE_CLIENT_ID``, ``AZURE_TENANT_ID``, ``AZURE_FEDERATED_TOKEN_FILE``, ``AZURE_AUTHORITY_HOST``
 ======================  ===========================================================================
+
+``"workload"`` (an AKS pod with workload identity) is no managed-identity host: its token endpoint is
+Entra ID's own, served over HTTPS by :mod:`mi_notebook.emulator.workload`, not a :class:`HostService`.
 
 Example::
 
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROFILES", "USER_TOKEN_PROFILES", "check_profile", "host_options", "service_class"]
 
-PROFILES = ("vm", "azureml", "appservice", "arc", "cloudshell")
+PROFILES = ("vm", "azureml", "appservice", "arc", "cloudshell", "workload")
 USER_TOKEN_PROFILES = ("azureml", "cloudshell")  # hosts that hand out the signed-in user's tokens
 EXPIRES_ON_FORMATS = ("int", "string", "date")  # azureml's expires_on: 1700000000, "1700000000", "11/14/2023 ..."
 # imported when used, so that the command line's --help stays instant
@@ -55,7 +59,7 @@ def check_profile(profile: str) -> str:
         'azureml'
         >>> check_profile("aks")
         Traceback (most recent call last):
-        ValueError: unknown profile 'aks'; choose one of vm, azureml, appservice, arc, cloudshell
+        ValueError: unknown profile 'aks'; choose one of vm, azureml, appservice, arc, cloudshell, workload
     """
     name = str(profile).strip().lower()
     if name not in PROFILES:
@@ -64,12 +68,13 @@ def check_profile(profile: str) -> str:
 
 
 def service_class(profile: str) -> type[HostService] | None:
-    """The host service serving ``profile`` (None for ``"vm"``, which is :class:`ImdsService`).
+    """The host service serving ``profile`` (None for ``"vm"``, which is :class:`ImdsService`, and for
+    ``"workload"``, which is Entra ID's endpoint: :class:`~mi_notebook.emulator.workload.WorkloadPod`).
 
     Example::
 
-        >>> service_class("vm") is None, service_class("cloudshell").profile
-        (True, 'cloudshell')
+        >>> service_class("vm") is None, service_class("workload") is None, service_class("cloudshell").profile
+        (True, True, 'cloudshell')
     """
     where = _SERVICES.get(check_profile(profile))
     if where is None:

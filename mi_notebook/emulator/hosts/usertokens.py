@@ -162,7 +162,7 @@ class UserTokenIssuer:
         """The v1 delegated claims: ``aud`` is the resource verbatim; ``sub`` is pairwise (per app)."""
         user = self.user
         tenant = self.vm.tenant_id
-        iss = f"https://sts.windows.net/{tenant}/"
+        iss = self.vm.issuer_url
         sub = base64.urlsafe_b64encode(
             hashlib.sha256(f"{user.object_id}:{app}".encode()).digest()).rstrip(b"=").decode("ascii")
         return {

@@ -7,7 +7,9 @@ Azure SDK sends its first request bare on purpose, reads that challenge, fetches
 Every 401 carries the challenge. The audience must be Key Vault's (``https://vault.azure.net``, with or
 without the trailing slash, or its app id): a token for ARM or Storage gets ``AKV10022: Invalid
 audience`` (the message of the public captures). Signature and times are checked against the emulator's
-keys and clock; the issuer must be the emulated tenant.
+keys and clock; the issuer must be the emulated tenant. In another cloud (``cloud=``) the resource and
+the challenge's authority are that cloud's (``https://vault.usgovcloudapi.net``,
+``https://login.microsoftonline.us/<tenant>``).
 
 Example::
 
@@ -25,14 +27,21 @@ Example::
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import jwt
 
 from .._bearer import AuthResult, BearerCheck, bearer, unverified_claims
+from ..clouds import DEFAULT_CLOUD
+from ..clouds import cloud as named_cloud
+from ..keys import SigningKeys
 
-__all__ = ["VAULT_AUDIENCES", "VAULT_RESOURCE", "VaultTokenCheck"]
+__all__ = ["VAULT_APP_ID", "VAULT_AUDIENCES", "VAULT_RESOURCE", "VaultTokenCheck"]
 
-VAULT_RESOURCE = "https://vault.azure.net"
-VAULT_AUDIENCES = (VAULT_RESOURCE, VAULT_RESOURCE + "/", "cfa8b339-82a2-471a-a3c9-0fc0be7a4093")
+VAULT_RESOURCE = "https://vault.azure.net"  # the public cloud's
+VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+VAULT_AUDIENCES = (VAULT_RESOURCE, VAULT_RESOURCE + "/", VAULT_APP_ID)
 
 MISSING = "AKV10000: Request is missing a Bearer or PoP token."
 
@@ -49,12 +58,22 @@ class VaultTokenCheck(BearerCheck):
         >>> check = VaultTokenCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/")
         >>> check.check("Bearer not-a-jwt").code
         'Unauthorized'
+        >>> VaultTokenCheck(SigningKeys(), tenant_id="t", issuer="https://sts.windows.net/t/",
+        ...                 cloud="AzureUSGovernmentCloud").challenge
+        'Bearer authorization="https://login.microsoftonline.us/t", resource="https://vault.usgovcloudapi.net"'
     """
+
+    def __init__(self, keys: SigningKeys, *, tenant_id: str, issuer: str, clock: Callable[[], float] = time.time,
+                 cloud: str = DEFAULT_CLOUD) -> None:
+        super().__init__(keys, tenant_id=tenant_id, issuer=issuer, clock=clock)
+        played = named_cloud(cloud)
+        self.resource = played.vault
+        self.authority = f"https://{played.authority_host}/"
+        self.audiences = (self.resource, self.resource + "/", VAULT_APP_ID)
 
     @property
     def challenge(self) -> str:
-        return (f'Bearer authorization="https://login.microsoftonline.com/{self.tenant_id}", '
-                f'resource="{VAULT_RESOURCE}"')
+        return f'Bearer authorization="{self.authority}{self.tenant_id}", resource="{self.resource}"'
 
     def check(self, authorization: str | None, *, now: float | None = None) -> AuthResult:
         """Judge an ``Authorization`` header value (None when the header is missing)."""
@@ -66,11 +85,11 @@ class VaultTokenCheck(BearerCheck):
             return fail(MISSING)
         current = self.clock() if now is None else now
         try:
-            claims = self.keys.verify(token, audience=list(VAULT_AUDIENCES), now=current)
+            claims = self.keys.verify(token, audience=list(self.audiences), now=current)
         except jwt.InvalidAudienceError:
             aud = unverified_claims(token).get("aud")
             found = ",".join(aud) if isinstance(aud, list) else str(aud)
-            return fail(f"AKV10022: Invalid audience. Expected {VAULT_RESOURCE}, found: {found}.")
+            return fail(f"AKV10022: Invalid audience. Expected {self.resource}, found: {found}.")
         except jwt.ExpiredSignatureError:
             return fail("The access token has expired.")  # wording ours: no public capture
         except (jwt.InvalidTokenError, ValueError, TypeError):
@@ -80,3 +99,4 @@ class VaultTokenCheck(BearerCheck):
         if not claims.get("oid"):
             return fail("The access token is not valid.")
         return AuthResult(claims=claims)
+

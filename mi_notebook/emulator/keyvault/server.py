@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ..clouds import cloud
 from ..server import HttpServer
 from ..tls import TlsMaterial
 from .auth import VaultTokenCheck
@@ -42,9 +43,10 @@ class VaultServer:
     def __init__(self, emulator: Emulator, *, secrets: Mapping[str, str] | None = None, port: int = 0) -> None:
         self.emulator = emulator
         check = VaultTokenCheck(emulator.keys, tenant_id=emulator.vm.tenant_id, issuer=emulator.issuer_url,
-                                clock=emulator.clock)
+                                clock=emulator.clock, cloud=emulator.vm.cloud)
+        suffix = cloud(emulator.vm.cloud).vault_suffix
         self.service = VaultService(emulator.vm, check=check, secrets=secrets, clock=emulator.clock,
-                                    base_url=lambda: self.url or f"https://{self.service.name}.vault.azure.net")
+                                    base_url=lambda: self.url or f"https://{self.service.name}{suffix}")
         self.tls: TlsMaterial | None = None  # only when made here
         self._port = port
         self._server: HttpServer | None = None
