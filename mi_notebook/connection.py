@@ -51,18 +51,18 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .cache import CacheKey, TokenCache, default_cache
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import HIMDS_PATH, Detection, detect
 from .identity import Identity
-from .imds import DEFAULT_TIMEOUT, IMDS_URL, ImdsClient
 from .probe import DEFAULT_PROBE_TIMEOUT, ProbeResult, probe_imds
 from .resources import resolve_resource
 
 if TYPE_CHECKING:  # pragma: no cover
     from .retry import RetryPolicy
+    from .sources import Source
     from .tokens import AccessToken
 
 __all__ = [
@@ -86,11 +86,40 @@ MODES = ("auto", "imds", "emulator")
 #: the hosts ``connect(source=...)`` can be told to use (``"vm"``: the VM's IMDS)
 HOSTS = ("vm", "azureml", "appservice", "arc", "cloudshell", "servicefabric")
 DMI_ROOT = "/sys/class/dmi/id"
+IMDS_URL = "http://169.254.169.254"
 
 Kind = Literal["explicit", "imds", "emulator", "azureml", "appservice", "arc", "cloudshell", "servicefabric"]
 
 _lock = threading.RLock()
 _current: Connection | None = None
+
+
+class Emulated(Protocol):
+    """What ``connect()`` needs of an emulator it starts: the embedded
+    :class:`~mi_notebook.emulator.Emulator`, or a stand-in with the same members.
+
+    Example::
+
+        >>> from mi_notebook.emulator import Emulator
+        >>> emu: Emulated = Emulator()
+        >>> emu.profile
+        'vm'
+    """
+
+    profile: str
+
+    @property
+    def imds_url(self) -> str: ...  # pragma: no cover - a protocol
+
+    @property
+    def environment(self) -> dict[str, str]: ...  # pragma: no cover
+
+    @property
+    def arc_key_dir(self) -> str | None: ...  # pragma: no cover
+
+    def start(self) -> object: ...  # pragma: no cover
+
+    def stop(self) -> None: ...  # pragma: no cover
 
 
 @dataclass
@@ -100,14 +129,14 @@ class Connection:
     ``kind``: ``"explicit"`` (a URL you gave), ``"imds"`` (a VM's IMDS), a host (``"azureml"``,
     ``"appservice"``, ``"arc"``, ``"cloudshell"``, ``"servicefabric"``) or ``"emulator"`` (started here;
     ``emulator`` is its handle). ``host`` is the protocol spoken (``"vm"`` for IMDS). ``client`` is
-    that host's source (an :class:`~mi_notebook.imds.ImdsClient` for IMDS). ``reason`` is one sentence
+    that host's source (:class:`~mi_notebook.sources.Source`; IMDS's is an :class:`~mi_notebook.sources.ImdsSource`). ``reason`` is one sentence
     for humans; ``probe`` and ``detection`` hold what auto mode found. ``cache`` is where its tokens
     are kept (the process-wide one by default).
 
     Example::
 
-        >>> from mi_notebook.imds import ImdsClient
-        >>> c = Connection("http://127.0.0.1:9", "explicit", ImdsClient(url="http://127.0.0.1:9"),
+        >>> from mi_notebook.sources import ImdsSource
+        >>> c = Connection("http://127.0.0.1:9", "explicit", ImdsSource("http://127.0.0.1:9"),
         ...                reason="Using http://127.0.0.1:9 because it was given explicitly.")
         >>> str(c)
         'Using http://127.0.0.1:9 because it was given explicitly.'
@@ -115,8 +144,8 @@ class Connection:
 
     endpoint: str
     kind: Kind
-    client: Any
-    emulator: Any = None
+    client: Source
+    emulator: Emulated | None = None
     reason: str = ""
     probe: ProbeResult | None = None
     host: str = "vm"
@@ -261,13 +290,14 @@ def connect(
         options["retry"] = retry
     if timeout is not None:
         options["timeout"] = timeout
-    host_options = {**options, **({"key_dir": arc_key_dir} if arc_key_dir else {})}
-
-    def client_for(url: str, source: str = "imds") -> ImdsClient:
-        return ImdsClient(url=url, source=source, **{"timeout": DEFAULT_TIMEOUT, **options})
+    if arc_key_dir:
+        options["key_dir"] = arc_key_dir
 
     def starting(emu_profile: str, why: str) -> Connection:
-        return _emulator_connection(emu_profile, why, emulator_factory, client_for, options)
+        return _emulator_connection(emu_profile, why, emulator_factory, options)
+
+    def detected() -> Detection:
+        return detect(env, sysfs_root=sysfs_root, himds_path=himds_path)
 
     env_url = env.get(ENV_IMDS_URL, "").strip()
     env_mode = env.get(ENV_MODE, "").strip().lower()
@@ -276,22 +306,20 @@ def connect(
     if profile != "vm" and not emulating:
         raise ValueError(f"profile={profile!r} chooses the host the emulator plays: use it with mode='emulator'")
     if imds_url is not None:
-        conn = _explicit(imds_url, "it was passed to connect()", client_for)
+        conn = _explicit(imds_url, "it was passed to connect()", options)
     elif source is not None:
-        conn = _host_connection(detect(env, sysfs_root=sysfs_root, himds_path=himds_path), source,
-                                f"source={source!r} was requested", probe_url, client_for, host_options)
+        conn = _host_connection(detected(), source, f"source={source!r} was requested", probe_url, options)
     elif emulating:
         conn = starting(profile, "mode='emulator' was requested" if mode else f"{ENV_MODE}=emulator")
     elif mode == "imds" or (mode is None and not env_url and env_mode == "imds"):
         why = "mode='imds' was requested" if mode else f"{ENV_MODE}=imds"
-        conn = _host_connection(None, "vm", why, probe_url, client_for, options)
+        conn = _host_connection(detected(), "vm", why, probe_url, options)
     elif mode is None and env_url:
-        conn = _explicit(env_url, f"{ENV_IMDS_URL} is set", client_for)
+        conn = _explicit(env_url, f"{ENV_IMDS_URL} is set", options)
     else:
         if env_mode not in ("", "auto", *MODES):
             raise ValueError(f"{ENV_MODE} must be one of {', '.join(MODES)}; got {env_mode!r}")
-        conn = _auto(detect(env, sysfs_root=sysfs_root, himds_path=himds_path), probe_url, probe_timeout,
-                     client_for, host_options, starting)
+        conn = _auto(detected(), probe_url, probe_timeout, options, starting)
     if sharing:
         _share(conn, agent_dir, clock)
     logger.info("%s", conn.reason)
@@ -313,21 +341,21 @@ def _share(conn: Connection, agent_dir: str | None, clock: Clock) -> None:
                         f"{shared.agent.paths.socket} (started on first use).")
 
 
-def _auto(found: Detection, probe_url: str, probe_timeout: float, client_for: Callable[..., ImdsClient],
-          options: dict[str, Any], starting: Callable[[str, str], Connection]) -> Connection:
+def _auto(found: Detection, probe_url: str, probe_timeout: float, options: dict[str, Any],
+          starting: Callable[[str, str], Connection]) -> Connection:
     """Auto mode: a host's variables win without any network; else probe for IMDS; else the emulator,
     unless this is an Azure VM (then the real IMDS, never a fake token)."""
     if found.host != "vm":
         detail = found.reason.split(": ", 1)[-1].rstrip(".")
         return _host_connection(found, found.host, f"its variables say so ({detail}); no network probe was needed",
-                                probe_url, client_for, options)
+                                probe_url, options)
     result = probe_imds(probe_url, timeout=probe_timeout)
     base = probe_url.rstrip("/")
     if result.is_imds:
-        conn = Connection(base, "imds", client_for(probe_url), probe=result, detection=found,
-                          reason=f"Using Azure IMDS at {base} because {result.detail}.")
+        conn = _host_connection(found, "vm", "", probe_url, options,
+                                reason=f"Using Azure IMDS at {base} because {result.detail}.")
     elif found.is_azure_vm:
-        conn = Connection(base, "imds", client_for(probe_url), probe=result, detection=found, reason=(
+        conn = _host_connection(found, "vm", "", probe_url, options, reason=(
             f"Using Azure IMDS at {base} although {result.detail} in {result.elapsed:.2f} s: this machine is an "
             f"Azure VM ({found.vm_evidence}), so mi-notebook never falls back to its emulator here. Token requests "
             "are retried per the documented policy and fail with a clear error if IMDS stays unreachable "
@@ -336,61 +364,67 @@ def _auto(found: Detection, probe_url: str, probe_timeout: float, client_for: Ca
         conn = starting("vm", (
             f"this does not look like an Azure host: no host variables are set, {found.vm_evidence}, and at "
             f"{base} {result.detail} (decided in {result.elapsed:.2f} s)"))
-        conn.probe, conn.detection = result, found
+        conn.detection = found
         announce_emulator(conn)
+    conn.probe = result
     return conn
 
 
-def _host_connection(found: Detection | None, host: str, why: str, probe_url: str,
-                     client_for: Callable[..., ImdsClient], options: dict[str, Any]) -> Connection:
-    """A connection to ``host``'s endpoint as ``found`` (the environment) configures it; no probing."""
-    if host == "vm":
-        url = found.endpoint if found is not None and found.endpoint else probe_url
-        client = client_for(url)
-        return Connection(client.url, "imds", client, detection=found,
-                          reason=f"Using Azure IMDS at {client.url} without probing because {why}.")
-    assert found is not None
-    if found.host != host:  # forced: build that host's source from the same environment
-        found = _forced(found, host)
-    if host != "arc":
-        options = {k: v for k, v in options.items() if k != "key_dir"}
+def _host_connection(found: Detection, host: str, why: str, vm_url: str, options: dict[str, Any], *,
+                     kind: Kind | None = None, emulator: Emulated | None = None,
+                     reason: str | None = None) -> Connection:
+    """A connection to ``host``'s endpoint as ``found`` (the environment) configures it; no probing.
+
+    ``vm_url`` is IMDS's base URL (unless ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` moved it)."""
+    if found.host != host or host == "vm":  # forced, or IMDS at the URL asked for
+        found = _forced(found, host, vm_url)
     client = found.build_source(**options)
-    note = f" {client.note}" if getattr(client, "note", None) else ""
-    return Connection(client.endpoint, host, client, host=host, detection=found,  # type: ignore[arg-type]
-                      reason=f"Using {found.label} at {client.endpoint} because {why}.{note}")
+    note = f" {client.note}" if client.note else ""
+    name = "Azure IMDS" if host == "vm" else found.label
+    if reason is None:
+        reason = f"Using {name} at {client.endpoint} because {why}.{note}" if host != "vm" else \
+            f"Using {name} at {client.endpoint} without probing because {why}."
+    chosen: Kind = kind or ("imds" if host == "vm" else host)  # type: ignore[assignment]
+    return Connection(client.endpoint, chosen, client, host=host, detection=found, emulator=emulator, reason=reason)
 
 
-def _forced(found: Detection, host: str) -> Detection:
+def _forced(found: Detection, host: str, vm_url: str) -> Detection:
+    """``found`` made to name ``host`` (the VM's IMDS: at ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` or ``vm_url``)."""
     import dataclasses
 
     from .detection import HOST_RULES
 
     label = next(rule.label for rule in HOST_RULES if rule.host == host)
-    return dataclasses.replace(found, host=host, label=label)
+    endpoint = found.endpoint
+    if host == "vm":
+        endpoint = (found.endpoint if found.host == "vm" and found.endpoint != IMDS_URL else vm_url).rstrip("/")
+    return dataclasses.replace(found, host=host, label=label, endpoint=endpoint)
 
 
-def _emulator_connection(profile: str, why: str, factory: Callable[[], Any] | None,
-                         client_for: Callable[..., ImdsClient], options: dict[str, Any]) -> Connection:
+def _emulator_connection(profile: str, why: str, factory: Callable[[], Emulated] | None,
+                         options: dict[str, Any]) -> Connection:
     """Start the emulator playing ``profile`` and connect to it with that host's protocol."""
     if factory is None:
         from .emulator import Emulator  # lazily: only connect may start the emulator
 
-        def factory() -> Any:
+        def factory() -> Emulated:
             return Emulator(profile=profile)
 
-    emu = _start_emulator(factory)
-    url = _emulator_url(emu)
-    played = getattr(emu, "profile", "vm")
-    if played == "vm":
-        return Connection(url, "emulator", client_for(url, "emulator"), emulator=emu,
-                          reason=f"Using the embedded emulator at {url} because {why}.")
-    found = detect(emu.environment, sysfs_root="/nonexistent", himds_path="/nonexistent")
+    emu = factory()
+    emu.start()
+    url = str(emu.imds_url).rstrip("/")
+    played: str = getattr(emu, "profile", "vm")  # a stand-in emulator (tests) plays a VM
+    environ = emu.environment if played != "vm" else {}
+    found = detect(environ, sysfs_root="/nonexistent", himds_path="/nonexistent")
     if played == "arc":
         options = {**options, "key_dir": emu.arc_key_dir}
-    client = found.build_source(**options)
-    return Connection(client.endpoint, "emulator", client, emulator=emu, host=played, detection=found,
-                      reason=(f"Using the embedded emulator playing {found.label} at {client.endpoint} because "
-                              f"{why}: the protocol is {found.label}'s, the tokens are the emulator's."))
+    if played == "vm":
+        return _host_connection(found, "vm", "", url, options, kind="emulator", emulator=emu,
+                                reason=f"Using the embedded emulator at {url} because {why}.")
+    conn = _host_connection(found, played, "", url, options, kind="emulator", emulator=emu, reason="")
+    conn.reason = (f"Using the embedded emulator playing {found.label} at {conn.endpoint} because {why}: the "
+                   f"protocol is {found.label}'s, the tokens are the emulator's.")
+    return conn
 
 
 _announced = threading.Event()
@@ -514,33 +548,12 @@ def get_token(
 _MEMO_LIMIT = 512
 
 
-def _explicit(url: str, why: str, client_for: Callable[..., ImdsClient]) -> Connection:
-    client = client_for(url)  # validates the URL
-    return Connection(client.url, "explicit", client, reason=f"Using {client.url} because {why}.")
+def _explicit(url: str, why: str, options: dict[str, Any]) -> Connection:
+    from .sources.imds import ImdsSource
+
+    client = ImdsSource(url, **{k: v for k, v in options.items() if k != "key_dir"})  # validates the URL
+    return Connection(client.endpoint, "explicit", client, reason=f"Using {client.endpoint} because {why}.")
 
 
-def _start_emulator(factory: Callable[[], Any] | None) -> Any:
-    if factory is None:
-        from .emulator import Emulator  # lazily: only connect may start the emulator
-
-        factory = Emulator
-    emu = factory()
-    start = getattr(emu, "start", None)
-    if callable(start):
-        start()
-    else:
-        emu.__enter__()
-    return emu
-
-
-def _stop_emulator(emu: Any) -> None:
-    for name in ("stop", "close"):
-        method = getattr(emu, name, None)
-        if callable(method):
-            method()
-            return
-    emu.__exit__(None, None, None)
-
-
-def _emulator_url(emu: Any) -> str:
-    return str(emu.imds_url).rstrip("/")
+def _stop_emulator(emu: Emulated) -> None:
+    emu.stop()

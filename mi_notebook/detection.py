@@ -39,9 +39,12 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UnsupportedHostError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sources import Source
 
 __all__ = ["AZURE_ASSET_TAG", "HOST_RULES", "ChainEntry", "CredentialChain", "Detection", "HostRule",
            "default_azure_credential_chain", "detect"]
@@ -171,32 +174,35 @@ class Detection:
         """A host's variables are set (or the Arc agent is installed), or the DMI says Azure VM."""
         return self.host != "vm" or self.is_azure_vm
 
-    def build_source(self, **options: Any) -> Any:
+    def build_source(self, **options: Any) -> Source:
         """The winning host's source (``options``: ``retry``, ``clock``, ``timeout``, ``transport``,
-        Arc's ``key_dir``); for ``"vm"`` an ``ImdsClient`` at :attr:`endpoint` (``options`` go to its
-        constructor as they are). ``UnsupportedHostError`` for workload identity; Service Fabric's source
-        is built (it names the host) but its ``request_token`` raises.
+        Arc's ``key_dir``); for ``"vm"`` IMDS's at :attr:`endpoint`. ``UnsupportedHostError`` for
+        workload identity; Service Fabric's source is built (it names the host) but its
+        ``request_token`` raises.
 
         Example::
 
             >>> detect({"IDENTITY_ENDPOINT": "http://localhost:4141/msi/token", "IDENTITY_HEADER": "h"},
-            ...        sysfs_root="/nonexistent", himds_path="/nonexistent").build_source().kind
+            ...        sysfs_root="/nonexistent", himds_path="/nonexistent").build_source().host
             'appservice'
         """
-        if self.host == "vm":
-            from .imds import ImdsClient
-
-            return ImdsClient(url=self.endpoint or IMDS_URL, **options)
         if self.host == "workloadidentity":
             raise UnsupportedHostError(
                 "This process is set up for AKS workload identity (" + ", ".join(_RULE[self.host].needs) + " are set); "
                 "mi-notebook does not speak it yet, and the node's IMDS would give the node's identity, not the pod's.",
                 hint="Use azure-identity's WorkloadIdentityCredential (or DefaultAzureCredential) here.")
-        from .sources import SOURCE_CLASSES, ArcSource
+        from .sources import source_class
 
-        if self.host == "arc" and not _RULE["arc"].matches(self._environ):
-            return ArcSource(**options)  # found by the himds binary: the agent's default endpoint
-        return SOURCE_CLASSES[self.host].from_environment(self._environ, **options)
+        if self.host != "arc":
+            options.pop("key_dir", None)  # only Arc reads key files
+        cls: Any = source_class(self.host)  # each class its own constructor
+        if self.host == "vm":
+            source: Source = cls(self.endpoint or IMDS_URL, **options)
+        elif self.host == "arc" and not _RULE["arc"].matches(self._environ):
+            source = cls(**options)  # found by the himds binary: the agent's default endpoint
+        else:
+            source = cls.from_environment(self._environ, **options)
+        return source
 
 
 def detect(environ: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys/class/dmi/id",

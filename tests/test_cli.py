@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
@@ -15,7 +14,7 @@ import pytest
 from helpers import VirtualClock, logged
 
 from mi_notebook.cli import main
-from mi_notebook.imds import ImdsClient
+from mi_notebook.sources.imds import ImdsClient
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
 
@@ -27,9 +26,8 @@ UNKNOWN_GUID = "11111111-2222-3333-4444-555555555555"
 def virtual_time(monkeypatch):
     """Clients the commands build sleep on a virtual clock (retries take no real time)."""
     clock = VirtualClock()
-    connect_module = importlib.import_module("mi_notebook.connection")
-    monkeypatch.setattr(connect_module, "ImdsClient",
-                        lambda *a, **kw: ImdsClient(*a, **{**kw, "clock": clock}))
+    original = ImdsClient.__init__
+    monkeypatch.setattr(ImdsClient, "__init__", lambda self, *a, **kw: original(self, *a, **{**kw, "clock": clock}))
     return clock
 
 
@@ -170,7 +168,7 @@ def test_help_documents_the_exit_codes(capsys):
 
 # --- decode -----------------------------------------------------------------------------------------------
 def test_decode_argument_and_stdin(transport_emu, capsys, monkeypatch):
-    from mi_notebook.imds import ImdsClient as Client
+    from mi_notebook.sources.imds import ImdsClient as Client
 
     with Client(url=transport_emu.imds_url) as client:
         raw = client.request_token("arm").reveal()

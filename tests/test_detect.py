@@ -227,7 +227,7 @@ def test_build_source_for_arc_found_by_himds(himds, tmp_path):
 
 
 def test_build_source_for_a_vm():
-    from mi_notebook.imds import ImdsClient
+    from mi_notebook.sources.imds import ImdsClient
 
     client = detect({"AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:2579"}, sysfs_root="/x",
                     himds_path="/x").build_source(timeout=(1, 2))

@@ -13,8 +13,8 @@ from mi_notebook import http as http_module
 from mi_notebook.clock import Clock
 from mi_notebook.http import Answer
 from mi_notebook.identity import Identity
-from mi_notebook.imds import TOKEN_PATH, ImdsClient, classify_failure
 from mi_notebook.retry import AttemptOutcome, RetryPolicy
+from mi_notebook.sources.imds import TOKEN_PATH, ImdsClient
 
 ARM = "https://management.azure.com/"
 UNKNOWN_GUID = "11111111-2222-3333-4444-555555555555"
@@ -289,12 +289,34 @@ def test_foreign_404_html_is_not_mistaken_for_updating(make_imds_client):
 
 
 def test_classify_failure_directly():
-    err = classify_failure(
+    err = ImdsClient(url="http://127.0.0.1:1")._failure(
         AttemptOutcome(status=400, error="invalid_request", error_description="Identity not found"),
-        Answer("json", 400), None, endpoint="http://127.0.0.1:1",
-        identity=Identity.user(client_id=UNKNOWN_GUID),
+        Answer("json", 400), None, None, Identity.user(client_id=UNKNOWN_GUID),
     )
     assert isinstance(err, errors.IdentityNotFoundError) and err.timeline is None
+
+
+def test_the_old_module_still_imports_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("mi_notebook.imds", None)
+    with pytest.warns(DeprecationWarning, match="mi_notebook.imds is deprecated"):
+        old = importlib.import_module("mi_notebook.imds")
+    import mi_notebook as mi
+    from mi_notebook.sources import ImdsClient as from_sources
+
+    assert old.ImdsClient is ImdsClient is from_sources is mi.ImdsClient
+    assert (old.IMDS_URL, old.TOKEN_PATH, old.DEFAULT_TIMEOUT) == ("http://169.254.169.254", TOKEN_PATH, (2.0, 10.0))
+    err = old.classify_failure(AttemptOutcome(status=410), Answer("empty", 410), None, endpoint="http://127.0.0.1:1")
+    assert isinstance(err, errors.ImdsUpdatingError)
+
+
+def test_the_url_is_checked_like_every_host_endpoint():
+    """User info reads like loopback and goes elsewhere: refused, as for every host's endpoint."""
+    for url in ("http://127.0.0.1:1@192.0.2.9", "http://user:pw@127.0.0.1:9", "http://127.0.0.1:9/#x"):
+        with pytest.raises(errors.HostConfigurationError, match="user info|fragment"):
+            ImdsClient(url=url)
 
 
 # --- progress, proxies ----------------------------------------------------------------------------------

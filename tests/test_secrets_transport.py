@@ -20,10 +20,10 @@ from mi_notebook import errors
 from mi_notebook.arm_client import ArmClient
 from mi_notebook.cache import TokenCache
 from mi_notebook.emulator import Emulator
-from mi_notebook.imds import ImdsClient
 from mi_notebook.metadata import instance_metadata
 from mi_notebook.retry import RetryPolicy
 from mi_notebook.sdk_credential import credential
+from mi_notebook.sources.imds import ImdsClient
 
 pytestmark = pytest.mark.timeout(30)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")

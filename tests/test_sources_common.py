@@ -142,7 +142,7 @@ FAILURES = [
     ((200, {}, {"expires_on": str(EXPIRES)}), errors.UnexpectedResponseError, 1, "access_token"),
     ((200, {}, {"access_token": "a.b.c", "expires_on": "soon"}), errors.UnexpectedResponseError, 1, "expires_on"),
     ((200, {}, {"access_token": "a.b.c", "expires_on": EXPIRES * 1000}), errors.UnexpectedResponseError, 1, "milliseconds"),
-    ((200, {}, {"access_token": "a.b.c", "expires_on": NOW - 10}), errors.UnexpectedResponseError, 1, "already past"),
+    ((200, {}, {"access_token": "a.b.c", "expires_on": NOW - 10}), errors.UnexpectedResponseError, 1, "in the past"),
     ((200, {"Content-Type": "text/html"}, "<html>proxy</html>"), errors.UnexpectedResponseError, 1, "HTML page"),
     ((200, {}, "plain words"), errors.UnexpectedResponseError, 1, "not JSON"),
     ((200, {}, b""), errors.UnexpectedResponseError, 1, "empty body"),

@@ -80,7 +80,7 @@ def explicit_connection(imds_url: str, client: Any, reason: str) -> Any:
 
     Example::
 
-        >>> from mi_notebook.imds import ImdsClient
+        >>> from mi_notebook.sources.imds import ImdsClient
         >>> conn = explicit_connection("http://127.0.0.1:9", ImdsClient(url="http://127.0.0.1:9"), "a test")
         >>> conn.kind, str(conn)
         ('explicit', 'a test')
@@ -95,7 +95,7 @@ def use_virtual_time(client: Any, clock: VirtualClock) -> None:
 
     Example::
 
-        >>> from mi_notebook.imds import ImdsClient
+        >>> from mi_notebook.sources.imds import ImdsClient
         >>> client, clock = ImdsClient(url="http://127.0.0.1:9"), VirtualClock()
         >>> use_virtual_time(client, clock)
         >>> client.clock.sleep(3); clock()
@@ -110,7 +110,7 @@ def client_timeout(client: Any, timeout: tuple[float, float]) -> Iterator[None]:
 
     Example::
 
-        >>> from mi_notebook.imds import ImdsClient
+        >>> from mi_notebook.sources.imds import ImdsClient
         >>> client = ImdsClient(url="http://127.0.0.1:9", timeout=(1.0, 2.0))
         >>> with client_timeout(client, (1.0, 0.1)):
         ...     client.timeout
@@ -133,7 +133,7 @@ def intercept_token_requests(client: Any, around: Callable[..., Any]) -> None:
 
     Example::
 
-        >>> from mi_notebook.imds import ImdsClient
+        >>> from mi_notebook.sources.imds import ImdsClient
         >>> client, asked = ImdsClient(url="http://127.0.0.1:9"), []
         >>> intercept_token_requests(client, lambda original, resource, identity=None: asked.append(resource))
         >>> client.request_token("arm"); asked

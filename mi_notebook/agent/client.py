@@ -433,10 +433,8 @@ class SharedCache(TokenCache):
         Example::
 
             >>> import tempfile
-            >>> from mi_notebook.connection import Connection
-            >>> from mi_notebook.imds import ImdsClient
-            >>> conn = Connection("http://127.0.0.1:9", "explicit", ImdsClient(url="http://127.0.0.1:9"))
-            >>> SharedCache.for_connection(conn, tempfile.mkdtemp()).endpoint
+            >>> from mi_notebook.connection import connect
+            >>> SharedCache.for_connection(connect("http://127.0.0.1:9"), tempfile.mkdtemp()).endpoint
             'http://127.0.0.1:9'
         """
         from .upstream import describe

@@ -9,23 +9,25 @@ description (:func:`build_source`: the same classes ``mi.connect()`` uses) and k
 Example::
 
     >>> from mi_notebook.clock import VirtualClock
-    >>> desc = {"host": "vm", "endpoint": "http://127.0.0.1:9", "source": "emulator"}
+    >>> desc = {"host": "vm", "endpoint": "http://127.0.0.1:9"}
     >>> up = Upstream(desc, clock=VirtualClock())
-    >>> up.client.url, up.client.source
-    ('http://127.0.0.1:9', 'emulator')
+    >>> up.client.endpoint, up.client.host
+    ('http://127.0.0.1:9', 'vm')
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..detection import SEEN_VARIABLES, detect
 from ..identity import Identity
-from ..imds import ImdsClient
 from ..tokens import AccessToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..sources import Source
 
 __all__ = ["Upstream", "build_source", "describe"]
 
@@ -40,14 +42,12 @@ def describe(conn: Any) -> dict[str, Any]:
 
     Example::
 
-        >>> from mi_notebook.connection import Connection
-        >>> c = Connection("http://127.0.0.1:9", "explicit", ImdsClient(url="http://127.0.0.1:9"))
-        >>> describe(c)
-        {'host': 'vm', 'endpoint': 'http://127.0.0.1:9', 'source': 'imds'}
+        >>> from mi_notebook.connection import connect
+        >>> describe(connect("http://127.0.0.1:9"))
+        {'host': 'vm', 'endpoint': 'http://127.0.0.1:9'}
     """
     desc: dict[str, Any] = {"host": conn.host, "endpoint": conn.endpoint}
     if conn.host == "vm":
-        desc["source"] = getattr(conn.client, "source", "imds")
         return desc
     environ = getattr(conn.detection, "_environ", None) or {}
     desc["environ"] = {name: environ[name] for name in SEEN_VARIABLES if name in environ}
@@ -57,7 +57,7 @@ def describe(conn: Any) -> dict[str, Any]:
     return desc
 
 
-def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Any:
+def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Source:
     """The token source ``desc`` (from :func:`describe`) names; ``ValueError`` for a description that
     is not one.
 
@@ -65,7 +65,7 @@ def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Any
 
         >>> build_source({"host": "appservice", "endpoint": "http://127.0.0.1:4141/msi/token",
         ...               "environ": {"IDENTITY_ENDPOINT": "http://127.0.0.1:4141/msi/token",
-        ...                           "IDENTITY_HEADER": "h"}}).kind
+        ...                           "IDENTITY_HEADER": "h"}}).host
         'appservice'
         >>> build_source({"host": "mainframe"})
         Traceback (most recent call last):
@@ -79,10 +79,9 @@ def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Any
     if not isinstance(endpoint, str):
         raise ValueError("the connection description has no endpoint URL")
     if host == "vm":
-        source = desc.get("source", "imds")
-        if source not in ("imds", "emulator"):
-            raise ValueError(f"an IMDS connection's tokens come from 'imds' or 'emulator', not {str(source)[:40]!r}")
-        return ImdsClient(url=endpoint, source=source, clock=clock)
+        from ..sources.imds import ImdsSource
+
+        return ImdsSource(endpoint, clock=clock)
     environ = desc.get("environ")
     if not isinstance(environ, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in environ.items()):
         raise ValueError("the connection description's variables must be an object of strings")

@@ -192,8 +192,8 @@ def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
 
 def _retry_episode(conn: Connection, inject: Callable[..., None] | None) -> Timeline:
     """A 503 then a 429 (Retry-After: 3 s) against the emulator, retried in virtual time."""
-    from ..imds import ImdsClient
     from ..retry import AttemptOutcome, RetryPolicy, simulate
+    from ..sources import ImdsClient
 
     policy = RetryPolicy()
     rng = random.Random(2)  # the jitter draws, fixed so the chart is the same every run

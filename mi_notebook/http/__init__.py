@@ -33,7 +33,7 @@ Example::
 
 from __future__ import annotations
 
-from ._exchange import exchange, wire_outcome
+from ._exchange import AnswerFacts, exchange, wire_outcome
 from ._models import (
     EMULATOR_HEADER,
     MAX_BODY,
@@ -58,6 +58,7 @@ from ._transports import MockTransport, RequestsTransport, choose_transport, def
 
 __all__ = [
     "Answer",
+    "AnswerFacts",
     "ConnectTimeout",
     "EMULATOR_HEADER",
     "MAX_BODY",

@@ -16,15 +16,37 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 from collections.abc import Mapping
 from typing import NoReturn
 from urllib.parse import urlsplit
 
 from ..errors import HostConfigurationError
 
-__all__ = ["Secret", "check_endpoint", "check_secret", "endpoint_from", "secret_from"]
+__all__ = ["Secret", "check_endpoint", "check_secret", "endpoint_from", "fingerprint", "secret_from"]
 
 DEFAULT_TIMEOUT: tuple[float, float] = (2.0, 10.0)
+#: the key of every fingerprint, new in each process: a fingerprint cannot be tested against guesses
+#: of a short secret anywhere else, and says nothing once the process is gone
+_FINGERPRINT_KEY = os.urandom(32)
+
+
+def fingerprint(*parts: str) -> str:
+    """A keyed digest (HMAC-SHA-256, this process's key) of ``parts``: equal for equal parts in this
+    process, and neither reversible nor testable against guesses outside it. Cache keys use it for
+    host secrets.
+
+    Example::
+
+        >>> fingerprint("secret", "s3cr3t") == fingerprint("secret", "s3cr3t") != fingerprint("secret", "other")
+        True
+        >>> fingerprint("x")[:12], len(fingerprint("x"))
+        ('hmac-sha256:', 44)
+    """
+    mac = hmac.new(_FINGERPRINT_KEY, "\0".join(parts).encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return "hmac-sha256:" + mac.hexdigest()[:32]
 
 
 class Secret:
@@ -45,6 +67,11 @@ class Secret:
     def reveal(self) -> str:
         """The value itself, for the one header that carries it."""
         return self._value
+
+    @property
+    def fingerprint(self) -> str:
+        """A keyed digest of the value (:func:`fingerprint`), never the value."""
+        return fingerprint("secret", self._value)
 
     def __repr__(self) -> str:
         return "Secret(<hidden>)"
