@@ -5,9 +5,9 @@
 
 The decision, in order:
 
-1. ``imds_url=`` (or ``MI_NOTEBOOK_IMDS_URL``): used as is, no probing (``kind="explicit"``).
-2. ``source=`` one of :data:`HOSTS`: that host's protocol, configured from the environment the host
-   sets, no probing (``source="vm"`` is the VM's IMDS).
+1. ``imds_url=`` (or ``MI_NOTEBOOK_IMDS_URL``): used as is, no probing (``chosen="given"``).
+2. ``host=`` one of :data:`~mi_notebook.hosts.HOSTS`: that host's protocol, configured from the
+   environment the host sets, no probing (``host="vm"`` is the VM's IMDS; ``chosen="requested"``).
 3. ``mode="emulator"`` (or ``MI_NOTEBOOK_MODE=emulator``): start the embedded emulator (``profile=``
    picks the host it plays: ``"vm"``, ``"azureml"``, ``"appservice"``, ``"arc"``, ``"cloudshell"``).
 4. ``mode="imds"``: real IMDS at ``probe_url`` without probing (you know you are on an Azure VM).
@@ -36,11 +36,11 @@ Example::
 
     >>> import mi_notebook as mi
     >>> conn = mi.connect(mode="emulator")
-    >>> conn.kind, conn.reason.startswith("Using the embedded emulator")
-    ('emulator', True)
+    >>> conn.host, conn.chosen, conn.emulated, conn.reason.startswith("Using the embedded emulator")
+    ('vm', 'emulator', True, True)
     >>> tok = mi.get_token("graph", force_refresh=True)
-    >>> tok.source, tok.from_cache, mi.get_token("graph").from_cache
-    ('emulator', False, True)
+    >>> tok.host, tok.emulated, tok.from_cache, mi.get_token("graph").from_cache
+    ('vm', True, False, True)
     >>> disconnect()
 """
 
@@ -51,16 +51,18 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .cache import CacheKey, TokenCache, default_cache
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import HIMDS_PATH, Detection, detect
+from .hosts import HOST_LABELS, HOSTS, Chosen, Host, legacy_source
 from .identity import Identity
 from .probe import DEFAULT_PROBE_TIMEOUT, ProbeResult, probe_imds
 from .resources import resolve_resource
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .emulator import Emulator
     from .retry import RetryPolicy
     from .sources import Source
     from .tokens import AccessToken
@@ -83,72 +85,43 @@ logger = logging.getLogger(__name__)
 ENV_IMDS_URL = "MI_NOTEBOOK_IMDS_URL"
 ENV_MODE = "MI_NOTEBOOK_MODE"
 MODES = ("auto", "imds", "emulator")
-#: the hosts ``connect(source=...)`` can be told to use (``"vm"``: the VM's IMDS)
-HOSTS = ("vm", "azureml", "appservice", "arc", "cloudshell", "servicefabric")
+#: the hosts ``connect(host=...)`` can be told to use (``"vm"``: the VM's IMDS)
+CONNECTABLE = tuple(h for h in HOSTS if h != "workload")
 DMI_ROOT = "/sys/class/dmi/id"
 IMDS_URL = "http://169.254.169.254"
-
-Kind = Literal["explicit", "imds", "emulator", "azureml", "appservice", "arc", "cloudshell", "servicefabric"]
 
 _lock = threading.RLock()
 _current: Connection | None = None
 
 
-class Emulated(Protocol):
-    """What ``connect()`` needs of an emulator it starts: the embedded
-    :class:`~mi_notebook.emulator.Emulator`, or a stand-in with the same members.
-
-    Example::
-
-        >>> from mi_notebook.emulator import Emulator
-        >>> emu: Emulated = Emulator()
-        >>> emu.profile
-        'vm'
-    """
-
-    profile: str
-
-    @property
-    def imds_url(self) -> str: ...  # pragma: no cover - a protocol
-
-    @property
-    def environment(self) -> dict[str, str]: ...  # pragma: no cover
-
-    @property
-    def arc_key_dir(self) -> str | None: ...  # pragma: no cover
-
-    def start(self) -> object: ...  # pragma: no cover
-
-    def stop(self) -> None: ...  # pragma: no cover
-
-
 @dataclass
 class Connection:
-    """The endpoint in use, how it was chosen, and the client that talks to it.
+    """The endpoint in use, how it was chosen, and the source that talks to it.
 
-    ``kind``: ``"explicit"`` (a URL you gave), ``"imds"`` (a VM's IMDS), a host (``"azureml"``,
-    ``"appservice"``, ``"arc"``, ``"cloudshell"``, ``"servicefabric"``) or ``"emulator"`` (started here;
-    ``emulator`` is its handle). ``host`` is the protocol spoken (``"vm"`` for IMDS). ``client`` is
-    that host's source (:class:`~mi_notebook.sources.Source`; IMDS's is an :class:`~mi_notebook.sources.ImdsSource`). ``reason`` is one sentence
-    for humans; ``probe`` and ``detection`` hold what auto mode found. ``cache`` is where its tokens
-    are kept (the process-wide one by default).
+    ``host`` is the kind of endpoint (:data:`~mi_notebook.hosts.HOSTS`: ``"vm"`` for a VM's IMDS,
+    ``"azureml"``, ...); ``client`` that host's source (a :class:`~mi_notebook.sources.Source`);
+    ``chosen`` how ``connect()`` picked it (:data:`~mi_notebook.hosts.CHOICES`: ``"given"``,
+    ``"requested"``, ``"detected"``, ``"probed"``, ``"emulator"``); ``emulator`` the embedded emulator
+    it started (``emulated`` says so). ``reason`` is one sentence for humans; ``probe`` and
+    ``detection`` hold what auto mode found. ``cache`` is where its tokens are kept (the process-wide
+    one by default).
 
     Example::
 
         >>> from mi_notebook.sources import ImdsSource
-        >>> c = Connection("http://127.0.0.1:9", "explicit", ImdsSource("http://127.0.0.1:9"),
+        >>> c = Connection("http://127.0.0.1:9", "vm", ImdsSource("http://127.0.0.1:9"), chosen="given",
         ...                reason="Using http://127.0.0.1:9 because it was given explicitly.")
-        >>> str(c)
-        'Using http://127.0.0.1:9 because it was given explicitly.'
+        >>> str(c), c.emulated
+        ('Using http://127.0.0.1:9 because it was given explicitly.', False)
     """
 
     endpoint: str
-    kind: Kind
+    host: Host
     client: Source
-    emulator: Emulated | None = None
+    chosen: Chosen = "given"
+    emulator: Emulator | None = None
     reason: str = ""
     probe: ProbeResult | None = None
-    host: str = "vm"
     detection: Detection | None = field(default=None, repr=False)
     cache: TokenCache = field(default_factory=default_cache, repr=False)
     closed: bool = field(default=False, repr=False)
@@ -157,6 +130,34 @@ class Connection:
     _keys: dict[tuple[Any, Any], tuple[CacheKey, Callable[[], AccessToken]]] = field(
         default_factory=dict, repr=False, compare=False
     )
+
+    def __post_init__(self) -> None:
+        if self.host not in HOST_LABELS:
+            raise ValueError(f"host must be one of {', '.join(HOST_LABELS)}; got {self.host!r}")
+
+    @property
+    def emulated(self) -> bool:
+        """Whether the embedded emulator (started by ``connect()``) serves this connection."""
+        return self.emulator is not None
+
+    @property
+    def label(self) -> str:
+        """The host for people: ``"Azure VM (IMDS)"``, ``"the mi-notebook emulator (not Azure) playing Azure ML compute"``."""
+        from .hosts import host_label
+
+        return host_label(self.host, emulated=self.emulated)
+
+    @property
+    def kind(self) -> str:
+        """Deprecated (use :attr:`host`, :attr:`chosen` and :attr:`emulated`): ``"emulator"``,
+        ``"explicit"`` for a given URL, ``"imds"`` for a VM's IMDS, else the host."""
+        import warnings
+
+        warnings.warn("Connection.kind is deprecated: use .host (the kind of endpoint), .chosen (how it was "
+                      "chosen) and .emulated", DeprecationWarning, stacklevel=2)
+        if self.emulated:
+            return "emulator"
+        return "explicit" if self.chosen == "given" else legacy_source(self.host, emulated=False)
 
     def get_token(
         self,
@@ -224,7 +225,7 @@ class Connection:
         import html
 
         return (
-            f"<div><b>mi-notebook connection</b> ({html.escape(self.kind)}): "
+            f"<div><b>mi-notebook connection</b> ({html.escape(self.label)}): "
             f"<code>{html.escape(self.endpoint)}</code><br>{html.escape(self.reason)}</div>"
         )
 
@@ -234,20 +235,21 @@ def connect(
     imds_url: str | None = None,
     *,
     mode: str | None = None,
-    source: str | None = None,
+    host: str | None = None,
     profile: str = "vm",
     probe_url: str = IMDS_URL,
     probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
     retry: RetryPolicy | None = None,
     timeout: float | tuple[float, float] | None = None,
     clock: Clock = SYSTEM_CLOCK,
-    emulator_factory: Callable[[], Any] | None = None,
+    emulator_factory: Callable[[], Emulator] | None = None,
     environ: Mapping[str, str] | None = None,
     sysfs_root: str = DMI_ROOT,
     himds_path: str = HIMDS_PATH,
     arc_key_dir: str | None = None,
     share: bool | None = None,
     agent_dir: str | None = None,
+    source: str | None = None,
 ) -> Connection:
     """Choose the endpoint (see the module docstring), make it the current connection, return it.
 
@@ -258,29 +260,37 @@ def connect(
     tests point them elsewhere; ``arc_key_dir`` is where an Arc agent's key files must be (default the
     platform's directory). ``share``: serve tokens through this user's token agent (default: the
     ``MI_NOTEBOOK_SHARE`` variable; see the module docstring), whose files are in ``agent_dir``
-    (default ``$XDG_RUNTIME_DIR/mi-notebook``). Bad arguments -> ``ValueError``.
+    (default ``$XDG_RUNTIME_DIR/mi-notebook``). ``source=`` is the deprecated name of ``host=``.
+    Bad arguments -> ``ValueError``.
 
     Example::
 
         >>> conn = connect("http://127.0.0.1:8080")
-        >>> conn.kind, conn.endpoint
-        ('explicit', 'http://127.0.0.1:8080')
-        >>> conn = connect(source="azureml", environ={"MSI_ENDPOINT": "http://127.0.0.1:46808/MSI/auth",
-        ...                                           "MSI_SECRET": "s3cr3t"})
-        >>> conn.kind, conn.endpoint, "s3cr3t" in conn.reason
-        ('azureml', 'http://127.0.0.1:46808/MSI/auth', False)
+        >>> conn.host, conn.chosen, conn.endpoint
+        ('vm', 'given', 'http://127.0.0.1:8080')
+        >>> conn = connect(host="azureml", environ={"MSI_ENDPOINT": "http://127.0.0.1:46808/MSI/auth",
+        ...                                         "MSI_SECRET": "s3cr3t"})
+        >>> conn.host, conn.chosen, conn.endpoint, "s3cr3t" in conn.reason
+        ('azureml', 'requested', 'http://127.0.0.1:46808/MSI/auth', False)
         >>> disconnect()
     """
     global _current
+    if source is not None:
+        import warnings
+
+        warnings.warn("connect(source=...) is deprecated: use connect(host=...)", DeprecationWarning, stacklevel=2)
+        if host is not None:
+            raise ValueError("give host= (source= is its deprecated name), not both")
+        host = "vm" if source == "imds" else source
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    if source is not None and source not in HOSTS:
-        raise ValueError(f"source must be one of {', '.join(HOSTS)}; got {source!r}")
-    given = [name for name, value in (("imds_url", imds_url), ("source", source)) if value is not None]
+    if host is not None and host not in CONNECTABLE:
+        raise ValueError(f"host must be one of {', '.join(CONNECTABLE)}; got {host!r}")
+    given = [name for name, value in (("imds_url", imds_url), ("host", host)) if value is not None]
     if mode not in (None, "auto"):
         given.append(f"mode={mode!r}")
     if len(given) > 1:
-        raise ValueError(f"give one of imds_url, source or mode, not {' and '.join(given)}")
+        raise ValueError(f"give one of imds_url, host or mode, not {' and '.join(given)}")
     env: Mapping[str, str] = os.environ if environ is None else environ
     from .agent.client import share_requested
 
@@ -301,19 +311,20 @@ def connect(
 
     env_url = env.get(ENV_IMDS_URL, "").strip()
     env_mode = env.get(ENV_MODE, "").strip().lower()
-    emulating = mode == "emulator" or (mode is None and source is None and imds_url is None and not env_url
+    emulating = mode == "emulator" or (mode is None and host is None and imds_url is None and not env_url
                                        and env_mode == "emulator")
     if profile != "vm" and not emulating:
         raise ValueError(f"profile={profile!r} chooses the host the emulator plays: use it with mode='emulator'")
     if imds_url is not None:
         conn = _explicit(imds_url, "it was passed to connect()", options)
-    elif source is not None:
-        conn = _host_connection(detected(), source, f"source={source!r} was requested", probe_url, options)
+    elif host is not None:
+        conn = _host_connection(detected(), host, f"host={host!r} was requested", probe_url, options,
+                                chosen="requested")
     elif emulating:
         conn = starting(profile, "mode='emulator' was requested" if mode else f"{ENV_MODE}=emulator")
     elif mode == "imds" or (mode is None and not env_url and env_mode == "imds"):
         why = "mode='imds' was requested" if mode else f"{ENV_MODE}=imds"
-        conn = _host_connection(detected(), "vm", why, probe_url, options)
+        conn = _host_connection(detected(), "vm", why, probe_url, options, chosen="requested")
     elif mode is None and env_url:
         conn = _explicit(env_url, f"{ENV_IMDS_URL} is set", options)
     else:
@@ -348,14 +359,14 @@ def _auto(found: Detection, probe_url: str, probe_timeout: float, options: dict[
     if found.host != "vm":
         detail = found.reason.split(": ", 1)[-1].rstrip(".")
         return _host_connection(found, found.host, f"its variables say so ({detail}); no network probe was needed",
-                                probe_url, options)
+                                probe_url, options, chosen="detected")
     result = probe_imds(probe_url, timeout=probe_timeout)
     base = probe_url.rstrip("/")
     if result.is_imds:
-        conn = _host_connection(found, "vm", "", probe_url, options,
+        conn = _host_connection(found, "vm", "", probe_url, options, chosen="probed",
                                 reason=f"Using Azure IMDS at {base} because {result.detail}.")
     elif found.is_azure_vm:
-        conn = _host_connection(found, "vm", "", probe_url, options, reason=(
+        conn = _host_connection(found, "vm", "", probe_url, options, chosen="detected", reason=(
             f"Using Azure IMDS at {base} although {result.detail} in {result.elapsed:.2f} s: this machine is an "
             f"Azure VM ({found.vm_evidence}), so mi-notebook never falls back to its emulator here. Token requests "
             "are retried per the documented policy and fail with a clear error if IMDS stays unreachable "
@@ -371,8 +382,7 @@ def _auto(found: Detection, probe_url: str, probe_timeout: float, options: dict[
 
 
 def _host_connection(found: Detection, host: str, why: str, vm_url: str, options: dict[str, Any], *,
-                     kind: Kind | None = None, emulator: Emulated | None = None,
-                     reason: str | None = None) -> Connection:
+                     chosen: Chosen, emulator: Emulator | None = None, reason: str | None = None) -> Connection:
     """A connection to ``host``'s endpoint as ``found`` (the environment) configures it; no probing.
 
     ``vm_url`` is IMDS's base URL (unless ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` moved it)."""
@@ -384,8 +394,8 @@ def _host_connection(found: Detection, host: str, why: str, vm_url: str, options
     if reason is None:
         reason = f"Using {name} at {client.endpoint} because {why}.{note}" if host != "vm" else \
             f"Using {name} at {client.endpoint} without probing because {why}."
-    chosen: Kind = kind or ("imds" if host == "vm" else host)  # type: ignore[assignment]
-    return Connection(client.endpoint, chosen, client, host=host, detection=found, emulator=emulator, reason=reason)
+    return Connection(client.endpoint, client.host, client, chosen=chosen, detection=found,  # type: ignore[arg-type]
+                      emulator=emulator, reason=reason)
 
 
 def _forced(found: Detection, host: str, vm_url: str) -> Detection:
@@ -401,27 +411,27 @@ def _forced(found: Detection, host: str, vm_url: str) -> Detection:
     return dataclasses.replace(found, host=host, label=label, endpoint=endpoint)
 
 
-def _emulator_connection(profile: str, why: str, factory: Callable[[], Emulated] | None,
+def _emulator_connection(profile: str, why: str, factory: Callable[[], Emulator] | None,
                          options: dict[str, Any]) -> Connection:
     """Start the emulator playing ``profile`` and connect to it with that host's protocol."""
     if factory is None:
         from .emulator import Emulator  # lazily: only connect may start the emulator
 
-        def factory() -> Emulated:
+        def factory() -> Emulator:
             return Emulator(profile=profile)
 
     emu = factory()
     emu.start()
     url = str(emu.imds_url).rstrip("/")
-    played: str = getattr(emu, "profile", "vm")  # a stand-in emulator (tests) plays a VM
+    played: str = getattr(emu, "profile", "vm")  # a stand-in emulator in tests plays a VM
     environ = emu.environment if played != "vm" else {}
     found = detect(environ, sysfs_root="/nonexistent", himds_path="/nonexistent")
     if played == "arc":
         options = {**options, "key_dir": emu.arc_key_dir}
     if played == "vm":
-        return _host_connection(found, "vm", "", url, options, kind="emulator", emulator=emu,
+        return _host_connection(found, "vm", "", url, options, chosen="emulator", emulator=emu,
                                 reason=f"Using the embedded emulator at {url} because {why}.")
-    conn = _host_connection(found, played, "", url, options, kind="emulator", emulator=emu, reason="")
+    conn = _host_connection(found, played, "", url, options, chosen="emulator", emulator=emu, reason="")
     conn.reason = (f"Using the embedded emulator playing {found.label} at {conn.endpoint} because {why}: the "
                    f"protocol is {found.label}'s, the tokens are the emulator's.")
     return conn
@@ -439,7 +449,9 @@ def announce_emulator(conn: Connection) -> None:
     Example::
 
         >>> import io, contextlib
-        >>> conn = Connection("http://127.0.0.1:1", "emulator", None, reason="Using the embedded emulator.")
+        >>> from mi_notebook.sources import ImdsSource
+        >>> conn = Connection("http://127.0.0.1:1", "vm", ImdsSource("http://127.0.0.1:1"), chosen="emulator",
+        ...                   reason="Using the embedded emulator.")
         >>> _announced.clear()
         >>> err = io.StringIO()
         >>> with contextlib.redirect_stderr(err):
@@ -503,7 +515,7 @@ def current_or_connect() -> Connection:
 
     Example::
 
-        >>> disconnect(); current_or_connect().kind
+        >>> disconnect(); current_or_connect().chosen
         'emulator'
         >>> disconnect()
     """
@@ -552,8 +564,8 @@ def _explicit(url: str, why: str, options: dict[str, Any]) -> Connection:
     from .sources.imds import ImdsSource
 
     client = ImdsSource(url, **{k: v for k, v in options.items() if k != "key_dir"})  # validates the URL
-    return Connection(client.endpoint, "explicit", client, reason=f"Using {client.endpoint} because {why}.")
+    return Connection(client.endpoint, "vm", client, chosen="given", reason=f"Using {client.endpoint} because {why}.")
 
 
-def _stop_emulator(emu: Emulated) -> None:
+def _stop_emulator(emu: Emulator) -> None:
     emu.stop()

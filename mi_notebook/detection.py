@@ -11,7 +11,7 @@ Arc check by the ``himds`` binary added at Arc's place:
  3    ``arc``              IDENTITY_ENDPOINT + IMDS_ENDPOINT, or the himds binary exists
  4    ``azureml``          MSI_ENDPOINT + MSI_SECRET
  5    ``cloudshell``       MSI_ENDPOINT without MSI_SECRET
- 6    ``workloadidentity`` AZURE_AUTHORITY_HOST + AZURE_TENANT_ID + AZURE_FEDERATED_TOKEN_FILE
+ 6    ``workload``         AZURE_AUTHORITY_HOST + AZURE_TENANT_ID + AZURE_FEDERATED_TOKEN_FILE
                            (AKS; azure-identity's own list; not spoken by mi-notebook yet)
  7    ``vm``               none of the above: the VM's IMDS (AZURE_POD_IDENTITY_AUTHORITY_HOST
                            overrides its base URL)
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import UnsupportedHostError
+from .hosts import HOST_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sources import Source
@@ -86,15 +87,16 @@ class HostRule:
 
 
 HOST_RULES: tuple[HostRule, ...] = (
-    HostRule("servicefabric", "Service Fabric", ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT")),
-    HostRule("appservice", "App Service (or Functions, Container Apps)", ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"),
-             ("IDENTITY_SERVER_THUMBPRINT",)),
-    HostRule("arc", "Azure Arc", ("IDENTITY_ENDPOINT", "IMDS_ENDPOINT")),
-    HostRule("azureml", "Azure ML compute", ("MSI_ENDPOINT", "MSI_SECRET")),
-    HostRule("cloudshell", "Azure Cloud Shell", ("MSI_ENDPOINT",), ("MSI_SECRET",)),
-    HostRule("workloadidentity", "AKS workload identity",
+    HostRule("servicefabric", HOST_LABELS["servicefabric"],
+             ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT")),
+    HostRule("appservice", HOST_LABELS["appservice"] + " (or Functions, Container Apps)",
+             ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"), ("IDENTITY_SERVER_THUMBPRINT",)),
+    HostRule("arc", HOST_LABELS["arc"], ("IDENTITY_ENDPOINT", "IMDS_ENDPOINT")),
+    HostRule("azureml", HOST_LABELS["azureml"], ("MSI_ENDPOINT", "MSI_SECRET")),
+    HostRule("cloudshell", HOST_LABELS["cloudshell"], ("MSI_ENDPOINT",), ("MSI_SECRET",)),
+    HostRule("workload", HOST_LABELS["workload"],
              ("AZURE_AUTHORITY_HOST", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE")),
-    HostRule("vm", "Azure VM (IMDS)", ()),
+    HostRule("vm", HOST_LABELS["vm"], ()),
 )
 _RULE = {rule.host: rule for rule in HOST_RULES}
 
@@ -104,7 +106,7 @@ def _pick(env: Mapping[str, str], himds: bool, *, azure_identity: bool = False, 
     without IDENTITY_HEADER or IMDS_ENDPOINT ends the search with nothing). ``workload=False``: skip
     workload identity (``ManagedIdentityCredential`` does when DefaultAzureCredential excludes it)."""
     for rule in HOST_RULES:
-        if rule.host == "workloadidentity" and not workload:
+        if rule.host == "workload" and not workload:
             continue
         if rule.matches(env, himds and not azure_identity):
             return rule.host
@@ -186,7 +188,7 @@ class Detection:
             ...        sysfs_root="/nonexistent", himds_path="/nonexistent").build_source().host
             'appservice'
         """
-        if self.host == "workloadidentity":
+        if self.host == "workload":
             raise UnsupportedHostError(
                 "This process is set up for AKS workload identity (" + ", ".join(_RULE[self.host].needs) + " are set); "
                 "mi-notebook does not speak it yet, and the node's IMDS would give the node's identity, not the pod's.",
@@ -258,7 +260,7 @@ def _endpoint(host: str, env: Mapping[str, str], rule: HostRule, himds: bool) ->
         from .sources.arc import DEFAULT_ENDPOINT
 
         return DEFAULT_ENDPOINT
-    return env.get(rule.needs[0]) if host != "workloadidentity" else None
+    return env.get(rule.needs[0]) if host != "workload" else None
 
 
 def _reason(host: str, rule: HostRule, env: Mapping[str, str], shown: Mapping[str, str], himds_path: str,
@@ -387,7 +389,7 @@ def default_azure_credential_chain(environ: Mapping[str, str] | None = None, *, 
     why_not = f"left out by AZURE_TOKEN_CREDENTIALS={choice}" if choice else "excluded by default"
     client_id = env.get("AZURE_CLIENT_ID")
     mi_host = _pick(env, False, azure_identity=True, workload=included["workload_identity"])
-    if included["managed_identity"] and mi_host == "workloadidentity" and not client_id:
+    if included["managed_identity"] and mi_host == "workload" and not client_id:
         return CredentialChain((), selection, "DefaultAzureCredential() raises ValueError: ManagedIdentityCredential "
                                "selects workload identity (AZURE_AUTHORITY_HOST, AZURE_TENANT_ID and "
                                "AZURE_FEDERATED_TOKEN_FILE are set) but AZURE_CLIENT_ID is not set.")

@@ -36,7 +36,8 @@ __all__ = [
 TOKENS_COLUMNS = (
     "resource",
     "identity",
-    "source",
+    "host",
+    "emulated",
     "fetched_at",
     "expires_on",
     "time_left",
@@ -87,7 +88,7 @@ def _tokens_of(tokens_or_cache: Any) -> tuple[list[Any], Any]:
 
 def tokens_frame(tokens_or_cache: Iterable[AccessToken] | TokenCache | AccessToken, now: float | None = None,
                  *, cache: TokenCache | None = None) -> pd.DataFrame:
-    """One row per token: resource, identity, source, fetched / expiry / planned refresh (UTC),
+    """One row per token: resource, identity, host, emulated, fetched / expiry / planned refresh (UTC),
     time left at ``now`` (text and seconds), fingerprint. Never the token.
 
     Given a cache, its tokens and its ``refresh_at``; given tokens, the refresh formula (or
@@ -96,7 +97,7 @@ def tokens_frame(tokens_or_cache: Iterable[AccessToken] | TokenCache | AccessTok
     Example::
 
         >>> tokens_frame([]).columns.tolist()[:3]
-        ['resource', 'identity', 'source']
+        ['resource', 'identity', 'host']
     """
     import pandas as pd
 
@@ -114,7 +115,8 @@ def tokens_frame(tokens_or_cache: Iterable[AccessToken] | TokenCache | AccessTok
             (
                 tok.resource,
                 str(tok.identity),
-                getattr(tok, "source", None),
+                getattr(tok, "host", None),
+                bool(getattr(tok, "emulated", False)),
                 utc(getattr(tok, "fetched_at", None)),
                 utc(tok.expires_on),
                 "expired" if left <= 0 else format_duration(left),

@@ -49,7 +49,7 @@ _warned = threading.Event()
 
 
 def _warn_if_emulator(token: AccessToken) -> None:
-    if token.source == "emulator" and not _warned.is_set():
+    if token.emulated and not _warned.is_set():
         _warned.set()
         warnings.warn(
             "mi.credential() is handing Azure SDK clients tokens from the mi-notebook emulator, not from "

@@ -9,7 +9,7 @@ Example::
 
     >>> import mi_notebook as mi
     >>> conn = connect_or_carry_on()        # the tests run in emulator mode: it answers at once
-    >>> conn.kind
+    >>> conn.chosen
     'emulator'
     >>> mi.disconnect()
 """

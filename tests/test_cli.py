@@ -75,7 +75,7 @@ def test_token_honours_the_environment(transport_emu, capsys, monkeypatch):
 
 def test_token_in_emulator_mode_says_so(capsys):
     code, out, err = run(capsys, "token", "--mode", "emulator")
-    assert code == 0 and "Using the embedded emulator" in err and "(emulator)" in out
+    assert code == 0 and "Using the embedded emulator" in err and "(vm, emulator)" in out
 
 
 def test_progress_while_retrying(transport_emu, capsys, virtual_time):
@@ -231,7 +231,7 @@ def test_doctor_reports_endpoint_identities_and_clock(transport_emu, capsys, mon
     code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url,
                        "--client-id", user.client_id, "--client-id", UNKNOWN_GUID)
     assert code == 1  # a named identity failed
-    assert f"explicit: {transport_emu.imds_url}" in out
+    assert f"(given): {transport_emu.imds_url}" in out
     assert "none set" in out
     assert re.search(r"OK\s+system-assigned", out)
     assert re.search(rf"OK\s+user-assigned \(client_id={user.client_id}\)", out)
@@ -328,4 +328,4 @@ def test_token_output_says_when_the_emulator_issued_it(capsys):
     assert code == 0 and "issued by    the mi-notebook emulator (not Azure)" in out
     assert err.startswith("NOT an Azure token: issued by the mi-notebook emulator.")
     code, out, err = run(capsys, "token", "vault", "--mode", "emulator", "--json")
-    assert code == 0 and json.loads(out)["issuedBy"] == "emulator"
+    assert code == 0 and json.loads(out)["emulated"] is True and json.loads(out)["host"] == "vm"

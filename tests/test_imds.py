@@ -36,7 +36,7 @@ def test_system_request_is_exactly_the_documented_one(transport_emu, make_imds_c
     assert not any(name.lower() == "x-forwarded-for" for name in record.headers)
     assert record.status == 200
     assert token.resource == ARM and token.identity == Identity.system()
-    assert token.source == "emulator" and token.endpoint == transport_emu.imds_url
+    assert token.emulated and token.host == "vm" and token.endpoint == transport_emu.imds_url
     assert len(token.timeline) == 1 and token.timeline[0].outcome == "success"
 
 
@@ -419,9 +419,9 @@ def test_not_before_in_exponent_form_is_accepted():
 
 def test_tokens_are_labelled_emulator_only_when_the_answer_says_so():
     client, _ = mocked((200, {}, BODY))
-    assert client.request_token("arm").source == "imds"
+    assert not client.request_token("arm").emulated
     client, _ = mocked((200, {"X-Mi-Notebook-Emulator": "1"}, BODY))
-    assert client.request_token("arm").source == "emulator"
+    assert client.request_token("arm").emulated
 
 
 def test_timeouts_are_imds_timeouts():

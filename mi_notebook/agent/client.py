@@ -100,7 +100,7 @@ class AgentTokenInfo:
     Example::
 
         >>> info = AgentTokenInfo.from_status({"resource": "https://vault.azure.net", "identity_selector": None,
-        ...     "source": "emulator", "expires_on": 200, "fetched_at": 100.0, "not_before": 95,
+        ...     "host": "vm", "emulated": True, "expires_on": 200, "fetched_at": 100.0, "not_before": 95,
         ...     "fingerprint": "sha256:0011aabb", "refresh_at": 150.0})
         >>> info.identity.kind, info.time_left(now=190), info.served_by
         ('system', 10.0, 'agent')
@@ -108,7 +108,8 @@ class AgentTokenInfo:
 
     resource: str
     identity: Identity
-    source: str
+    host: str
+    emulated: bool
     expires_on: int
     fetched_at: float
     not_before: int | None
@@ -124,7 +125,8 @@ class AgentTokenInfo:
         """One token row of the agent's status."""
         selector = row.get("identity_selector")
         identity = Identity(**{selector[0]: selector[1]}) if selector else Identity.system()
-        return cls(resource=row["resource"], identity=identity, source=row["source"], expires_on=int(row["expires_on"]),
+        return cls(resource=row["resource"], identity=identity, host=row["host"], emulated=bool(row.get("emulated")),
+                   expires_on=int(row["expires_on"]),
                    fetched_at=float(row["fetched_at"]), not_before=row.get("not_before"),
                    fingerprint=row["fingerprint"], refresh_at=row.get("refresh_at"), client_id=row.get("client_id"),
                    in_flight=bool(row.get("in_flight")), last_error=row.get("last_error"))
@@ -135,16 +137,16 @@ class AgentTokenInfo:
 
 
 def token_from_reply(reply: Mapping[str, Any]) -> AccessToken:
-    """The ``AccessToken`` of an agent's token answer: ``source`` stays the issuer, ``from_cache`` says
+    """The ``AccessToken`` of an agent's token answer: ``host`` and ``emulated`` stay the issuer's, ``from_cache`` says
     whether the agent served it from its cache, the timeline is the agent's fetch.
 
     Example::
 
-        >>> tok = AccessToken("a.b.c", resource="api://x", expires_on=5, fetched_at=1, source="emulator")
+        >>> tok = AccessToken("a.b.c", resource="api://x", expires_on=5, fetched_at=1, emulated=True)
         >>> again = token_from_reply({"token": {**tok.to_dict(include_token=True), "timeline": None},
         ...                           "from_cache": True})
-        >>> again == tok, again.from_cache, again.source
-        (True, True, 'emulator')
+        >>> again == tok, again.from_cache, again.emulated
+        (True, True, True)
     """
     data = dict(reply["token"])
     timeline = data.pop("timeline", None)

@@ -134,7 +134,7 @@ def run(ns: argparse.Namespace) -> int:
 
     print("Endpoint")
     conn = connection_from_args(ns)
-    print(f"  {conn.kind}: {conn.endpoint}")
+    print(f"  {conn.label} ({conn.chosen}): {conn.endpoint}")
     print(f"  {conn.reason}")
     for line in host_report(conn):
         print(line)
@@ -273,7 +273,7 @@ def host_report(conn: Connection, environ: Mapping[str, str] | None = None) -> l
 
         >>> from mi_notebook.connection import connect, disconnect
         >>> env = {"MSI_ENDPOINT": "http://127.0.0.1:46808/MSI/auth", "MSI_SECRET": "s3cr3t"}
-        >>> lines = host_report(connect(source="azureml", environ=env), env)
+        >>> lines = host_report(connect(host="azureml", environ=env), env)
         >>> lines[0], any("s3cr3t" in line for line in lines)
         ('Host', False)
         >>> [line for line in lines if "cloudshell" in line][0].strip()
@@ -285,7 +285,7 @@ def host_report(conn: Connection, environ: Mapping[str, str] | None = None) -> l
     env = os.environ if environ is None else environ
     found = conn.detection or detect(env)
     lines = ["Host", f"  {found.label} ({found.host}): {found.reason}"]
-    if conn.kind == "emulator":
+    if conn.emulated:
         lines.append("  the embedded emulator serves the tokens: they are NOT Azure's")
     lines.append(f"  Azure VM by DMI: {'yes' if found.is_azure_vm else 'no'} ({found.vm_evidence})")
     lines.append("  variables: " + (", ".join(f"{k}={v}" for k, v in found.variables.items()) or "none set"))

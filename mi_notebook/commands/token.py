@@ -126,16 +126,16 @@ def progress_printer(stream: Any = None, *, label: str = "IMDS") -> Any:
     return on_attempt
 
 
-def endpoint_label(source: str | None) -> str:
-    """What the progress lines call the token endpoint (``IMDS``, ``Azure ML``, ...).
+def endpoint_label(host: str | None) -> str:
+    """What the progress lines call the token endpoint of ``host`` (``IMDS``, ``Azure ML``, ...).
 
     Example::
 
-        >>> endpoint_label("imds"), endpoint_label("azureml")
+        >>> endpoint_label("vm"), endpoint_label("azureml")
         ('IMDS', 'Azure ML endpoint')
     """
     names = {"azureml": "Azure ML", "appservice": "App Service", "arc": "Azure Arc", "cloudshell": "Cloud Shell"}
-    return f"{names[source]} endpoint" if source in names else "IMDS"
+    return f"{names[host]} endpoint" if host in names else "IMDS"
 
 
 def token_json(token: AccessToken, *, show_token: bool = False) -> dict[str, Any]:
@@ -151,7 +151,8 @@ def token_json(token: AccessToken, *, show_token: bool = False) -> dict[str, Any
         "clientId": token.client_id,
         "fingerprint": token.fingerprint,
         "endpoint": token.endpoint,
-        "issuedBy": token.source,
+        "host": token.host,
+        "emulated": token.emulated,
     }
 
 
@@ -163,7 +164,7 @@ def run(ns: argparse.Namespace) -> int:
     resource = resolve_resource(ns.resource)  # bad input fails before any connection is made
     conn = connection_from_args(ns)
     token = conn.get_token(resource, identity=identity, on_attempt=progress_printer(label=endpoint_label(conn.host)))
-    if token.source == "emulator":
+    if token.emulated:
         print(f"NOT an Azure token: issued by the mi-notebook emulator. {conn.reason}", file=sys.stderr)
     if ns.output == "raw":
         print(token.reveal())
@@ -175,7 +176,7 @@ def run(ns: argparse.Namespace) -> int:
         return EXIT_OK
     lines = [
         f"Token for {token.resource} ({token.identity})",
-        f"  endpoint     {conn.endpoint} ({conn.kind})",
+        f"  endpoint     {conn.endpoint} ({conn.host}, {conn.chosen})",
         f"  expires_on   {token.expires_on} = {format_utc(token.expires_on)} "
         f"({format_relative(token.expires_on, time.time())})",
         f"  issued by    {token.issuer_label}",

@@ -187,7 +187,10 @@ class TokenSource:
 
     @property
     def kind(self) -> str:
-        """The token label of this source's tokens (the old name of :attr:`host`)."""
+        """Deprecated: the old name of :attr:`host` (``"imds"`` for the VM's)."""
+        import warnings
+
+        warnings.warn(f"{type(self).__name__}.kind is deprecated: use .host", DeprecationWarning, stacklevel=2)
         return "imds" if self.host == "vm" else self.host
 
     @property
@@ -241,8 +244,9 @@ class TokenSource:
         """A host-specific error for a failure only this host sends, or ``None`` for the generic one."""
         return None
 
-    def _token_label(self, answer: Answer) -> str:
-        return "emulator" if answer.from_emulator else self.kind
+    def _emulated(self, answer: Answer) -> bool:
+        """Whether the emulator sent ``answer`` (it marks every answer; Azure never does)."""
+        return answer.from_emulator
 
     # --- the one request ------------------------------------------------------------------------------
     def request_token(self, resource: str, identity: Identity | str | None = None, *,
@@ -344,7 +348,7 @@ class TokenSource:
 
     def _token(self, answer: Answer, document: dict[str, Any], resource: str, identity: Identity) -> AccessToken:
         token = AccessToken.from_response(
-            document, source=self._token_label(answer),  # type: ignore[arg-type]
+            document, host=self.host, emulated=self._emulated(answer),  # type: ignore[arg-type]
             identity=identity, resource_requested=resource, endpoint=self.endpoint, fetched_at=self.clock.wall())
         self._check(token, document, identity)
         return token

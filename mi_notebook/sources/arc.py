@@ -41,7 +41,7 @@ Example::
     ...     return 200, {}, {"access_token": "a.b.c", "expires_on": "1800000000"}
     >>> mock = MockTransport(agent)
     >>> tok = ArcSource(key_dir=keys, transport=mock).request_token("arm")
-    >>> tok.source, len(tok.timeline), len(mock.requests), mock.requests[1].headers["Authorization"] == "Basic k3y"
+    >>> tok.host, len(tok.timeline), len(mock.requests), mock.requests[1].headers["Authorization"] == "Basic k3y"
     ('arc', 1, 2, True)
 """
 

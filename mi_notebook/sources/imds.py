@@ -130,7 +130,7 @@ class ImdsSource(TokenSource):
         if not api_version or not isinstance(api_version, str):
             raise ValueError(f"api_version must be a non-empty string, got {api_version!r}")
         self.api_version = api_version
-        self._emulated = False
+        self._labelled_emulator = False
         if source is not None:
             import warnings
 
@@ -138,7 +138,7 @@ class ImdsSource(TokenSource):
                           "answer says so (AccessToken.emulated)", DeprecationWarning, stacklevel=2)
             if source not in ("imds", "emulator"):
                 raise ValueError(f"source must be 'imds' or 'emulator'; got {source!r}")
-            self._emulated = source == "emulator"
+            self._labelled_emulator = source == "emulator"
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], **options: Any) -> ImdsSource:
@@ -211,8 +211,8 @@ class ImdsSource(TokenSource):
     def _retryable(self, answer: Answer, error: str | None, description: str | None) -> bool | None:
         return None  # the documented table: the policy's statuses (404, 410, 429, 5xx)
 
-    def _token_label(self, answer: Answer) -> str:
-        return "emulator" if answer.from_emulator or self._emulated else "imds"
+    def _emulated(self, answer: Answer) -> bool:
+        return answer.from_emulator or self._labelled_emulator
 
     def _explain(self, status: int, error: str | None, description: str | None, answer: Answer,
                  resource: str | None, identity: Identity | None,

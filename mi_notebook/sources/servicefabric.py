@@ -69,7 +69,10 @@ class ServiceFabricSource:
 
     @property
     def kind(self) -> str:
-        """The old name of :attr:`host`."""
+        """Deprecated: the old name of :attr:`host`."""
+        import warnings
+
+        warnings.warn("ServiceFabricSource.kind is deprecated: use .host", DeprecationWarning, stacklevel=2)
         return self.host
 
     @property
