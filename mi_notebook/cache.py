@@ -21,16 +21,20 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from .clock import SYSTEM_CLOCK, Clock
 from .identity import Identity
 from .tokens import AccessToken
 
-__all__ = ["CacheKey", "CacheStats", "TokenCache", "default_cache", "refresh_at"]
+__all__ = ["CacheKey", "CacheStats", "Scoped", "TokenCache", "default_cache", "refresh_at"]
 
 #: a long-lived token (>= 2 h left when fetched) is refreshed half-way through
 LONG_LIVED = 7200.0
@@ -40,23 +44,55 @@ REFRESH_MARGIN = 300.0
 RETRY_HOLD = 30.0
 
 
-class CacheKey(tuple):
-    """``(endpoint, identity, resource)``, the TokenCache key, with its hash computed once.
+class Scoped(Protocol):
+    """What chooses a token besides the identity and the resource: a source's ``host``, ``endpoint``
+    and ``fingerprint`` (a keyed digest of its secret settings, or ``None``). Every token source has them.
+    """
 
-    Equal to (and hashing like) the plain tuple; hashing an ``Identity`` dataclass on every cache
-    look-up would otherwise cost more than the rest of a cached ``get_token``.
+    @property
+    def host(self) -> str: ...  # pragma: no cover - a protocol
+
+    @property
+    def endpoint(self) -> str: ...  # pragma: no cover
+
+    @property
+    def fingerprint(self) -> str | None: ...  # pragma: no cover
+
+
+class CacheKey(tuple):  # type: ignore[type-arg]
+    """``(scope, identity, resource)``, the TokenCache key, with its hash computed once.
+
+    :meth:`of` builds the key of a token from everything that chose it: ``scope`` is then a digest
+    of the whole normalised description (the source's host, its endpoint, the fingerprint of its
+    secret, the identity *as resolved* and the resource URI), so a different secret, host or endpoint,
+    or an identity the host resolves differently (Azure ML's ``DEFAULT_IDENTITY_CLIENT_ID``), never
+    meets another's token. Equal to (and hashing like) the plain tuple.
 
     Example::
 
-        >>> key = CacheKey("http://127.0.0.1:1", Identity.system(), "https://management.azure.com/")
-        >>> key == ("http://127.0.0.1:1", Identity.system(), "https://management.azure.com/"), key.resource
-        (True, 'https://management.azure.com/')
+        >>> from types import SimpleNamespace
+        >>> ml = SimpleNamespace(host="azureml", endpoint="http://127.0.0.1:1/MSI/auth", fingerprint="f1")
+        >>> key = CacheKey.of(ml, Identity.system(), "https://management.azure.com/")
+        >>> key.scope[:7], key.identity, key.resource
+        ('sha256:', Identity.system(), 'https://management.azure.com/')
+        >>> key == CacheKey.of(SimpleNamespace(**{**vars(ml), "fingerprint": "f2"}), Identity.system(), key.resource)
+        False
     """
 
-    def __new__(cls, endpoint: str, identity: Identity, resource: str) -> CacheKey:
-        self = super().__new__(cls, (endpoint, identity, resource))
+    def __new__(cls, scope: str, identity: Identity, resource: str) -> CacheKey:
+        self = super().__new__(cls, (scope, identity, resource))
         self._hash = tuple.__hash__(self)
         return self
+
+    @classmethod
+    def of(cls, source: Scoped, identity: Identity, resource: str) -> CacheKey:
+        """The key of the token ``source`` fetches for ``identity`` (as resolved) and ``resource`` (a URI)."""
+        parts, endpoint = urlsplit(source.endpoint.strip()), source.endpoint.strip()
+        with contextlib.suppress(ValueError):  # scheme and host are case-insensitive; a trailing "/" says nothing
+            endpoint = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"),
+                                   parts.query, ""))
+        described = json.dumps([source.host, endpoint, source.fingerprint, list(identity.selector or ()), resource])
+        return cls("sha256:" + hashlib.sha256(described.encode("utf-8")).hexdigest(), identity, resource)
 
     def __hash__(self) -> int:
         return self._hash
@@ -65,16 +101,17 @@ class CacheKey(tuple):
         return (CacheKey, tuple(self))
 
     @property
-    def endpoint(self) -> str:
-        return self[0]
+    def scope(self) -> str:
+        """The digest of what chose the token (any text for a key made by hand)."""
+        return str(self[0])
 
     @property
     def identity(self) -> Identity:
-        return self[1]
+        return self[1]  # type: ignore[no-any-return]
 
     @property
     def resource(self) -> str:
-        return self[2]
+        return str(self[2])
 
 
 def refresh_at(token: AccessToken) -> float:

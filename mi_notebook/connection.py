@@ -168,7 +168,9 @@ class Connection:
         on_attempt: Callable[..., None] | None = None,
         cache: TokenCache | None = None,
     ) -> AccessToken:
-        """A token through this connection and the process-wide cache (key: endpoint, identity, resource).
+        """A token through this connection and the process-wide cache (keyed by everything that chooses
+        the token: the host, the endpoint, a fingerprint of its secret, the identity as the host
+        resolves it, the resource; see :meth:`~mi_notebook.cache.CacheKey.of`).
 
         The one cached path of the package: ``mi.get_token`` and the SDK credential come here.
         ``identity``: ``None`` (system-assigned), an ``Identity``, or text for ``Identity.parse``;
@@ -195,8 +197,9 @@ class Connection:
         return (cache if cache is not None else self.cache).get(key, fetch, force_refresh=force_refresh)
 
     def _key_for(self, resource: str, identity: Identity | str | None) -> tuple[CacheKey, Callable[[], AccessToken]]:
-        ident = Identity.parse(identity)
-        key = CacheKey(self.endpoint, ident, resolve_resource(resource))
+        # the identity as the host resolves it (Azure ML: DEFAULT_IDENTITY_CLIENT_ID for "none named")
+        ident = self.client.resolve_identity(identity)
+        key = CacheKey.of(self.client, ident, resolve_resource(resource))
 
         def fetch() -> AccessToken:
             return self.client.request_token(key.resource, key.identity)

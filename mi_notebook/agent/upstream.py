@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..detection import SEEN_VARIABLES, detect
@@ -59,7 +60,8 @@ def describe(conn: Any) -> dict[str, Any]:
 
 def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Source:
     """The token source ``desc`` (from :func:`describe`) names; ``ValueError`` for a description that
-    is not one.
+    is not one, or whose source would talk to another endpoint than the ``endpoint`` it names (its
+    variables pointing elsewhere: the agent must never cache one endpoint's answer as another's).
 
     Example::
 
@@ -71,7 +73,26 @@ def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Sou
         Traceback (most recent call last):
         ...
         ValueError: the connection description names no known host (got 'mainframe')
+        >>> build_source({"host": "appservice", "endpoint": "http://127.0.0.1:4141/msi/token",
+        ...               "environ": {"IDENTITY_ENDPOINT": "http://127.0.0.1:9/elsewhere", "IDENTITY_HEADER": "h"}})
+        Traceback (most recent call last):
+        ...
+        ValueError: the connection description names the endpoint 'http://127.0.0.1:4141/msi/token' but its variables point at 'http://127.0.0.1:9/elsewhere': refused
     """
+    source = _build(desc, clock)
+    if _normal(source.endpoint) != _normal(desc["endpoint"]):
+        source.close()
+        raise ValueError(f"the connection description names the endpoint {str(desc['endpoint'])[:200]!r} but its "
+                         f"variables point at {source.endpoint[:200]!r}: refused")
+    return source
+
+
+def _normal(url: str) -> tuple[str, str, str]:
+    parts = urlsplit(url.strip())
+    return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _build(desc: Mapping[str, Any], clock: Clock) -> Source:
     host = desc.get("host")
     if host not in _HOSTS:
         raise ValueError(f"the connection description names no known host (got {str(host)[:40]!r})")
@@ -110,7 +131,7 @@ class Upstream:
 
     def __init__(self, desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.client = build_source(desc, clock=clock)
-        self.endpoint: str = desc["endpoint"]
+        self.endpoint: str = self.client.endpoint
         self._clock = clock
         self._lock = threading.Lock()
         self._hold_until = 0.0
