@@ -191,10 +191,18 @@ class Connection:
             key, fetch = self._keys[resource, identity]
         except (KeyError, TypeError):
             key, fetch = self._key_for(resource, identity)  # ValueError for bad input, before any request
-        if on_attempt is not None:
+        store = self.cache if cache is None else cache
+        if not force_refresh and on_attempt is None:
+            # TokenCache.get's lock-free hit, inlined: a cached token is on the path of every Azure SDK
+            # call, so a hit stays two dictionary look-ups and a time comparison (no call, no lock)
+            fresh = store._fresh.get(key)
+            if fresh is not None and store._clock() < fresh[1]:
+                next(store._fast_hits)
+                return fresh[0]
+        elif on_attempt is not None:
             def fetch() -> AccessToken:
                 return self.client.request_token(key.resource, key.identity, on_attempt=on_attempt)
-        return (cache if cache is not None else self.cache).get(key, fetch, force_refresh=force_refresh)
+        return store.get(key, fetch, force_refresh=force_refresh)
 
     def _key_for(self, resource: str, identity: Identity | str | None) -> tuple[CacheKey, Callable[[], AccessToken]]:
         # the identity as the host resolves it (Azure ML: DEFAULT_IDENTITY_CLIENT_ID for "none named")
@@ -556,6 +564,17 @@ def get_token(
     conn = _current
     if conn is None or conn.closed:  # a cached get_token is on every SDK call's path: skip the lock
         conn = current_or_connect()
+    if not force_refresh and on_attempt is None:  # Connection.get_token's hot path, inlined once more
+        try:
+            key = conn._keys[resource, identity][0]
+        except (KeyError, TypeError):
+            pass
+        else:
+            store = conn.cache
+            fresh = store._fresh.get(key)
+            if fresh is not None and store._clock() < fresh[1]:
+                next(store._fast_hits)
+                return fresh[0]
     return conn.get_token(resource, identity=identity, force_refresh=force_refresh, on_attempt=on_attempt)
 
 

@@ -449,9 +449,10 @@ class SharedCache(TokenCache):
             return None
         return cls(agent, describe(conn), clock=clock)
 
-    def get(self, key: Hashable, fetch: Callable[[], AccessToken], *, force_refresh: bool = False) -> AccessToken:
-        """The token for ``key``: this process's if it holds a fresh one, else the agent's, else ``fetch()``'s."""
-        return super().get(key, lambda: self._through_agent(key, fetch, force_refresh), force_refresh=force_refresh)
+    def _load(self, key: Hashable, fetch: Callable[[], AccessToken], force_refresh: bool) -> AccessToken:
+        """A token this process does not hold fresh: the agent's, else ``fetch()``'s (``get`` serves
+        the fresh ones, as every cache does)."""
+        return super()._load(key, lambda: self._through_agent(key, fetch, force_refresh), force_refresh)
 
     def _through_agent(self, key: Any, fetch: Callable[[], AccessToken], force_refresh: bool) -> AccessToken:
         down = self._down_since
