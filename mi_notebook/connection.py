@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 from .cache import CacheKey, TokenCache, default_cache
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import HIMDS_PATH, Detection, detect
-from .hosts import HOST_LABELS, HOSTS, Chosen, Host, legacy_source
+from .hosts import HOST_LABELS, HOSTS, Chosen, Host, host_label, legacy_source
 from .identity import Identity
 from .probe import DEFAULT_PROBE_TIMEOUT, ProbeResult, probe_imds
 from .resources import resolve_resource
@@ -132,6 +132,14 @@ class Connection:
     )
 
     def __post_init__(self) -> None:
+        old = {"explicit": ("vm", "given"), "imds": ("vm", "given"), "emulator": ("vm", "emulator")}.get(self.host)
+        if old is not None:  # the previous release's Connection(endpoint, kind, client): one more release
+            import warnings
+
+            warnings.warn(f"Connection(endpoint, {self.host!r}, client) is deprecated: the second argument is the "
+                          "host ('vm', 'azureml', ...); say how it was chosen with chosen=...", DeprecationWarning,
+                          stacklevel=3)
+            self.host, self.chosen = old  # type: ignore[assignment]
         if self.host not in HOST_LABELS:
             raise ValueError(f"host must be one of {', '.join(HOST_LABELS)}; got {self.host!r}")
 
@@ -143,8 +151,6 @@ class Connection:
     @property
     def label(self) -> str:
         """The host for people: ``"Azure VM (IMDS)"``, ``"the mi-notebook emulator (not Azure) playing Azure ML compute"``."""
-        from .hosts import host_label
-
         return host_label(self.host, emulated=self.emulated)
 
     @property
@@ -227,7 +233,7 @@ class Connection:
         self.closed = True
         self.client.close()
         if self.emulator is not None:
-            _stop_emulator(self.emulator)
+            self.emulator.stop()
 
     def __str__(self) -> str:
         return self.reason
@@ -418,7 +424,8 @@ def _forced(found: Detection, host: str, vm_url: str) -> Detection:
     label = next(rule.label for rule in HOST_RULES if rule.host == host)
     endpoint = found.endpoint
     if host == "vm":
-        endpoint = (found.endpoint if found.host == "vm" and found.endpoint != IMDS_URL else vm_url).rstrip("/")
+        endpoint = (found.endpoint if found.host == "vm" and found.endpoint and found.endpoint != IMDS_URL
+                    else vm_url).rstrip("/")
     return dataclasses.replace(found, host=host, label=label, endpoint=endpoint)
 
 
@@ -588,6 +595,3 @@ def _explicit(url: str, why: str, options: dict[str, Any]) -> Connection:
     client = ImdsSource(url, **{k: v for k, v in options.items() if k != "key_dir"})  # validates the URL
     return Connection(client.endpoint, "vm", client, chosen="given", reason=f"Using {client.endpoint} because {why}.")
 
-
-def _stop_emulator(emu: Emulator) -> None:
-    emu.stop()

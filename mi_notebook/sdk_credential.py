@@ -160,10 +160,10 @@ class ManagedIdentityTokenCredential:
             >>> conn.close()
         """
         last = self._last
-        if claims is None and last is not None and len(scopes) == 1:
+        if claims is None and last is not None and len(scopes) == 1 and type(scopes[0]) is str:
             # every SDK call comes here: while the cache serves the token handed out last, a call is a
             # few dictionary look-ups and a time comparison (the cache's lock-free hit, inlined)
-            hot = self._hot.get(scopes[0])  # type: ignore[arg-type]
+            hot = self._hot.get(scopes[0])
             if hot is not None:
                 conn, key = hot
                 if not conn.closed and (conn is self.connection or conn is _connection._current):

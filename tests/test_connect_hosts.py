@@ -202,3 +202,13 @@ def test_the_old_words_still_work_for_one_release_with_a_deprecation_warning():
     assert mi.AccessToken.from_dict({**old, "source": "emulator"}).emulated
     with pytest.warns(DeprecationWarning, match="source="):
         assert mi.ImdsClient(emulated.endpoint, source="imds").host == "vm"
+
+
+def test_a_connection_built_the_old_way_still_works_for_one_release():
+    from mi_notebook.connection import Connection
+
+    with pytest.warns(DeprecationWarning, match="second argument is the host"):
+        conn = Connection("http://127.0.0.1:9", "explicit", mi.ImdsClient("http://127.0.0.1:9"))
+    assert (conn.host, conn.chosen) == ("vm", "given")
+    with pytest.raises(ValueError, match="host must be one of"):
+        Connection("http://127.0.0.1:9", "mainframe", mi.ImdsClient("http://127.0.0.1:9"))

@@ -105,12 +105,14 @@ class Source(Protocol):
         True
     """
 
-    host: str
     endpoint: str
     note: str | None
 
     @property
-    def fingerprint(self) -> str | None: ...  # pragma: no cover - a protocol
+    def host(self) -> str: ...  # pragma: no cover - a protocol
+
+    @property
+    def fingerprint(self) -> str | None: ...  # pragma: no cover
 
     def resolve_identity(self, identity: Identity | str | None) -> Identity: ...  # pragma: no cover
 
@@ -463,7 +465,8 @@ def _error_fields(answer: Answer) -> tuple[str | None, str | None]:
     ``{"statusCode", "message"}``) or, for any other body, its redacted text."""
     document = answer.document
     if isinstance(document, dict):
-        error, description = document.get("error"), document.get("error_description")
+        error: Any = document.get("error")
+        description: Any = document.get("error_description")
         if isinstance(error, dict):
             error, description = error.get("code"), description or error.get("message")
         if description is None:

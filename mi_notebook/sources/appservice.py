@@ -118,7 +118,7 @@ class AppServiceSource(TokenSource):
         correlation = answer.document.get("correlationId")
         if correlation and not common.get("request_id"):
             common = {**common, "request_id": str(correlation)}
-        chosen = "" if identity.selector is None else f", or {identity} is not assigned to this app"
+        chosen = "" if identity is None or identity.selector is None else f", or {identity} is not assigned to this app"
         return errors.InvalidResourceError(
             f"App Service answered HTTP 500 with its vague {{\"statusCode\": 500, \"message\": ...}} body. It sends "
             f"that when Entra ID refuses the token request, most often because the resource is wrong: most likely "
