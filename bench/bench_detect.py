@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     no_dmi = {"sysfs_root": "/nonexistent", "himds_path": "/nonexistent"}
     for name, env in host_environments(nowhere).items():
         def decide(env: dict[str, str] = env) -> object:
-            return mi.connect(environ=env, **no_dmi).kind
+            return mi.connect(environ=env, **no_dmi).host
         seconds, connects = timed(decide, ns.runs)
         rows.append((f"mi-notebook, {name} variables set", seconds, connects, "no probe, no request"))
 

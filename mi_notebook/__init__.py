@@ -55,7 +55,7 @@ _LAZY: dict[str, str] = {
     "ArmError": "errors",
     # transport
     "decode": "jwks",
-    "ImdsClient": "imds",
+    "ImdsClient": "sources",
     "detect": "detection",
     "connect": "connection",
     "get_token": "connection",
@@ -171,11 +171,11 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and editors see for t
         UnsupportedHostError,
     )
     from .identity import Identity
-    from .imds import ImdsClient
     from .jwks import decode
     from .resources import WELL_KNOWN_RESOURCES, list_resources, resolve_resource
     from .retry import Attempt, AttemptOutcome, RetryPolicy, Timeline, simulate
     from .sdk_credential import ManagedIdentityTokenCredential, credential
+    from .sources import ImdsClient
     from .tokens import AccessToken
     from .tutorial import connect_or_carry_on
     from .widgets import ArmExplorer, TokenExplorer

@@ -14,23 +14,28 @@ Example::
     >>> from mi_notebook.tokens import AccessToken
     >>> tok = AccessToken("t", resource="https://management.azure.com/", expires_on=2000, fetched_at=1000)
     >>> cache = TokenCache(clock=VirtualClock(1100))
-    >>> key = CacheKey("http://127.0.0.1:1", Identity.system(), tok.resource)
+    >>> key = CacheKey("http://127.0.0.1:1", Identity.system(), tok.resource)  # usually CacheKey.of(source, ...)
     >>> cache.get(key, lambda: tok).from_cache, cache.get(key, lambda: tok).from_cache
     (False, True)
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import itertools
+import json
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from .clock import SYSTEM_CLOCK, Clock
 from .identity import Identity
 from .tokens import AccessToken
 
-__all__ = ["CacheKey", "CacheStats", "TokenCache", "default_cache", "refresh_at"]
+__all__ = ["CacheKey", "CacheStats", "Scoped", "TokenCache", "default_cache", "refresh_at"]
 
 #: a long-lived token (>= 2 h left when fetched) is refreshed half-way through
 LONG_LIVED = 7200.0
@@ -40,41 +45,67 @@ REFRESH_MARGIN = 300.0
 RETRY_HOLD = 30.0
 
 
-class CacheKey(tuple):
-    """``(endpoint, identity, resource)``, the TokenCache key, with its hash computed once.
+class Scoped(Protocol):
+    """What chooses a token besides the identity and the resource: a source's ``host``, ``endpoint``
+    and ``fingerprint`` (a keyed digest of its secret settings, or ``None``). Every token source has them.
+    """
 
-    Equal to (and hashing like) the plain tuple; hashing an ``Identity`` dataclass on every cache
-    look-up would otherwise cost more than the rest of a cached ``get_token``.
+    @property
+    def host(self) -> str: ...  # pragma: no cover - a protocol
+
+    @property
+    def endpoint(self) -> str: ...  # pragma: no cover
+
+    @property
+    def fingerprint(self) -> str | None: ...  # pragma: no cover
+
+
+class CacheKey(str):
+    """The TokenCache key: a digest of everything that chose a token, carrying its ``identity`` and
+    ``resource`` (what a fetch asks for).
+
+    :meth:`of` builds the key of a token from the whole normalised description: the source's host,
+    its endpoint, the fingerprint of its secret, the identity *as resolved* and the resource URI, so a
+    different secret, host or endpoint, or an identity the host resolves differently (Azure ML's
+    ``DEFAULT_IDENTITY_CLIENT_ID``), never meets another's token. ``CacheKey(scope, identity,
+    resource)`` makes one from any ``scope`` text. The key is the digest itself (a ``str``): a cache
+    look-up hashes and compares it at C speed, the hash computed once.
 
     Example::
 
-        >>> key = CacheKey("http://127.0.0.1:1", Identity.system(), "https://management.azure.com/")
-        >>> key == ("http://127.0.0.1:1", Identity.system(), "https://management.azure.com/"), key.resource
-        (True, 'https://management.azure.com/')
+        >>> from types import SimpleNamespace
+        >>> ml = SimpleNamespace(host="azureml", endpoint="http://127.0.0.1:1/MSI/auth", fingerprint="f1")
+        >>> key = CacheKey.of(ml, Identity.system(), "https://management.azure.com/")
+        >>> key[:7], key.identity, key.resource
+        ('sha256:', Identity.system(), 'https://management.azure.com/')
+        >>> key == CacheKey.of(SimpleNamespace(**{**vars(ml), "fingerprint": "f2"}), Identity.system(), key.resource)
+        False
     """
 
-    def __new__(cls, endpoint: str, identity: Identity, resource: str) -> CacheKey:
-        self = super().__new__(cls, (endpoint, identity, resource))
-        self._hash = tuple.__hash__(self)
+    identity: Identity
+    resource: str
+    scope: str
+
+    def __new__(cls, scope: str, identity: Identity, resource: str) -> CacheKey:
+        described = json.dumps([scope, list(identity.selector or ()), resource])
+        self = super().__new__(cls, "sha256:" + hashlib.sha256(described.encode("utf-8")).hexdigest())
+        self.scope, self.identity, self.resource = scope, identity, resource
         return self
 
-    def __hash__(self) -> int:
-        return self._hash
+    @classmethod
+    def of(cls, source: Scoped, identity: Identity, resource: str) -> CacheKey:
+        """The key of the token ``source`` fetches for ``identity`` (as resolved) and ``resource`` (a URI)."""
+        parts, endpoint = urlsplit(source.endpoint.strip()), source.endpoint.strip()
+        with contextlib.suppress(ValueError):  # scheme and host are case-insensitive; a trailing "/" says nothing
+            endpoint = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"),
+                                   parts.query, ""))
+        return cls(json.dumps([source.host, endpoint, source.fingerprint]), identity, resource)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (CacheKey, tuple(self))
+        return (CacheKey, (self.scope, self.identity, self.resource))
 
-    @property
-    def endpoint(self) -> str:
-        return self[0]
-
-    @property
-    def identity(self) -> Identity:
-        return self[1]
-
-    @property
-    def resource(self) -> str:
-        return self[2]
+    def __repr__(self) -> str:
+        return f"CacheKey({str.__repr__(self)[:20]}...', identity={self.identity}, resource={self.resource!r})"
 
 
 def refresh_at(token: AccessToken) -> float:
@@ -182,6 +213,11 @@ class TokenCache:
         self._lock = threading.Lock()
         self._entries: dict[Hashable, _Entry] = {}
         self._counts = {"fetches": 0, "hits": 0, "failures": 0, "shared": 0, "refreshes": 0}
+        # The hot path: key -> (the "from cache" view, until when it may be served without the lock).
+        # Each value is an immutable snapshot replaced (under the lock) whenever its entry changes, so
+        # a hit is a dictionary look-up and a time comparison; everything else takes the lock.
+        self._fresh: dict[Hashable, tuple[AccessToken, float]] = {}
+        self._fast_hits = itertools.count()  # next() on it is atomic: no lock, no lost count
 
     def refresh_at(self, token: AccessToken) -> float:
         """When this cache will next try to replace ``token`` (epoch seconds).
@@ -205,11 +241,30 @@ class TokenCache:
         return refresh_at(token)
 
     def get(self, key: Hashable, fetch: Callable[[], AccessToken], *, force_refresh: bool = False) -> AccessToken:
-        """The token for ``key`` (``(endpoint, identity, resource)``), fetching it with ``fetch()`` if needed.
+        """The token for ``key`` (a :class:`CacheKey`), fetching it with ``fetch()`` if needed.
 
         ``force_refresh=True`` skips the cached token (joining a fetch already in flight) and
         raises if the fetch fails.
         """
+        if not force_refresh:
+            fresh = self._fresh.get(key)
+            if fresh is not None and self._clock() < fresh[1]:
+                next(self._fast_hits)
+                return fresh[0]
+        return self._load(key, fetch, force_refresh)
+
+    def _publish(self, key: Hashable, entry: _Entry) -> None:
+        """Replace ``key``'s hot-path snapshot after its entry changed (called under the lock)."""
+        token = entry.token
+        if token is None or self._entries.get(key) is not entry:
+            self._fresh.pop(key, None)
+            return
+        if entry.view is None:
+            entry.view = token.served_from_cache()
+        self._fresh[key] = (entry.view, min(max(entry.refresh_at, entry.hold_until), float(token.expires_on)))
+
+    def _load(self, key: Hashable, fetch: Callable[[], AccessToken], force_refresh: bool) -> AccessToken:
+        """``get`` past the hot path: the locked look-up, single-flight fetch and refresh-ahead."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -263,6 +318,7 @@ class TokenCache:
                     entry.hold_until = now + self._retry_hold
                     self._counts["hits"] += 1
                     fallback = cached.served_from_cache()
+                    self._publish(key, entry)
             flight.error = exc
             flight.done.set()
             if fallback is not None:
@@ -284,6 +340,7 @@ class TokenCache:
                 next_refresh = max(next_refresh, now + self._retry_hold)
             entry.refresh_at = next_refresh
             entry.flight = None
+            self._publish(key, entry)
         flight.token = token
         flight.done.set()
         return token
@@ -292,12 +349,14 @@ class TokenCache:
         """Forget the token for ``key`` (e.g. after a service rejected it); ``True`` if there was one."""
         with self._lock:
             entry = self._entries.pop(key, None)
+            self._fresh.pop(key, None)
         return entry is not None and entry.token is not None
 
     def clear(self) -> None:
         """Forget every token (fetches in flight finish, but their tokens are not kept)."""
         with self._lock:
             self._entries.clear()
+            self._fresh.clear()
 
     def tokens(self) -> list[AccessToken]:
         """The cached tokens (the latest per key, expired ones included), oldest fetch first."""
@@ -329,7 +388,9 @@ class TokenCache:
     def stats(self) -> CacheStats:
         """A snapshot of the counters (fetches, hits, failures, shared, refreshes)."""
         with self._lock:
-            return CacheStats(**self._counts)
+            counts = dict(self._counts)
+        counts["hits"] += int(repr(self._fast_hits)[len("count("):-1])  # its value, without counting one
+        return CacheStats(**counts)
 
     def __len__(self) -> int:
         with self._lock:

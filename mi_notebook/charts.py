@@ -577,7 +577,7 @@ def plot_token_lifetimes(
     bottom.set_xlabel(f"{bottom.get_xlabel()} (now = {format_utc(when)})", fontsize=9)
     n = len(items)
     ax.set_title(f"token lifetimes ({n} token{'s' if n != 1 else ''})")
-    if provenance is None and any(getattr(t, "source", None) == "emulator" for t in items):
+    if provenance is None and any(getattr(t, "emulated", False) for t in items):
         provenance = describe_provenance(emulator=True)
     _subtitle(ax, provenance)
     handles: list[Artist] = [Patch(color=COLOURS["valid"], label="valid (nbf to exp)")]

@@ -11,7 +11,7 @@ Arc check by the ``himds`` binary added at Arc's place:
  3    ``arc``              IDENTITY_ENDPOINT + IMDS_ENDPOINT, or the himds binary exists
  4    ``azureml``          MSI_ENDPOINT + MSI_SECRET
  5    ``cloudshell``       MSI_ENDPOINT without MSI_SECRET
- 6    ``workloadidentity`` AZURE_AUTHORITY_HOST + AZURE_TENANT_ID + AZURE_FEDERATED_TOKEN_FILE
+ 6    ``workload``         AZURE_AUTHORITY_HOST + AZURE_TENANT_ID + AZURE_FEDERATED_TOKEN_FILE
                            (AKS; azure-identity's own list; not spoken by mi-notebook yet)
  7    ``vm``               none of the above: the VM's IMDS (AZURE_POD_IDENTITY_AUTHORITY_HOST
                            overrides its base URL)
@@ -39,10 +39,14 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import UnsupportedHostError
+from .hosts import HOST_LABELS
 from .secret import Secret
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sources import Source
 
 __all__ = ["AZURE_ASSET_TAG", "HOST_RULES", "ChainEntry", "CredentialChain", "Detection", "HostRule",
            "default_azure_credential_chain", "detect"]
@@ -84,15 +88,16 @@ class HostRule:
 
 
 HOST_RULES: tuple[HostRule, ...] = (
-    HostRule("servicefabric", "Service Fabric", ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT")),
-    HostRule("appservice", "App Service (or Functions, Container Apps)", ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"),
-             ("IDENTITY_SERVER_THUMBPRINT",)),
-    HostRule("arc", "Azure Arc", ("IDENTITY_ENDPOINT", "IMDS_ENDPOINT")),
-    HostRule("azureml", "Azure ML compute", ("MSI_ENDPOINT", "MSI_SECRET")),
-    HostRule("cloudshell", "Azure Cloud Shell", ("MSI_ENDPOINT",), ("MSI_SECRET",)),
-    HostRule("workloadidentity", "AKS workload identity",
+    HostRule("servicefabric", HOST_LABELS["servicefabric"],
+             ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT")),
+    HostRule("appservice", HOST_LABELS["appservice"] + " (or Functions, Container Apps)",
+             ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"), ("IDENTITY_SERVER_THUMBPRINT",)),
+    HostRule("arc", HOST_LABELS["arc"], ("IDENTITY_ENDPOINT", "IMDS_ENDPOINT")),
+    HostRule("azureml", HOST_LABELS["azureml"], ("MSI_ENDPOINT", "MSI_SECRET")),
+    HostRule("cloudshell", HOST_LABELS["cloudshell"], ("MSI_ENDPOINT",), ("MSI_SECRET",)),
+    HostRule("workload", HOST_LABELS["workload"],
              ("AZURE_AUTHORITY_HOST", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE")),
-    HostRule("vm", "Azure VM (IMDS)", ()),
+    HostRule("vm", HOST_LABELS["vm"], ()),
 )
 _RULE = {rule.host: rule for rule in HOST_RULES}
 
@@ -102,7 +107,7 @@ def _pick(env: Mapping[str, str], himds: bool, *, azure_identity: bool = False, 
     without IDENTITY_HEADER or IMDS_ENDPOINT ends the search with nothing). ``workload=False``: skip
     workload identity (``ManagedIdentityCredential`` does when DefaultAzureCredential excludes it)."""
     for rule in HOST_RULES:
-        if rule.host == "workloadidentity" and not workload:
+        if rule.host == "workload" and not workload:
             continue
         if rule.matches(env, himds and not azure_identity):
             return rule.host
@@ -177,34 +182,37 @@ class Detection:
         """A host's variables are set (or the Arc agent is installed), or the DMI says Azure VM."""
         return self.host != "vm" or self.is_azure_vm
 
-    def build_source(self, **options: Any) -> Any:
+    def build_source(self, **options: Any) -> Source:
         """The winning host's source (``options``: ``retry``, ``clock``, ``timeout``, ``transport``,
-        Arc's ``key_dir``); for ``"vm"`` an ``ImdsClient`` at :attr:`endpoint` (``options`` go to its
-        constructor as they are). ``UnsupportedHostError`` for workload identity; Service Fabric's source
-        is built (it names the host) but its ``request_token`` raises.
+        Arc's ``key_dir``); for ``"vm"`` IMDS's at :attr:`endpoint`. ``UnsupportedHostError`` for
+        workload identity; Service Fabric's source is built (it names the host) but its
+        ``request_token`` raises.
 
         Example::
 
             >>> detect({"IDENTITY_ENDPOINT": "http://localhost:4141/msi/token", "IDENTITY_HEADER": "h"},
-            ...        sysfs_root="/nonexistent", himds_path="/nonexistent").build_source().kind
+            ...        sysfs_root="/nonexistent", himds_path="/nonexistent").build_source().host
             'appservice'
         """
-        if self.host == "vm":
-            from .imds import ImdsClient
-
-            return ImdsClient(url=self.endpoint or IMDS_URL, **options)
-        if self.host == "workloadidentity":
+        if self.host == "workload":
             raise UnsupportedHostError(
                 "This process is set up for AKS workload identity (" + ", ".join(_RULE[self.host].needs) + " are set); "
                 "mi-notebook does not speak it yet, and the node's IMDS would give the node's identity, not the pod's.",
                 hint="Use azure-identity's WorkloadIdentityCredential (or DefaultAzureCredential) here.")
-        from .sources import SOURCE_CLASSES, ArcSource
+        from .sources import source_class
 
+        if self.host != "arc":
+            options.pop("key_dir", None)  # only Arc reads key files
+        cls: Any = source_class(self.host)  # each class its own constructor
         # the sources' secret_from takes a Secret as it takes a string
         environ = cast("Mapping[str, str]", self._environ)
-        if self.host == "arc" and not _RULE["arc"].matches(environ):
-            return ArcSource(**options)  # found by the himds binary: the agent's default endpoint
-        return SOURCE_CLASSES[self.host].from_environment(environ, **options)
+        if self.host == "vm":
+            source: Source = cls(self.endpoint or IMDS_URL, **options)
+        elif self.host == "arc" and not _RULE["arc"].matches(environ):
+            source = cls(**options)  # found by the himds binary: the agent's default endpoint
+        else:
+            source = cls.from_environment(environ, **options)
+        return source
 
 
 def detect(environ: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys/class/dmi/id",
@@ -266,7 +274,7 @@ def _endpoint(host: str, env: Mapping[str, str], rule: HostRule, himds: bool) ->
         from .sources.arc import DEFAULT_ENDPOINT
 
         return DEFAULT_ENDPOINT
-    return env.get(rule.needs[0]) if host != "workloadidentity" else None
+    return env.get(rule.needs[0]) if host != "workload" else None
 
 
 def _reason(host: str, rule: HostRule, env: Mapping[str, str], shown: Mapping[str, str], himds_path: str,
@@ -397,7 +405,7 @@ def default_azure_credential_chain(environ: Mapping[str, str] | None = None, *, 
     why_not = f"left out by AZURE_TOKEN_CREDENTIALS={choice}" if choice else "excluded by default"
     client_id = env.get("AZURE_CLIENT_ID")
     mi_host = _pick(env, False, azure_identity=True, workload=included["workload_identity"])
-    if included["managed_identity"] and mi_host == "workloadidentity" and not client_id:
+    if included["managed_identity"] and mi_host == "workload" and not client_id:
         return CredentialChain((), selection, "DefaultAzureCredential() raises ValueError: ManagedIdentityCredential "
                                "selects workload identity (AZURE_AUTHORITY_HOST, AZURE_TENANT_ID and "
                                "AZURE_FEDERATED_TOKEN_FILE are set) but AZURE_CLIENT_ID is not set.")

@@ -37,7 +37,8 @@ __all__ = [
 TOKENS_COLUMNS = (
     "resource",
     "identity",
-    "source",
+    "host",
+    "emulated",
     "fetched_at",
     "expires_on",
     "time_left",
@@ -102,7 +103,7 @@ def tokens_of(tokens_or_cache: Any, caller: str = "tokens_frame") -> tuple[list[
 
 def tokens_frame(tokens_or_cache: Iterable[AccessToken] | TokenCache | AccessToken, now: float | None = None,
                  *, cache: TokenCache | None = None) -> pd.DataFrame:
-    """One row per token: resource, identity, source, fetched / expiry / planned refresh (UTC),
+    """One row per token: resource, identity, host, emulated, fetched / expiry / planned refresh (UTC),
     time left at ``now`` (text and seconds), fingerprint. Never the token.
 
     Given a cache, its tokens and its ``refresh_at``; given tokens, the refresh formula (or
@@ -111,7 +112,7 @@ def tokens_frame(tokens_or_cache: Iterable[AccessToken] | TokenCache | AccessTok
     Example::
 
         >>> tokens_frame([]).columns.tolist()[:3]
-        ['resource', 'identity', 'source']
+        ['resource', 'identity', 'host']
     """
     import pandas as pd
 
@@ -129,7 +130,8 @@ def tokens_frame(tokens_or_cache: Iterable[AccessToken] | TokenCache | AccessTok
             (
                 tok.resource,
                 _identity_label(tok),
-                getattr(tok, "source", None),
+                getattr(tok, "host", None),
+                bool(getattr(tok, "emulated", False)),
                 utc(getattr(tok, "fetched_at", None)),
                 utc(tok.expires_on),
                 "expired" if left <= 0 else format_duration(left),

@@ -1,7 +1,7 @@
 """Instance metadata: which VM this is (subscription, resource group, name, resource id, ...).
 
 Reads ``GET /metadata/instance/compute?api-version=...`` (header ``Metadata: true``) through the
-same wire layer as tokens (:meth:`mi_notebook.imds.ImdsClient.get_json`): no proxies, no redirects,
+same wire layer as tokens (:meth:`mi_notebook.sources.ImdsSource.get_json`): no proxies, no redirects,
 explicit time-outs, the documented retries, and the same error classes.
 
 Example::
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .imds import ImdsClient
     from .retry import Timeline
+    from .sources.imds import ImdsSource
 
 __all__ = ["INSTANCE_API_VERSION", "InstanceMetadata", "api_versions", "instance_metadata", "tenant_id"]
 
@@ -120,7 +120,7 @@ class InstanceMetadata:
         }
 
 
-def instance_metadata(client: ImdsClient | None = None, *, api_version: str = INSTANCE_API_VERSION) -> (
+def instance_metadata(client: ImdsSource | None = None, *, api_version: str = INSTANCE_API_VERSION) -> (
     InstanceMetadata
 ):
     """Read this VM's compute metadata through ``client`` (default: the current connection's client).
@@ -128,8 +128,8 @@ def instance_metadata(client: ImdsClient | None = None, *, api_version: str = IN
     Example::
 
         >>> from mi_notebook.emulator import Emulator
-        >>> from mi_notebook.imds import ImdsClient
-        >>> with Emulator() as emu, ImdsClient(url=emu.imds_url) as client:
+        >>> from mi_notebook.sources import ImdsSource
+        >>> with Emulator() as emu, ImdsSource(url=emu.imds_url) as client:
         ...     md = instance_metadata(client)
         ...     md.vm_name == emu.vm.name
         True
@@ -140,14 +140,14 @@ def instance_metadata(client: ImdsClient | None = None, *, api_version: str = IN
     return InstanceMetadata.from_compute(compute, timeline)
 
 
-def tenant_id(client: ImdsClient | None = None, *, api_version: str = "2018-02-01") -> str | None:
+def tenant_id(client: ImdsSource | None = None, *, api_version: str = "2018-02-01") -> str | None:
     """The tenant of this VM's identities (``GET /metadata/identity/info``), or ``None`` if not said.
 
     Example::
 
         >>> from mi_notebook.emulator import Emulator
-        >>> from mi_notebook.imds import ImdsClient
-        >>> with Emulator() as emu, ImdsClient(url=emu.imds_url) as client:
+        >>> from mi_notebook.sources import ImdsSource
+        >>> with Emulator() as emu, ImdsSource(url=emu.imds_url) as client:
         ...     tenant_id(client) == emu.vm.tenant_id
         True
     """
@@ -156,14 +156,14 @@ def tenant_id(client: ImdsClient | None = None, *, api_version: str = "2018-02-0
     return str(value) if value else None
 
 
-def api_versions(client: ImdsClient | None = None) -> list[str]:
+def api_versions(client: ImdsSource | None = None) -> list[str]:
     """The api-versions this IMDS supports (``GET /metadata/versions``, no api-version needed).
 
     Example::
 
         >>> from mi_notebook.emulator import Emulator
-        >>> from mi_notebook.imds import ImdsClient
-        >>> with Emulator() as emu, ImdsClient(url=emu.imds_url) as client:
+        >>> from mi_notebook.sources import ImdsSource
+        >>> with Emulator() as emu, ImdsSource(url=emu.imds_url) as client:
         ...     "2021-02-01" in api_versions(client)
         True
     """
@@ -174,12 +174,19 @@ def api_versions(client: ImdsClient | None = None) -> list[str]:
     return [str(v) for v in versions]
 
 
-def _client(client: ImdsClient | None) -> ImdsClient:
-    if client is not None:
-        return client
-    from .connection import current_or_connect
+def _client(client: ImdsSource | None) -> ImdsSource:
+    from .sources.imds import ImdsSource
 
-    return current_or_connect().client
+    if client is None:
+        from .connection import current_or_connect
+
+        conn = current_or_connect()
+        if not isinstance(conn.client, ImdsSource):
+            raise errors.UnsupportedHostError(
+                f"Instance metadata comes from a VM's IMDS; the current connection is to {conn.endpoint} "
+                f"({conn.host}), which has none.", hint="Pass an ImdsSource for the VM, or connect to one.")
+        return conn.client
+    return client
 
 
 def _parse_vm_resource_id(resource_id: str, sub: str, group: str, name: str) -> tuple[str, str, str]:

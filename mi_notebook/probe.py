@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .http import USER_AGENT, Request, Transport, describe_failure, exchange
-from .imds import IMDS_URL, TOKEN_PATH
+from .sources.imds import IMDS_URL, TOKEN_PATH
 
 __all__ = ["DEFAULT_PROBE_TIMEOUT", "ProbeResult", "classify_probe_answer", "probe_imds"]
 

@@ -26,11 +26,13 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
+from . import connection as _connection
 from .cache import refresh_at
 from .connection import current_or_connect
 from .identity import Identity
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .cache import CacheKey
     from .connection import Connection
     from .tokens import AccessToken
 
@@ -51,7 +53,7 @@ _warned = threading.Event()
 
 
 def _warn_if_emulator(token: AccessToken) -> None:
-    if token.source == "emulator" and not _warned.is_set():
+    if token.emulated and not _warned.is_set():
         _warned.set()
         warnings.warn(
             "mi.credential() is handing Azure SDK clients tokens from the mi-notebook emulator, not from "
@@ -162,6 +164,8 @@ class ManagedIdentityTokenCredential:
         # the last cached token handed out and its SDK shape (both immutable), reused while the cache
         # keeps serving that same token object
         self._last: tuple[AccessToken, SdkAccessToken] | None = None
+        # scope -> (the connection, its cache key) of the last call: the hot path of get_token
+        self._hot: dict[str, tuple[Connection, CacheKey]] = {}
 
     # --- azure-core protocols ----------------------------------------------------------------
     def get_token(
@@ -182,8 +186,20 @@ class ManagedIdentityTokenCredential:
             True
             >>> conn.close()
         """
-        token = self._fetch(scopes, claims=claims, method="get_token")
         last = self._last
+        if claims is None and last is not None and len(scopes) == 1 and type(scopes[0]) is str:
+            # every SDK call comes here: while the cache serves the token handed out last, a call is a
+            # few dictionary look-ups and a time comparison (the cache's lock-free hit, inlined)
+            hot = self._hot.get(scopes[0])
+            if hot is not None:
+                conn, key = hot
+                if not conn.closed and (conn is self.connection or conn is _connection._current):
+                    store = conn.cache
+                    fresh = store._fresh.get(key)
+                    if fresh is not None and fresh[0] is last[0] and store._clock() < fresh[1]:
+                        next(store._fast_hits)
+                        return last[1]
+        token = self._fetch(scopes, claims=claims, method="get_token")
         if last is None or last[0] is not token:  # the cache hands out one object per token
             last = self._last = (token, SdkAccessToken(token.reveal(), int(token.expires_on)))
         return last[1]
@@ -236,6 +252,11 @@ class ManagedIdentityTokenCredential:
         conn = self.connection if self.connection is not None else current_or_connect()
         token = conn.get_token(scope, identity=self.identity, force_refresh=bool(claims))
         _warn_if_emulator(token)
+        memo = conn._keys.get((scope, self.identity))
+        if memo is not None:
+            if len(self._hot) >= 64:
+                self._hot.clear()
+            self._hot[scope] = (conn, memo[0])
         return token
 
 

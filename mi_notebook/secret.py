@@ -26,11 +26,34 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 from typing import Any
 
 from .errors import HostConfigurationError
 
-__all__ = ["Secret"]
+__all__ = ["Secret", "fingerprint"]
+
+#: the key of every fingerprint, new in each process: a fingerprint cannot be tested against guesses
+#: of a short secret anywhere else, and says nothing once the process is gone
+_FINGERPRINT_KEY = os.urandom(32)
+
+
+def fingerprint(*parts: str) -> str:
+    """A keyed digest (HMAC-SHA-256, this process's key) of ``parts``: equal for equal parts in this
+    process, and neither reversible nor testable against guesses outside it. Cache keys use it for
+    host secrets.
+
+    Example::
+
+        >>> fingerprint("secret", "s3cr3t") == fingerprint("secret", "s3cr3t") != fingerprint("secret", "other")
+        True
+        >>> fingerprint("x")[:12], len(fingerprint("x"))
+        ('hmac-sha256:', 44)
+    """
+    mac = hmac.new(_FINGERPRINT_KEY, "\0".join(parts).encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return "hmac-sha256:" + mac.hexdigest()[:32]
 
 
 class Secret:
@@ -71,6 +94,17 @@ class Secret:
     def is_withheld(self) -> bool:
         """Whether the value stayed behind (this secret came out of a pickle)."""
         return self._value is None
+
+    @property
+    def fingerprint(self) -> str:
+        """A keyed digest of the value (:func:`fingerprint`), never the value (a withheld secret raises).
+
+        Example::
+
+            >>> Secret("abc").fingerprint == Secret("abc").fingerprint != Secret("abd").fingerprint
+            True
+        """
+        return fingerprint("secret", self.reveal())
 
     def reveal(self) -> str:
         """The value itself, for the one header (or the one caller) that needs it.

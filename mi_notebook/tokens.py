@@ -5,19 +5,20 @@ HTML card and every error show the resource, the identity, the expiry, a fingerp
 it, never the token; :meth:`AccessToken.reveal` is the one explicit way to it. Its expiry comes
 from the endpoint's ``expires_on`` (an absolute time), never from ``now + expires_in``.
 
-``source`` says which kind of endpoint issued the token (:data:`SOURCES`: the VM's IMDS, Azure ML,
-App Service, Arc, Cloud Shell, or the embedded emulator); ``from_cache`` says whether the cache
-served it. A token from the emulator says "emulator" on every surface.
+``host`` says which kind of endpoint issued the token (:data:`~mi_notebook.hosts.HOSTS`: the VM's
+IMDS, Azure ML, App Service, Arc, Cloud Shell), ``emulated`` whether the embedded emulator did (playing
+that host); ``from_cache`` says whether the cache served it. A token from the emulator says
+"emulator" on every surface.
 
 Example::
 
     >>> from mi_notebook.tokens import AccessToken
     >>> tok = AccessToken("eyJhbGciOiJub25lIn0.eyJleHAiOjIwMDB9.", resource="https://management.azure.com/",
-    ...                   expires_on=2000, fetched_at=1000, source="emulator")
+    ...                   expires_on=2000, fetched_at=1000, host="azureml", emulated=True)
     >>> tok
-    AccessToken(resource='https://management.azure.com/', identity=system-assigned, expires_on=1970-01-01T00:33:20Z, fingerprint='sha256:51c269e7', source='emulator')
+    AccessToken(resource='https://management.azure.com/', identity=system-assigned, expires_on=1970-01-01T00:33:20Z, fingerprint='sha256:51c269e7', host='azureml', emulated=True)
     >>> str(tok.served_from_cache())
-    'Bearer token for https://management.azure.com/ (system-assigned), expires 1970-01-01T00:33:20Z, sha256:51c269e7, issued by the mi-notebook emulator (not Azure), served from the cache'
+    'Bearer token for https://management.azure.com/ (system-assigned), expires 1970-01-01T00:33:20Z, sha256:51c269e7, issued by the mi-notebook emulator (not Azure) playing Azure ML compute, served from the cache'
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ import binascii
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from .errors import UnexpectedResponseError
+from .hosts import HOST_LABELS, Host, host_label, legacy_source
 from .identity import Identity
 from .secret import Secret
 from .timefmt import format_iso
@@ -40,19 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .claims import Claims
     from .retry import Timeline
 
-__all__ = ["SOURCES", "SOURCE_LABELS", "AccessToken", "as_int", "parse_expires_on"]
-
-Source = Literal["imds", "azureml", "appservice", "arc", "cloudshell", "emulator"]
-#: who can issue a token, and how each is named to people
-SOURCE_LABELS: dict[str, str] = {
-    "imds": "Azure IMDS (this VM)",
-    "azureml": "Azure ML compute",
-    "appservice": "App Service",
-    "arc": "Azure Arc",
-    "cloudshell": "Azure Cloud Shell",
-    "emulator": "the mi-notebook emulator (not Azure)",
-}
-SOURCES: tuple[str, ...] = tuple(SOURCE_LABELS)
+__all__ = ["AccessToken", "as_int", "parse_expires_on"]
 
 # expires_on as some hosts (App Service, older IMDS clients) send it: "11/27/2026 2:02:40 PM +00:00"
 _DATE_FORMATS = ("%m/%d/%Y %I:%M:%S %p %z", "%m/%d/%Y %H:%M:%S %z", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")
@@ -166,7 +157,8 @@ class AccessToken:
     token_type: str = field(default="Bearer", compare=False)
     client_id: str | None = field(default=None, compare=False)
     fetched_at: float = field(default_factory=time.time, compare=False)
-    source: Source = field(default="imds", compare=False)
+    host: Host = field(default="vm", compare=False)
+    emulated: bool = field(default=False, compare=False)
     from_cache: bool = field(default=False, compare=False)
     timeline: Timeline | None = field(default=None, compare=False)
     endpoint: str | None = None
@@ -183,8 +175,8 @@ class AccessToken:
         expires = as_int(self.expires_on)
         if expires is None:
             raise ValueError(f"expires_on must be epoch seconds (an int); got {self.expires_on!r}")
-        if self.source not in SOURCE_LABELS:
-            raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {self.source!r}")
+        if self.host not in HOST_LABELS:
+            raise ValueError(f"host must be one of {', '.join(HOST_LABELS)}; got {self.host!r}")
         if self.identity is None:  # not given: system-assigned
             object.__setattr__(self, "identity", Identity.system())
         if not isinstance(self.identity, Identity):
@@ -197,6 +189,7 @@ class AccessToken:
             "client_id": self.client_id or None,
             "fetched_at": float(self.fetched_at),
             "from_cache": bool(self.from_cache),
+            "emulated": bool(self.emulated),
         }
         for name, value in normal.items():
             object.__setattr__(self, name, value)
@@ -207,7 +200,8 @@ class AccessToken:
         cls,
         body: Any,
         *,
-        source: Source,
+        host: Host,
+        emulated: bool = False,
         identity: Identity | None,
         resource_requested: str,
         endpoint: str | None = None,
@@ -224,7 +218,7 @@ class AccessToken:
             >>> body = {"access_token": "a.b.c", "expires_on": "1800000000", "expires_in": "86317",
             ...         "not_before": "1799913300", "resource": "https://management.azure.com/",
             ...         "token_type": "Bearer", "client_id": "6f2e0b2a-9c3d-4e5f-8a1b-2c3d4e5f6a7b"}
-            >>> tok = AccessToken.from_response(body, source="imds", identity=None, fetched_at=1799913683,
+            >>> tok = AccessToken.from_response(body, host="vm", identity=None, fetched_at=1799913683,
             ...     resource_requested="https://management.azure.com/", endpoint="http://127.0.0.1:1")
             >>> tok.expires_on, tok.expires_in, tok.client_id[:8]
             (1800000000, 86317, '6f2e0b2a')
@@ -262,7 +256,8 @@ class AccessToken:
             token_type=str(body.get("token_type") or "Bearer"),
             client_id=client_id if isinstance(client_id, str) and client_id else None,
             fetched_at=time.time() if fetched_at is None else fetched_at,
-            source=source,
+            host=host,
+            emulated=emulated,
             timeline=timeline,
             endpoint=endpoint,
         )
@@ -305,14 +300,32 @@ class AccessToken:
 
     @property
     def issuer_label(self) -> str:
-        """Who issued the token, for people: ``"Azure IMDS (this VM)"``, ``"the mi-notebook emulator (not Azure)"``...
+        """Who issued the token, for people: ``"Azure VM (IMDS)"``, ``"the mi-notebook emulator (not Azure)
+        playing Azure ML compute"``...
 
         Example::
 
-            >>> AccessToken("t", resource="api://x", expires_on=1, source="azureml").issuer_label
+            >>> AccessToken("t", resource="api://x", expires_on=1, host="azureml").issuer_label
             'Azure ML compute'
         """
-        return SOURCE_LABELS[self.source]
+        return host_label(self.host, emulated=self.emulated)
+
+    @property
+    def source(self) -> str:
+        """Deprecated (use :attr:`host` and :attr:`emulated`): ``"emulator"`` for an emulated token,
+        ``"imds"`` for a VM's, else the host.
+
+        Example::
+
+            >>> import warnings
+            >>> with warnings.catch_warnings():
+            ...     warnings.simplefilter("ignore", DeprecationWarning)
+            ...     AccessToken("t", resource="api://x", expires_on=1, host="vm").source
+            'imds'
+        """
+        warnings.warn("AccessToken.source is deprecated: use .host (which kind of endpoint issued it) and "
+                      ".emulated (whether the emulator did)", DeprecationWarning, stacklevel=2)
+        return legacy_source(self.host, emulated=self.emulated)
 
     @property
     def claims(self) -> Claims:
@@ -364,10 +377,10 @@ class AccessToken:
 
         Example::
 
-            >>> tok = AccessToken("a.b.c", resource="api://x", expires_on=1, source="emulator")
+            >>> tok = AccessToken("a.b.c", resource="api://x", expires_on=1, emulated=True)
             >>> cached = tok.served_from_cache()
-            >>> cached.from_cache, cached.source, cached == tok, cached.served_from_cache() is cached
-            (True, 'emulator', True, True)
+            >>> cached.from_cache, cached.emulated, cached == tok, cached.served_from_cache() is cached
+            (True, True, True, True)
         """
         if self.from_cache:
             return self
@@ -381,8 +394,8 @@ class AccessToken:
         Example::
 
             >>> d = AccessToken("a.b.c", resource="api://x", expires_on=5, fetched_at=1).to_dict()
-            >>> "token" in d, d["fingerprint"], d["expires_on"], d["source"]
-            (False, 'sha256:845e3044', 5, 'imds')
+            >>> "token" in d, d["fingerprint"], d["expires_on"], d["host"], d["emulated"]
+            (False, 'sha256:845e3044', 5, 'vm', False)
         """
         data: dict[str, Any] = {
             f.name: getattr(self, f.name)
@@ -404,6 +417,9 @@ class AccessToken:
     def from_dict(cls, data: dict[str, Any]) -> AccessToken:
         """Rebuild a token exported with ``to_dict(include_token=True)`` (the timeline is not kept).
 
+        A dict of the previous release (a ``"source"`` key instead of ``"host"`` and ``"emulated"``) is
+        read too.
+
         Example::
 
             >>> tok = AccessToken("a.b.c", resource="api://x", expires_on=5, fetched_at=1)
@@ -415,16 +431,22 @@ class AccessToken:
         selector = data.get("identity_selector")
         names = {f.name for f in dataclasses.fields(cls) if f.init} - {"_secret", "identity", "timeline"}
         kwargs = {name: data[name] for name in names if data.get(name) is not None}
+        old = data.get("source")
+        if "host" not in data and isinstance(old, str):
+            kwargs["emulated"] = old == "emulator"
+            if old not in ("imds", "emulator"):
+                kwargs["host"] = old
         identity = Identity(**{selector[0]: selector[1]}) if selector else Identity.system()
         return cls(data["token"], identity=identity, **kwargs)
 
     # --- display ----------------------------------------------------------------------------------------
     def __repr__(self) -> str:
         cached = ", from_cache=True" if self.from_cache else ""
+        emulated = ", emulated=True" if self.emulated else ""
         return (
             f"AccessToken(resource={self.resource!r}, identity={self.identity}, "
             f"expires_on={format_iso(self.expires_on)}, fingerprint={self.fingerprint!r}, "
-            f"source={self.source!r}{cached})"
+            f"host={self.host!r}{emulated}{cached})"
         )
 
     def __str__(self) -> str:
@@ -463,7 +485,7 @@ class AccessToken:
             for k, v in rows
         )
         warning = ""
-        if self.source == "emulator":
+        if self.emulated:
             warning = (
                 '<div style="color:#9a6700;font-weight:600">From the mi-notebook emulator: not an Azure token, '
                 "useless against Azure.</div>"

@@ -22,7 +22,7 @@ Example::
 
     >>> import mi_notebook as mi
     >>> conn = connect_or_carry_on()        # the tests run in emulator mode: it answers at once
-    >>> conn.kind
+    >>> conn.chosen
     'emulator'
     >>> sorted(user_identities())
     ['id-notebook-1', 'id-notebook-2']
@@ -152,7 +152,7 @@ def jwks_for(token: AccessToken, connection: Connection | None = None) -> str:
         True
         >>> conn.close()
     """
-    if token.source != "emulator":
+    if not token.emulated:
         return "entra"
     conn = connection if connection is not None else current_or_connect()
     if conn.emulator is not None:
@@ -173,11 +173,11 @@ def private_connection(emulator: Any) -> Connection:
         >>> from mi_notebook.emulator import Emulator
         >>> with Emulator(throttle=False) as lab:
         ...     conn = private_connection(lab)
-        ...     conn.get_token("arm").source, conn.endpoint == lab.imds_url
-        ('emulator', True)
+        ...     conn.get_token("arm").emulated, conn.endpoint == lab.imds_url
+        (True, True)
     """
     url = str(emulator.imds_url).rstrip("/")
-    return Connection(url, "emulator", ImdsClient(url=url), emulator=emulator,
+    return Connection(url, "vm", ImdsClient(url=url), chosen="emulator", emulator=emulator,
                       reason=f"Using a private emulator at {url}, started by this cell.")
 
 

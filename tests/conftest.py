@@ -65,7 +65,7 @@ def virtual_clock():
 @pytest.fixture
 def make_imds_client(transport_emu, virtual_clock):
     """Build ImdsClients against ``transport_emu`` in virtual time (jitter from a seeded rng)."""
-    from mi_notebook.imds import ImdsClient
+    from mi_notebook.sources.imds import ImdsClient
 
     clients = []
 

@@ -1,6 +1,6 @@
 """Run the tutorials the way a real Azure VM would see them, and report every error output.
 
-A real VM's notebook finds IMDS at a fixed address (explicit mode: ``conn.kind == "explicit"``, so
+A real VM's notebook finds IMDS at a fixed address (a given URL: ``conn.chosen == "given"``, so
 every notebook takes its "real VM" branches) and ARM somewhere else, and a freshly enabled identity
 has no role anywhere. This script plays that: it starts ``mi-notebook emulator --config FILE`` in
 its own process (IMDS and ARM on loopback), executes each notebook in a fresh kernel with

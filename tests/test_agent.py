@@ -82,11 +82,11 @@ def test_the_socket_is_not_reachable_by_others(served):
 # --- tokens through the agent --------------------------------------------------------------------------
 def test_a_token_through_the_agent_then_from_its_cache(served, emu):
     client = AgentClient(served.paths.directory, start=False)
-    upstream = {"host": "vm", "endpoint": emu.imds_url, "source": "emulator"}
+    upstream = {"host": "vm", "endpoint": emu.imds_url}
     first = client.token(upstream, "arm", Identity.system())
     again = client.token(upstream, "https://management.azure.com/", Identity.system())
     assert (first.from_cache, again.from_cache) == (False, True)
-    assert first.source == again.source == "emulator"
+    assert first.emulated and again.emulated
     assert again.reveal() == first.reveal() and first.timeline is not None
     assert token_requests(emu) == 1
     stats = served.status()["stats"]
@@ -96,7 +96,7 @@ def test_a_token_through_the_agent_then_from_its_cache(served, emu):
 def test_the_endpoints_errors_reach_the_client_as_themselves(served, emu):
     client = AgentClient(served.paths.directory, start=False)
     with pytest.raises(mi.IdentityNotFoundError) as caught:
-        client.token({"host": "vm", "endpoint": emu.imds_url, "source": "emulator"}, "arm",
+        client.token({"host": "vm", "endpoint": emu.imds_url}, "arm",
                      Identity.user(client_id="00000000-0000-0000-0000-00000000dead"))
     assert caught.value.status == 400 and caught.value.timeline is not None
 
@@ -147,7 +147,7 @@ def test_every_host_profile_works_through_the_agent(served):
                           sysfs_root="/nonexistent", himds_path="/nonexistent")
         assert conn.host == "appservice"
         tok = conn.get_token("vault")
-        assert tok.source == "emulator" and conn.cache.served == 1
+        assert tok.emulated and conn.cache.served == 1
         assert served.status()["tokens"][0]["resource"] == "https://vault.azure.net"
         # the host's secret travels to the agent, and is shown nowhere
         secret = appservice.environment["IDENTITY_HEADER"]
@@ -187,7 +187,7 @@ def test_an_agent_of_another_version_is_treated_as_absent(emu):
         thread = threading.Thread(target=old_agent)
         thread.start()
         client = AgentClient(directory, start=False)
-        with pytest.raises(AgentUnavailable, match="speaks protocol 2"):
+        with pytest.raises(AgentUnavailable, match=f"speaks protocol {VERSION + 1}"):
             client.ping()
         thread.join()
         listener.close()
@@ -244,7 +244,7 @@ def test_another_uid_gets_no_answer_at_all(emu):
         try:
             client = AgentClient(directory, start=False)
             with pytest.raises(AgentUnavailable, match="did not answer properly"):
-                client.token({"host": "vm", "endpoint": emu.imds_url, "source": "emulator"}, "arm",
+                client.token({"host": "vm", "endpoint": emu.imds_url}, "arm",
                              Identity.system())
             assert server.refused == 1 and token_requests(emu) == 0
         finally:
@@ -260,7 +260,7 @@ def test_the_real_peer_check_reads_this_process(served):
 # --- the hold-back shared across clients ----------------------------------------------------------------
 def test_a_429_with_retry_after_holds_back_the_next_request_to_the_endpoint(emu):
     clock = VirtualClock()
-    upstream = Upstream({"host": "vm", "endpoint": emu.imds_url, "source": "emulator"}, clock=clock)
+    upstream = Upstream({"host": "vm", "endpoint": emu.imds_url}, clock=clock)
     emu.inject(429, endpoint="token", retry_after=3)
     upstream.fetch("https://management.azure.com/", Identity.system())
     assert clock.slept == [3.0] and upstream.holds == 1
@@ -286,7 +286,7 @@ def test_status_shows_a_hold(emu):
     with agent_dir() as directory:
         server = AgentServer(directory, idle_timeout=30, heartbeat=0.05, clock=clock).start()
         client = AgentClient(directory, start=False)
-        upstream = {"host": "vm", "endpoint": emu.imds_url, "source": "emulator"}
+        upstream = {"host": "vm", "endpoint": emu.imds_url}
         emu.inject(429, endpoint="token", retry_after=30)
         got = []
         thread = threading.Thread(target=lambda: got.append(client.token(upstream, "arm", Identity.system())))
@@ -331,7 +331,7 @@ def test_the_views_show_the_agents_tokens(served, emu):
 
 def test_the_status_command_shows_fingerprints_never_tokens(served, emu):
     client = AgentClient(served.paths.directory, start=False)
-    tok = client.token({"host": "vm", "endpoint": emu.imds_url, "source": "emulator"}, "arm", Identity.system())
+    tok = client.token({"host": "vm", "endpoint": emu.imds_url}, "arm", Identity.system())
     for flag in ([], ["--json"]):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
@@ -363,7 +363,7 @@ def test_an_unusable_agent_directory_means_no_sharing_not_a_failure(tmp_path, em
 def test_the_agent_forgets_the_oldest_endpoint_past_its_limit(served, emu, monkeypatch):
     monkeypatch.setattr("mi_notebook.agent.server._UPSTREAM_LIMIT", 2)
     client = AgentClient(served.paths.directory, start=False)
-    for source in ("emulator", "imds", "emulator"):
-        client.token({"host": "vm", "endpoint": emu.imds_url, "source": source, "n": 0}, "arm", Identity.system())
-    client.token({"host": "vm", "endpoint": emu.imds_url + "/", "source": "emulator"}, "arm", Identity.system())
+    for n in (0, 1, 0):
+        client.token({"host": "vm", "endpoint": emu.imds_url, "n": n}, "arm", Identity.system())
+    client.token({"host": "vm", "endpoint": emu.imds_url + "/"}, "arm", Identity.system())
     assert len(served._upstreams) == 2

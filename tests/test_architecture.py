@@ -17,8 +17,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mi_notebook"
 
 CORE = {"identity", "resources", "clock", "timefmt", "retry", "tokens", "cache", "claims", "errors", "html",
-        "secret"}
-TRANSPORT = {"http", "imds", "imds_errors", "sources", "detection", "metadata", "arm_client", "jwks", "probe",
+        "secret", "hosts"}
+TRANSPORT = {"http", "imds", "sources", "detection", "metadata", "arm_client", "jwks", "probe",
              "connection", "sdk_credential", "agent"}
 PRESENTATION = {"frames", "charts", "widgets", "cli", "commands", "tutorial", "data", "__main__"}
 EMULATOR = {"emulator"}

@@ -323,7 +323,7 @@ def test_explicit_loopback_imds_needs_to_be_told_where_arm_is(clean_connection, 
     monkeypatch.delenv("MI_NOTEBOOK_ARM_URL", raising=False)
     with Emulator(throttle=False) as emu:
         conn = mi.connect(imds_url=emu.imds_url)
-        assert conn.kind == "explicit"
+        assert conn.chosen == "given"
         with pytest.raises(ValueError, match="MI_NOTEBOOK_ARM_URL"):
             ArmClient(connection=conn)
         monkeypatch.setenv("MI_NOTEBOOK_ARM_URL", emu.arm_url)

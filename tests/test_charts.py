@@ -263,13 +263,13 @@ def test_policy_comparison_custom_policies_and_statuses(tmp_path):
 USER = Identity.user(client_id="2615457f-4ab1-4e08-8e18-957dbbab22d9")
 
 
-def make_token(resource, lifetime, *, fetched_ago, backdate=300, decodable=True, identity=None, source="imds"):
+def make_token(resource, lifetime, *, fetched_ago, backdate=300, decodable=True, identity=None, emulated=False):
     fetched = NOW - fetched_ago
     issued = fetched - backdate
     raw = (jwt.encode({"aud": resource, "iat": issued, "nbf": issued, "exp": fetched + lifetime}, "k" * 32)
            if decodable else f"opaque-{resource}-{lifetime}")
     return AccessToken(raw, resource=resource, expires_on=fetched + lifetime, not_before=issued, fetched_at=fetched,
-                       identity=identity or Identity.system(), source=source)
+                       identity=identity or Identity.system(), emulated=emulated)
 
 
 @pytest.fixture()
@@ -345,10 +345,10 @@ def test_token_lifetimes_24h_in_hours_and_short_tokens_in_minutes(tmp_path, thre
 
 
 def test_tokens_fetched_together_are_one_bar_with_the_emulator_said(tmp_path):
-    together = [make_token(resource, 86400, fetched_ago=2, identity=ident, source="emulator")
+    together = [make_token(resource, 86400, fetched_ago=2, identity=ident, emulated=True)
                 for ident in (Identity.system(), USER) for resource in ("https://management.azure.com/",
                                                                          "https://vault.azure.net")]
-    later = make_token("https://management.azure.com/", 86400, fetched_ago=-1, source="emulator")  # 1 s later: same
+    later = make_token("https://management.azure.com/", 86400, fetched_ago=-1, emulated=True)  # 1 s later: same
     ax = plot_token_lifetimes([*together, later], now=NOW)
     render(ax, tmp_path, "together")
     assert len(by_gid(ax.patches, "lifetime")) == 1 and len(ax.figure.axes) == 1
@@ -356,7 +356,7 @@ def test_tokens_fetched_together_are_one_bar_with_the_emulator_said(tmp_path):
     assert ax.get_title() == "token lifetimes (5 tokens)"
     assert subtitle(ax) == "data: mi-notebook emulator (not Azure)"
     # a token fetched an hour earlier is another fact: its own bar
-    earlier = make_token("https://storage.azure.com/", 86400, fetched_ago=3600, identity=USER, source="emulator")
+    earlier = make_token("https://storage.azure.com/", 86400, fetched_ago=3600, identity=USER, emulated=True)
     ax = plot_token_lifetimes([*together, earlier], now=NOW, provenance="")
     assert len(by_gid(ax.patches, "lifetime")) == 2 and subtitle(ax) is None
     assert row_labels(ax)[0] == "storage · user 2615457f\n24 h token, 23 h left"
@@ -367,7 +367,7 @@ def test_tokens_fetched_together_are_one_bar_with_the_emulator_said(tmp_path):
 
 
 def test_the_subtitle_sits_between_the_title_and_the_plot(tmp_path):
-    ax = plot_token_lifetimes([make_token("https://vault.azure.net", 86400, fetched_ago=0, source="emulator")], now=NOW)
+    ax = plot_token_lifetimes([make_token("https://vault.azure.net", 86400, fetched_ago=0, emulated=True)], now=NOW)
     render(ax, tmp_path, "subtitle")
     renderer = ax.figure.canvas.get_renderer()
     (note,) = [t for t in ax.texts if t.get_gid() == "provenance"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
@@ -15,7 +14,7 @@ import pytest
 from helpers import VirtualClock, logged
 
 from mi_notebook.cli import main
-from mi_notebook.imds import ImdsClient
+from mi_notebook.sources.imds import ImdsClient
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
 
@@ -27,9 +26,8 @@ UNKNOWN_GUID = "11111111-2222-3333-4444-555555555555"
 def virtual_time(monkeypatch):
     """Clients the commands build sleep on a virtual clock (retries take no real time)."""
     clock = VirtualClock()
-    connect_module = importlib.import_module("mi_notebook.connection")
-    monkeypatch.setattr(connect_module, "ImdsClient",
-                        lambda *a, **kw: ImdsClient(*a, **{**kw, "clock": clock}))
+    original = ImdsClient.__init__
+    monkeypatch.setattr(ImdsClient, "__init__", lambda self, *a, **kw: original(self, *a, **{**kw, "clock": clock}))
     return clock
 
 
@@ -79,7 +77,7 @@ def test_token_honours_the_environment(transport_emu, capsys, monkeypatch):
 
 def test_token_in_emulator_mode_says_so(capsys):
     code, out, err = run(capsys, "token", "--mode", "emulator")
-    assert code == 0 and "Using the embedded emulator" in err and "(emulator)" in out
+    assert code == 0 and "Using the embedded emulator" in err and "(vm, emulator)" in out
 
 
 def test_progress_while_retrying(transport_emu, capsys, virtual_time):
@@ -177,7 +175,7 @@ def test_help_documents_the_exit_codes(capsys):
 
 # --- decode -----------------------------------------------------------------------------------------------
 def test_decode_argument_and_stdin(transport_emu, capsys, monkeypatch):
-    from mi_notebook.imds import ImdsClient as Client
+    from mi_notebook.sources.imds import ImdsClient as Client
 
     with Client(url=transport_emu.imds_url) as client:
         raw = client.request_token("arm").reveal()
@@ -240,7 +238,7 @@ def test_doctor_reports_endpoint_identities_and_clock(transport_emu, capsys, mon
     code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url,
                        "--client-id", user.client_id, "--client-id", UNKNOWN_GUID)
     assert code == 1  # a named identity failed
-    assert f"explicit: {transport_emu.imds_url}" in out
+    assert f"(given): {transport_emu.imds_url}" in out
     assert "none set" in out
     assert re.search(r"OK\s+system-assigned", out)
     assert re.search(rf"OK\s+user-assigned \(client_id={user.client_id}\)", out)
@@ -345,4 +343,4 @@ def test_token_output_says_when_the_emulator_issued_it(capsys):
     assert code == 0 and "issued by    the mi-notebook emulator (not Azure)" in out
     assert err.startswith("NOT an Azure token: issued by the mi-notebook emulator.")
     code, out, err = run(capsys, "token", "vault", "--mode", "emulator", "--json")
-    assert code == 0 and json.loads(out)["issuedBy"] == "emulator"
+    assert code == 0 and json.loads(out)["emulated"] is True and json.loads(out)["host"] == "vm"

@@ -47,22 +47,22 @@ class FakeEmulator:
 # --- explicit and forced modes -------------------------------------------------------------------------
 def test_explicit_url_argument_is_used_as_is(transport_emu):
     conn = connect(transport_emu.imds_url + "/")
-    assert conn.kind == "explicit" and conn.endpoint == transport_emu.imds_url
+    assert conn.chosen == "given" and conn.host == "vm" and conn.endpoint == transport_emu.imds_url
     assert conn.emulator is None and current() is conn
     assert "because it was passed to connect()" in conn.reason
-    assert get_token("arm").source == "emulator"  # the emulator marks its answers, whatever the URL
+    assert get_token("arm").emulated  # the emulator marks its answers, whatever the URL
 
 
 def test_explicit_url_from_the_environment(transport_emu, monkeypatch):
     monkeypatch.setenv("MI_NOTEBOOK_IMDS_URL", transport_emu.imds_url)
     conn = connect()
-    assert conn.kind == "explicit" and "MI_NOTEBOOK_IMDS_URL is set" in conn.reason
+    assert conn.chosen == "given" and "MI_NOTEBOOK_IMDS_URL is set" in conn.reason
 
 
 def test_mode_emulator_starts_the_embedded_emulator_and_disconnect_stops_it():
     conn = connect(mode="emulator")
     emu = conn.emulator
-    assert conn.kind == "emulator" and emu.running and conn.endpoint == emu.imds_url
+    assert conn.chosen == "emulator" and conn.emulated and emu.running and conn.endpoint == emu.imds_url
     assert conn.reason.startswith(f"Using the embedded emulator at {emu.imds_url} because")
     token = get_token("arm")
     assert emu.verify(token.reveal())["aud"] == "https://management.azure.com/"
@@ -72,13 +72,13 @@ def test_mode_emulator_starts_the_embedded_emulator_and_disconnect_stops_it():
 
 def test_mode_from_the_environment_is_emulator_in_the_test_suite():
     conn = connect()  # conftest sets MI_NOTEBOOK_MODE=emulator
-    assert conn.kind == "emulator" and "MI_NOTEBOOK_MODE=emulator" in conn.reason
+    assert conn.chosen == "emulator" and "MI_NOTEBOOK_MODE=emulator" in conn.reason
 
 
 def test_mode_imds_does_not_probe():
     with StubServer(canned(IMDS_LIKE)) as stub:
         conn = connect(mode="imds", probe_url=stub.url)
-        assert conn.kind == "imds" and conn.endpoint == stub.url and "without probing" in conn.reason
+        assert (conn.host, conn.chosen) == ("vm", "requested") and conn.endpoint == stub.url and "without probing" in conn.reason
         time.sleep(0.05)
         assert stub.connections == 0
 
@@ -123,7 +123,7 @@ def auto(probe_url: str) -> tuple[Connection, float]:
 def test_not_azure_decides_emulator_quickly(name, server, why):
     with server() as stub:
         conn, elapsed = auto(stub.url)
-    assert conn.kind == "emulator" and conn.emulator.started
+    assert conn.chosen == "emulator" and conn.emulator.started
     assert elapsed <= DECISION_BUDGET, f"{name}: {elapsed:.2f} s"
     assert why in conn.reason and "does not look like an Azure host" in conn.reason
     assert conn.reason.startswith("Using the embedded emulator at http://127.0.0.1:1 because")
@@ -131,7 +131,7 @@ def test_not_azure_decides_emulator_quickly(name, server, why):
 
 def test_nothing_listening_decides_emulator_quickly():
     conn, elapsed = auto(f"http://127.0.0.1:{free_port()}")
-    assert conn.kind == "emulator" and elapsed <= DECISION_BUDGET
+    assert conn.chosen == "emulator" and elapsed <= DECISION_BUDGET
     assert "refused" in conn.reason
 
 
@@ -139,7 +139,7 @@ def test_nothing_listening_decides_emulator_quickly():
 def test_imds_like_answer_is_accepted(answer):
     with StubServer(canned(answer)) as stub:
         conn, elapsed = auto(stub.url)
-        assert conn.kind == "imds" and conn.endpoint == stub.url and conn.emulator is None
+        assert (conn.host, conn.chosen) == ("vm", "probed") and conn.endpoint == stub.url and conn.emulator is None
         assert elapsed <= DECISION_BUDGET and "Using Azure IMDS at" in conn.reason
         (request,) = stub.requests
     # the probe is a token request WITHOUT the Metadata header: IMDS refuses it before issuing anything
@@ -180,7 +180,7 @@ def test_get_token_caches_per_endpoint_identity_and_resource(transport_emu):
     connect(transport_emu.imds_url)
     first = get_token("arm")
     second = get_token("https://management.azure.com/")
-    assert not first.from_cache and second.from_cache and first.source == second.source == "emulator"
+    assert not first.from_cache and second.from_cache and first.emulated and second.emulated
     assert second.reveal() == first.reveal()
     assert len(logged(transport_emu, 1)) == 1
 
@@ -204,7 +204,7 @@ def test_get_token_connects_on_first_use():
     assert current() is None
     token = get_token("arm")
     conn = current()
-    assert conn is not None and conn.kind == "emulator" and token.endpoint == conn.endpoint
+    assert conn is not None and conn.chosen == "emulator" and token.endpoint == conn.endpoint
 
 
 def test_concurrent_callers_share_one_request(transport_emu):

@@ -66,18 +66,18 @@ def test_auto_mode_picks_the_host_from_its_variables_without_any_probe(profile, 
         only_host_variables(monkeypatch, emu.environment)
         conn = mi.connect(sysfs_root="/nonexistent", himds_path="/nonexistent", arc_key_dir=emu.arc_key_dir,
                           emulator_factory=no_emulator)
-        assert conn.kind == profile and conn.host == profile and conn.emulator is None
+        assert conn.chosen == "detected" and conn.host == profile and conn.emulator is None
         assert "no network probe was needed" in conn.reason
         assert all(value not in conn.reason for name, value in emu.environment.items()
                    if name in ("MSI_SECRET", "IDENTITY_HEADER"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Cloud Shell's token is the user's, and it says so
             token = mi.get_token("storage")
-        assert token.resource == "https://storage.azure.com/" and token.source == "emulator"
+        assert token.resource == "https://storage.azure.com/" and token.emulated and token.host == profile
         again = mi.get_token("storage")
         assert again.from_cache and again.fingerprint == token.fingerprint
         for tok in (token, again):  # the emulator says so on every surface, cached or not
-            assert "emulator" in repr(tok) and "emulator" in str(tok) and "emulator" in tok._repr_html_()
+            assert "emulated=True" in repr(tok) and "emulator" in str(tok) and "emulator" in tok._repr_html_()
         assert len(emu.requests.filter(endpoint="token")) >= 1
 
 
@@ -85,7 +85,7 @@ def test_an_azure_vm_whose_imds_does_not_answer_never_gets_the_emulator(azure_vm
     silent = f"http://127.0.0.1:{free_port()}"
     conn = mi.connect(environ={}, sysfs_root=azure_vm_dmi, himds_path="/nonexistent", probe_url=silent,
                       probe_timeout=0.3, emulator_factory=no_emulator, clock=VirtualClock())
-    assert conn.kind == "imds" and conn.emulator is None and conn.endpoint == silent
+    assert (conn.host, conn.chosen) == ("vm", "detected") and conn.emulator is None and conn.endpoint == silent
     assert "Azure VM" in conn.reason and "never falls back" in conn.reason
     with pytest.raises(errors.EndpointUnreachableError) as info:
         mi.get_token("arm")
@@ -97,7 +97,7 @@ def test_off_azure_auto_mode_falls_back_to_the_emulator_and_says_so_once(capsys,
     silent = f"http://127.0.0.1:{free_port()}"
     conn = mi.connect(environ={}, sysfs_root="/nonexistent", himds_path="/nonexistent", probe_url=silent,
                       probe_timeout=0.3)
-    assert conn.kind == "emulator" and "does not look like an Azure host" in conn.reason
+    assert conn.chosen == "emulator" and "does not look like an Azure host" in conn.reason
     mi.connect(environ={}, sysfs_root="/nonexistent", himds_path="/nonexistent", probe_url=silent,
                probe_timeout=0.3)
     err = capsys.readouterr().err
@@ -108,7 +108,7 @@ def test_host_variables_pointing_nowhere_fail_clearly_and_start_no_emulator(no_p
     env = {"MSI_ENDPOINT": f"http://127.0.0.1:{free_port()}/MSI/auth", "MSI_SECRET": "s3cr3t"}
     conn = mi.connect(environ=env, sysfs_root="/nonexistent", himds_path="/nonexistent",
                       emulator_factory=no_emulator, clock=VirtualClock())
-    assert conn.kind == "azureml"
+    assert (conn.host, conn.chosen) == ("azureml", "detected")
     with pytest.raises(errors.EndpointUnreachableError) as info:
         mi.get_token("storage")
     assert "s3cr3t" not in str(info.value) and len(info.value.timeline) > 1
@@ -116,14 +116,14 @@ def test_host_variables_pointing_nowhere_fail_clearly_and_start_no_emulator(no_p
 
 def test_a_forced_source_without_its_variables_names_the_variable():
     with pytest.raises(errors.HostConfigurationError, match="MSI_ENDPOINT"):
-        mi.connect(source="azureml", environ={})
+        mi.connect(host="azureml", environ={})
 
 
 def test_service_fabric_is_named_and_refused_clearly():
     env = {"IDENTITY_ENDPOINT": "https://127.0.0.1:2377/metadata/identity/oauth2/token",
            "IDENTITY_HEADER": "h", "IDENTITY_SERVER_THUMBPRINT": "ab" * 20}
     conn = mi.connect(environ=env, sysfs_root="/nonexistent", himds_path="/nonexistent")
-    assert conn.kind == "servicefabric" and "Service Fabric" in conn.reason
+    assert conn.host == "servicefabric" and "Service Fabric" in conn.reason
     with pytest.raises(errors.UnsupportedHostError):
         mi.get_token("arm")
 
@@ -131,18 +131,18 @@ def test_service_fabric_is_named_and_refused_clearly():
 @pytest.mark.parametrize("profile", ["azureml", "appservice", "cloudshell"])
 def test_the_emulator_plays_a_host_with_that_hosts_protocol(profile):
     conn = mi.connect(mode="emulator", profile=profile)
-    assert conn.kind == "emulator" and conn.host == profile and conn.emulator.profile == profile
+    assert conn.chosen == "emulator" and conn.emulated and conn.host == profile and conn.emulator.profile == profile
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         token = mi.get_token("vault")
-    assert token.source == "emulator" and conn.emulator.requests.filter(endpoint="token")
+    assert token.emulated and token.host == profile and conn.emulator.requests.filter(endpoint="token")
 
 
 def test_bad_combinations_are_value_errors_before_anything_starts(no_emulator):
-    with pytest.raises(ValueError, match="source must be one of"):
-        mi.connect(source="aks")
-    with pytest.raises(ValueError, match="not imds_url and source"):
-        mi.connect("http://127.0.0.1:1", source="vm")
+    with pytest.raises(ValueError, match="host must be one of"):
+        mi.connect(host="aks")
+    with pytest.raises(ValueError, match="not imds_url and host"):
+        mi.connect("http://127.0.0.1:1", host="vm")
     with pytest.raises(ValueError, match="profile="):
         mi.connect(profile="azureml", environ={}, emulator_factory=no_emulator)
 
@@ -164,7 +164,7 @@ def test_the_sdk_credential_warns_once_about_emulator_tokens(monkeypatch):
 def test_environ_replaces_the_process_environment_for_the_decision(monkeypatch):
     monkeypatch.setenv("MI_NOTEBOOK_MODE", "emulator")
     conn = mi.connect(environ={"MI_NOTEBOOK_IMDS_URL": "http://127.0.0.1:5"})
-    assert conn.kind == "explicit" and conn.endpoint == "http://127.0.0.1:5"
+    assert conn.chosen == "given" and conn.endpoint == "http://127.0.0.1:5"
     assert os.environ["MI_NOTEBOOK_MODE"] == "emulator"
 
 
@@ -175,3 +175,40 @@ def test_an_emulator_token_is_never_sent_to_azures_arm():
     client = ArmClient("https://management.azure.com", connection=conn)
     with pytest.raises(ValueError, match="refusing to send a token issued by the mi-notebook emulator"):
         client.vm()  # the loopback guard would also fail the test had anything gone to Azure
+
+
+def test_the_old_words_still_work_for_one_release_with_a_deprecation_warning():
+    env = {"MSI_ENDPOINT": "http://127.0.0.1:46808/MSI/auth", "MSI_SECRET": "s3cr3t"}
+    with pytest.warns(DeprecationWarning, match="connect\\(host=...\\)"):
+        conn = mi.connect(source="azureml", environ=env)
+    assert conn.host == "azureml"
+    with pytest.warns(DeprecationWarning, match="Connection.kind"):
+        assert conn.kind == "azureml"
+    with pytest.warns(DeprecationWarning, match="use .host"):
+        assert conn.client.kind == "azureml"
+    with pytest.warns(DeprecationWarning):
+        assert mi.connect(source="imds").kind == "imds"
+    with pytest.warns(DeprecationWarning):
+        assert mi.connect("http://127.0.0.1:5").kind == "explicit"
+    emulated = mi.connect(mode="emulator")
+    with pytest.warns(DeprecationWarning):
+        assert emulated.kind == "emulator"
+    token = mi.get_token("arm")
+    with pytest.warns(DeprecationWarning, match="AccessToken.source"):
+        assert token.source == "emulator"
+    old = {**token.to_dict(include_token=True), "source": "azureml"}
+    del old["host"], old["emulated"]
+    assert mi.AccessToken.from_dict(old).host == "azureml" and not mi.AccessToken.from_dict(old).emulated
+    assert mi.AccessToken.from_dict({**old, "source": "emulator"}).emulated
+    with pytest.warns(DeprecationWarning, match="source="):
+        assert mi.ImdsClient(emulated.endpoint, source="imds").host == "vm"
+
+
+def test_a_connection_built_the_old_way_still_works_for_one_release():
+    from mi_notebook.connection import Connection
+
+    with pytest.warns(DeprecationWarning, match="second argument is the host"):
+        conn = Connection("http://127.0.0.1:9", "explicit", mi.ImdsClient("http://127.0.0.1:9"))
+    assert (conn.host, conn.chosen) == ("vm", "given")
+    with pytest.raises(ValueError, match="host must be one of"):
+        Connection("http://127.0.0.1:9", "mainframe", mi.ImdsClient("http://127.0.0.1:9"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import struct
@@ -16,7 +15,7 @@ from helpers import VirtualClock
 
 from mi_notebook.cli import main
 from mi_notebook.commands import demo
-from mi_notebook.imds import ImdsClient
+from mi_notebook.sources.imds import ImdsClient
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
 
@@ -150,8 +149,8 @@ def test_real_imds_gets_no_faults_and_the_episode_is_labelled_simulated(transpor
 
 def test_demo_reports_an_unreachable_endpoint_without_a_traceback(tmp_path, capsys, monkeypatch):
     clock = VirtualClock()  # the documented retries of a refused connection, in virtual time
-    monkeypatch.setattr(importlib.import_module("mi_notebook.connection"), "ImdsClient",
-                        lambda *a, **kw: ImdsClient(*a, **{**kw, "clock": clock}))
+    original = ImdsClient.__init__
+    monkeypatch.setattr(ImdsClient, "__init__", lambda self, *a, **kw: original(self, *a, **{**kw, "clock": clock}))
     code, out, err = run_demo(capsys, "--imds-url", "http://127.0.0.1:9", "--out", str(tmp_path))
     assert code == 1
     assert "IMDS attempt 1 of 5" in err  # progress while retrying

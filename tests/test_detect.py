@@ -52,7 +52,7 @@ def expected(combo: dict, himds: bool) -> str:
         return "arc"
     if me:
         return "azureml" if ms else "cloudshell"
-    return "workloadidentity" if wi else "vm"
+    return "workload" if wi else "vm"
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_every_combination_in_the_order_table(combo, with_himds, dmi, himds):
 
 AZURE_IDENTITY_NAMES = {"ServiceFabricCredential": "servicefabric", "AppServiceCredential": "appservice",
                         "AzureArcCredential": "arc", "AzureMLCredential": "azureml", "CloudShellCredential": "cloudshell",
-                        "WorkloadIdentityCredential": "workloadidentity", "ImdsCredential": "vm", "NoneType": None}
+                        "WorkloadIdentityCredential": "workload", "ImdsCredential": "vm", "NoneType": None}
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=lambda c: "+".join(n for n in NAMES if c[n]) or "nothing")
@@ -226,7 +226,7 @@ def test_build_source_passes_options_through():
     mock = MockTransport(ok())
     found = detect({"IDENTITY_ENDPOINT": AS_URL, "IDENTITY_HEADER": SECRET}, sysfs_root="/x", himds_path="/x")
     src = found.build_source(transport=mock, clock=VirtualClock(NOW))
-    assert src.request_token("arm").source == "appservice" and mock.requests[0].headers["X-IDENTITY-HEADER"] == SECRET
+    assert src.request_token("arm").host == "appservice" and mock.requests[0].headers["X-IDENTITY-HEADER"] == SECRET
 
 
 def test_build_source_for_arc_found_by_himds(himds, tmp_path):
@@ -235,7 +235,7 @@ def test_build_source_for_arc_found_by_himds(himds, tmp_path):
 
 
 def test_build_source_for_a_vm():
-    from mi_notebook.imds import ImdsClient
+    from mi_notebook.sources.imds import ImdsClient
 
     client = detect({"AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:2579"}, sysfs_root="/x",
                     himds_path="/x").build_source(timeout=(1, 2))

@@ -10,8 +10,8 @@ import pytest
 from helpers import VirtualClock, logged
 
 from mi_notebook import errors
-from mi_notebook.imds import ImdsClient
 from mi_notebook.retry import RetryPolicy
+from mi_notebook.sources.imds import ImdsClient
 
 POLICY = RetryPolicy()  # the default: documented waits with +-20% jitter, 410 window 70 s
 READ_TIMEOUT = 0.1

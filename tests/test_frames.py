@@ -63,7 +63,7 @@ def test_tokens_frame_from_a_list():
     assert frame["time_left"].tolist() == ["expired", "1 min 30 s", "23 h 50 min"]
     assert frame["time_left_s"].tolist() == [-300, 90, 85800]
     assert frame["identity"].tolist()[1] == str(UAMI)
-    assert frame["source"].tolist() == ["imds"] * 3
+    assert frame["host"].tolist() == ["vm"] * 3
     assert frame["expires_on"].tolist()[2] == pd.Timestamp("2026-01-01 23:50:00", tz="UTC")
     assert frame["refresh_at"].tolist()[2] == pd.Timestamp(planned_refresh(tokens[0]), unit="s", tz="UTC")
     assert frame["refresh_at"].tolist()[1] == pd.Timestamp(NOW + 30, unit="s", tz="UTC")  # half of 2 min

@@ -13,8 +13,8 @@ from mi_notebook import http as http_module
 from mi_notebook.clock import Clock
 from mi_notebook.http import Answer
 from mi_notebook.identity import Identity
-from mi_notebook.imds import TOKEN_PATH, ImdsClient, classify_failure
 from mi_notebook.retry import AttemptOutcome, RetryPolicy
+from mi_notebook.sources.imds import TOKEN_PATH, ImdsClient
 
 ARM = "https://management.azure.com/"
 UNKNOWN_GUID = "11111111-2222-3333-4444-555555555555"
@@ -36,7 +36,7 @@ def test_system_request_is_exactly_the_documented_one(transport_emu, make_imds_c
     assert not any(name.lower() == "x-forwarded-for" for name in record.headers)
     assert record.status == 200
     assert token.resource == ARM and token.identity == Identity.system()
-    assert token.source == "emulator" and token.endpoint == transport_emu.imds_url
+    assert token.emulated and token.host == "vm" and token.endpoint == transport_emu.imds_url
     assert len(token.timeline) == 1 and token.timeline[0].outcome == "success"
 
 
@@ -289,12 +289,34 @@ def test_foreign_404_html_is_not_mistaken_for_updating(make_imds_client):
 
 
 def test_classify_failure_directly():
-    err = classify_failure(
+    err = ImdsClient(url="http://127.0.0.1:1")._failure(
         AttemptOutcome(status=400, error="invalid_request", error_description="Identity not found"),
-        Answer("json", 400), None, endpoint="http://127.0.0.1:1",
-        identity=Identity.user(client_id=UNKNOWN_GUID),
+        Answer("json", 400), None, None, Identity.user(client_id=UNKNOWN_GUID),
     )
     assert isinstance(err, errors.IdentityNotFoundError) and err.timeline is None
+
+
+def test_the_old_module_still_imports_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("mi_notebook.imds", None)
+    with pytest.warns(DeprecationWarning, match="mi_notebook.imds is deprecated"):
+        old = importlib.import_module("mi_notebook.imds")
+    import mi_notebook as mi
+    from mi_notebook.sources import ImdsClient as from_sources
+
+    assert old.ImdsClient is ImdsClient is from_sources is mi.ImdsClient
+    assert (old.IMDS_URL, old.TOKEN_PATH, old.DEFAULT_TIMEOUT) == ("http://169.254.169.254", TOKEN_PATH, (2.0, 10.0))
+    err = old.classify_failure(AttemptOutcome(status=410), Answer("empty", 410), None, endpoint="http://127.0.0.1:1")
+    assert isinstance(err, errors.ImdsUpdatingError)
+
+
+def test_the_url_is_checked_like_every_host_endpoint():
+    """User info reads like loopback and goes elsewhere: refused, as for every host's endpoint."""
+    for url in ("http://127.0.0.1:1@192.0.2.9", "http://user:pw@127.0.0.1:9", "http://127.0.0.1:9/#x"):
+        with pytest.raises(errors.HostConfigurationError, match="user info|fragment"):
+            ImdsClient(url=url)
 
 
 # --- progress, proxies ----------------------------------------------------------------------------------
@@ -397,9 +419,9 @@ def test_not_before_in_exponent_form_is_accepted():
 
 def test_tokens_are_labelled_emulator_only_when_the_answer_says_so():
     client, _ = mocked((200, {}, BODY))
-    assert client.request_token("arm").source == "imds"
+    assert not client.request_token("arm").emulated
     client, _ = mocked((200, {"X-Mi-Notebook-Emulator": "1"}, BODY))
-    assert client.request_token("arm").source == "emulator"
+    assert client.request_token("arm").emulated
 
 
 def test_timeouts_are_imds_timeouts():

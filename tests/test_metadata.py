@@ -72,7 +72,7 @@ def test_from_compute_fills_gaps_from_the_resource_id():
 def test_instance_metadata_parsed_without_sockets():
     from mi_notebook.clock import VirtualClock
     from mi_notebook.http import MockTransport
-    from mi_notebook.imds import ImdsClient
+    from mi_notebook.sources.imds import ImdsClient
 
     rid = "/subscriptions/s-1/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/vm-b"
     answers = iter([(503, {"Content-Type": "text/plain"}, b"busy"),

@@ -82,7 +82,7 @@ def test_no_token_is_stored_in_any_notebook(path):
 
 def test_the_token_scan_would_catch_a_real_token(tmp_path):
     from mi_notebook.emulator import Emulator
-    from mi_notebook.imds import ImdsClient
+    from mi_notebook.sources.imds import ImdsClient
 
     with Emulator(throttle=False) as emu, ImdsClient(url=emu.imds_url) as client:
         raw = client.request_token("arm").reveal()

@@ -20,10 +20,10 @@ from mi_notebook import errors
 from mi_notebook.arm_client import ArmClient
 from mi_notebook.cache import TokenCache
 from mi_notebook.emulator import Emulator
-from mi_notebook.imds import ImdsClient
 from mi_notebook.metadata import instance_metadata
 from mi_notebook.retry import RetryPolicy
 from mi_notebook.sdk_credential import credential
+from mi_notebook.sources.imds import ImdsClient
 
 pytestmark = pytest.mark.timeout(30)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -124,7 +124,7 @@ def _as_real_imds(emu):
 def test_arm_on_a_real_vm_honours_the_users_proxy_and_the_token_stays_in_the_tunnel(emu, monkeypatch):
     conn = explicit_connection(emu.imds_url, _as_real_imds(emu), "a real VM's IMDS, as far as the client can tell")
     conn.cache = TokenCache()  # not the process-wide one, which may hold this endpoint's emulator tokens
-    assert conn.get_token("arm").source == "imds"
+    assert not conn.get_token("arm").emulated
     recorded: list[bytes] = []
     with StubServer(_connect_proxy(recorded)) as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)

@@ -88,7 +88,7 @@ def test_a_refused_header_says_restart():
 
 def test_from_environment():
     src = AppServiceSource.from_environment({"IDENTITY_ENDPOINT": AS_URL, "IDENTITY_HEADER": SECRET})
-    assert src.endpoint == AS_URL and SECRET not in repr(src) and src.kind == "appservice"
+    assert src.endpoint == AS_URL and SECRET not in repr(src) and src.host == "appservice"
 
 
 @pytest.mark.parametrize(("env", "named"), [

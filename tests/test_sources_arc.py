@@ -59,7 +59,7 @@ def test_challenge_then_the_authorised_request(keys):
         assert (request.method, request.url, request.headers["Metadata"]) == ("GET", ARC_URL, "true")
         assert list(request.params) == [("api-version", "2020-06-01"), ("resource", "https://management.azure.com/")]
     assert "Authorization" not in first.headers and second.headers["Authorization"] == f"Basic {KEY}"
-    assert tok.source == "arc" and len(tok.timeline) == 1
+    assert tok.host == "arc" and len(tok.timeline) == 1
 
 
 def test_a_quoted_realm_and_a_trailing_newline(tmp_path):

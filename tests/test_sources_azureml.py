@@ -98,7 +98,7 @@ def test_a_user_token_is_flagged_loudly(claims):
     assert seen[0].filename == __file__  # points at the caller
     assert isinstance(tok, UserAccessToken) and tok.is_user_token and tok.user_token_reason == message
     assert "user token" in repr(tok) and "USER TOKEN" in str(tok) and "not a managed identity" in tok._repr_html_()
-    assert tok.served_from_cache().is_user_token and tok.timeline is not None and tok.source == "azureml"
+    assert tok.served_from_cache().is_user_token and tok.timeline is not None and tok.host == "azureml"
     assert tok.claims.payload == {"aud": "https://management.azure.com/", "exp": EXPIRES, **claims}
 
 

@@ -32,7 +32,7 @@ def test_every_token_is_labelled_the_users():
     with pytest.warns(UserTokenWarning, match="your own user token, not a managed identity's") as seen:
         tok = src.request_token("arm")
     assert seen[0].filename == __file__
-    assert isinstance(tok, UserAccessToken) and tok.is_user_token and tok.source == "cloudshell"
+    assert isinstance(tok, UserAccessToken) and tok.is_user_token and tok.host == "cloudshell"
     assert "Cloud Shell" in tok.user_token_reason and "user token" in repr(tok)
     assert "user's own" in src.note
 
@@ -71,7 +71,7 @@ def test_service_fabric_is_named_and_refuses_honestly():
     err = caught.value
     assert "Service Fabric" in str(err) and "ManagedIdentityCredential" in err.hint
     assert err.endpoint == SF_ENV["IDENTITY_ENDPOINT"] and SECRET not in str(err) + repr(src) + repr(vars(src))
-    assert src.kind == "servicefabric" and src.server_thumbprint == "AB12CD"
+    assert src.host == "servicefabric" and src.server_thumbprint == "AB12CD"
 
 
 def test_service_fabric_settings_are_checked():

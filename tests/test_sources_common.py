@@ -108,7 +108,7 @@ def _quiet_user_tokens():
 def test_success_has_a_timeline_and_labels(make):
     source, mock, _ = make(ok())
     tok = source.request_token("arm")
-    assert tok.source == source.kind and tok.expires_on == EXPIRES and tok.resource == "https://management.azure.com/"
+    assert tok.host == source.host and not tok.emulated and tok.expires_on == EXPIRES and tok.resource == "https://management.azure.com/"
     assert tok.endpoint == source.endpoint and tok.fetched_at == NOW
     assert tok.timeline.summary() == "1 attempt over 0.0 s: 200" and tok.timeline.policy == source.retry
     assert attempts_sent(mock, make.kind) == 1
@@ -123,7 +123,7 @@ def test_expires_on_as_int_or_string(make, expires_on):
 
 def test_the_emulator_is_labelled(make):
     source, _, _ = make(lambda r: (200, {"X-Mi-Notebook-Emulator": "1"}, body()))
-    assert source.request_token("arm").source == "emulator"
+    assert source.request_token("arm").emulated
 
 
 def test_retried_then_success_records_every_attempt(make):
@@ -142,7 +142,7 @@ FAILURES = [
     ((200, {}, {"expires_on": str(EXPIRES)}), errors.UnexpectedResponseError, 1, "access_token"),
     ((200, {}, {"access_token": "a.b.c", "expires_on": "soon"}), errors.UnexpectedResponseError, 1, "expires_on"),
     ((200, {}, {"access_token": "a.b.c", "expires_on": EXPIRES * 1000}), errors.UnexpectedResponseError, 1, "milliseconds"),
-    ((200, {}, {"access_token": "a.b.c", "expires_on": NOW - 10}), errors.UnexpectedResponseError, 1, "already past"),
+    ((200, {}, {"access_token": "a.b.c", "expires_on": NOW - 10}), errors.UnexpectedResponseError, 1, "in the past"),
     ((200, {"Content-Type": "text/html"}, "<html>proxy</html>"), errors.UnexpectedResponseError, 1, "HTML page"),
     ((200, {}, "plain words"), errors.UnexpectedResponseError, 1, "not JSON"),
     ((200, {}, b""), errors.UnexpectedResponseError, 1, "empty body"),
@@ -192,7 +192,7 @@ def test_text_plain_failure_keeps_the_text(make):
 
 def test_retry_policy_is_the_hosts_own(make):
     source, _, _ = make(ok())
-    assert source.retry.max_attempts == 4 and source.retry.gone_window == 0 and source.retry.label == source.kind
+    assert source.retry.max_attempts == 4 and source.retry.gone_window == 0 and source.retry.label == source.host
 
 
 # --- bad input: refused before any request -----------------------------------------------------------------

@@ -46,7 +46,7 @@ def imds_body(token: str | None = None, **changes) -> dict:
 def parse(body: dict, **kw) -> AccessToken:
     kw.setdefault("identity", Identity.system())
     kw.setdefault("resource_requested", ARM)
-    kw.setdefault("source", "imds")
+    kw.setdefault("host", "vm")
     kw.setdefault("endpoint", "http://127.0.0.1:5000")
     kw.setdefault("fetched_at", FETCHED_AT)
     kw.setdefault("timeline", None)
@@ -94,10 +94,10 @@ def test_repr_str_format_and_html_never_show_the_token(token, secret):
 def test_repr_is_stable_and_informative(token):
     assert repr(token) == (
         "AccessToken(resource='https://management.azure.com/', identity=system-assigned, "
-        f"expires_on=2026-11-27T14:02:40Z, fingerprint='{token.fingerprint}', source='imds')"
+        f"expires_on=2026-11-27T14:02:40Z, fingerprint='{token.fingerprint}', host='vm')"
     )
     assert str(token) == (f"Bearer token for {ARM} (system-assigned), expires 2026-11-27T14:02:40Z, "
-                          f"{token.fingerprint}, issued by Azure IMDS (this VM)")
+                          f"{token.fingerprint}, issued by Azure VM (IMDS)")
 
 
 def test_logging_never_shows_the_token(token, secret, caplog):
@@ -152,8 +152,8 @@ def test_constructor_errors_do_not_echo_the_token():
     assert "bytes-secret-token" not in str(info.value)
     with pytest.raises(ValueError, match="expires_on"):
         AccessToken("t", resource=ARM, expires_on="soon")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="source"):
-        AccessToken("t", resource=ARM, expires_on=1, source="disk")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="host"):
+        AccessToken("t", resource=ARM, expires_on=1, host="disk")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="identity"):
         AccessToken("t", resource=ARM, expires_on=1, identity="system")  # type: ignore[arg-type]
 
@@ -175,7 +175,7 @@ def test_from_response_reads_the_documented_body(secret):
     assert tok.resource == ARM and tok.endpoint == "http://127.0.0.1:5000"
     assert tok.expires_on == EXPIRES_ON and tok.not_before == NOT_BEFORE and tok.expires_in == 86317
     assert tok.token_type == "Bearer" and tok.client_id == CLIENT_ID
-    assert tok.fetched_at == FETCHED_AT and tok.source == "imds"
+    assert tok.fetched_at == FETCHED_AT and tok.host == "vm" and not tok.emulated
     assert tok.timeline is timeline and tok.identity == Identity.user(client_id=CLIENT_ID)
     assert tok.lifetime == 86_700
     assert tok.exp_skew == 0
@@ -266,20 +266,22 @@ def test_fingerprint_tells_tokens_apart(secret):
 
 def test_served_from_cache_keeps_everything_else(token):
     cached = token.served_from_cache()
-    assert cached.from_cache and not token.from_cache and cached.source == token.source == "imds"
+    assert cached.from_cache and not token.from_cache and cached.host == token.host == "vm"
     assert cached == token and cached.reveal() == token.reveal() and cached.fetched_at == token.fetched_at
     assert cached.served_from_cache() is cached
 
 
-@pytest.mark.parametrize("source", ["imds", "azureml", "appservice", "arc", "cloudshell", "emulator"])
-def test_every_surface_names_who_issued_the_token(secret, source):
-    tok = parse(imds_body(secret), source=source)
+@pytest.mark.parametrize("host", ["vm", "azureml", "appservice", "arc", "cloudshell"])
+@pytest.mark.parametrize("emulated", [False, True])
+def test_every_surface_names_who_issued_the_token(secret, host, emulated):
+    tok = parse(imds_body(secret), host=host, emulated=emulated)
     for cached in (tok, tok.served_from_cache()):
-        assert f"source={source!r}" in repr(cached)
+        assert f"host={host!r}" in repr(cached) and ("emulated=True" in repr(cached)) == emulated
         assert cached.issuer_label in str(cached) and cached.issuer_label in cached._repr_html_()
-    if source == "emulator":
+    if emulated:
         for cached in (tok, tok.served_from_cache()):
-            assert all("emulator" in text for text in (repr(cached), str(cached), cached._repr_html_()))
+            assert all("emulat" in text for text in (repr(cached), str(cached), cached._repr_html_()))
+            assert "emulator" in str(cached) and "emulator" in cached._repr_html_()
     else:
         assert "emulator" not in repr(tok) + str(tok) + tok._repr_html_()
 
@@ -303,7 +305,7 @@ def test_claims_are_decoded_lazily_once(monkeypatch, token, secret):
 
 def test_defaults_for_a_hand_made_token():
     tok = AccessToken("t", resource=ARM, expires_on=EXPIRES_ON)
-    assert tok.identity == Identity.system() and tok.source == "imds" and tok.timeline is None
+    assert tok.identity == Identity.system() and tok.host == "vm" and not tok.emulated and tok.timeline is None
     assert tok.fetched_at > 1_600_000_000
 
 

@@ -114,5 +114,5 @@ def emulator_token(emu, identity, **selector):
     response = requests.get(f"{emu.imds_url}/metadata/identity/oauth2/token", params=params,
                             headers={"Metadata": "true"}, timeout=5)
     assert response.status_code == 200, response.text
-    return AccessToken.from_response(response.json(), source="emulator", identity=identity,
+    return AccessToken.from_response(response.json(), host="vm", emulated=True, identity=identity,
                                      resource_requested=ARM, endpoint=emu.imds_url)

@@ -270,7 +270,7 @@ class FaultBench:
             ...     client.close()
             'https://vault.azure.net'
         """
-        from mi_notebook.imds import ImdsClient
+        from mi_notebook.sources.imds import ImdsClient
 
         client = ImdsClient(url=self.emu.imds_url, retry=POLICY, clock=clock, timeout=(1.0, READ_TIMEOUT))
         conn = explicit_connection(self.emu.imds_url, client, "reliability bench")

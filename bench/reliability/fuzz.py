@@ -127,8 +127,8 @@ class InputBench:
     def __enter__(self) -> InputBench:
         from mi_notebook.arm_client import ArmClient
         from mi_notebook.cache import TokenCache
-        from mi_notebook.imds import ImdsClient
         from mi_notebook.sdk_credential import credential
+        from mi_notebook.sources.imds import ImdsClient
 
         self.emu.start()
         no_retry = RetryPolicy.no_retry()

@@ -122,7 +122,7 @@ def run_token_load(threads: int = 64, calls: int = 1000, *, lifetime: int = 300,
     from mi_notebook.clock import Clock
     from mi_notebook.emulator import Emulator
     from mi_notebook.identity import Identity
-    from mi_notebook.imds import ImdsClient
+    from mi_notebook.sources.imds import ImdsClient
 
     clock = CallClock(step=step)
     emu = Emulator(throttle=False, clock=clock, seed="load", token_lifetime=lifetime, user_assigned=2)

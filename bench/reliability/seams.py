@@ -7,7 +7,7 @@ is met here and only here:
 - :data:`VirtualClock`: the tests' clock (``mi_notebook.clock.VirtualClock``), re-exported;
 - :func:`connect_current` / :func:`disconnect_current`: ``mi.connect`` and ``mi.disconnect``;
 - :func:`forget_connection`: no current connection and an empty process-wide token cache;
-- :func:`explicit_connection`: a ``Connection`` of kind ``"explicit"`` around a client built here;
+- :func:`explicit_connection`: a ``Connection`` chosen ``"given"`` around a client built here;
 - :func:`use_virtual_time` / :func:`client_timeout`: change a live ``ImdsClient``'s clock and time-outs;
 - :func:`intercept_token_requests`: wrap a client's ``request_token`` (what the cache calls to refresh);
 - :func:`record_issued_tokens`: every token the emulator's issuer hands out.
@@ -37,8 +37,8 @@ def connect_current(imds_url: str, **options: Any) -> Any:
     Example::
 
         >>> conn = connect_current("http://127.0.0.1:9")  # explicit: nothing is sent
-        >>> conn.kind, conn.endpoint
-        ('explicit', 'http://127.0.0.1:9')
+        >>> conn.chosen, conn.endpoint
+        ('given', 'http://127.0.0.1:9')
         >>> disconnect_current()
     """
     from mi_notebook.connection import connect
@@ -80,14 +80,14 @@ def explicit_connection(imds_url: str, client: Any, reason: str) -> Any:
 
     Example::
 
-        >>> from mi_notebook.imds import ImdsClient
+        >>> from mi_notebook.sources.imds import ImdsClient
         >>> conn = explicit_connection("http://127.0.0.1:9", ImdsClient(url="http://127.0.0.1:9"), "a test")
-        >>> conn.kind, str(conn)
-        ('explicit', 'a test')
+        >>> conn.chosen, str(conn)
+        ('given', 'a test')
     """
     from mi_notebook.connection import Connection
 
-    return Connection(imds_url, "explicit", client, reason=reason)
+    return Connection(imds_url, "vm", client, chosen="given", reason=reason)
 
 
 def use_virtual_time(client: Any, clock: VirtualClock) -> None:
@@ -95,7 +95,7 @@ def use_virtual_time(client: Any, clock: VirtualClock) -> None:
 
     Example::
 
-        >>> from mi_notebook.imds import ImdsClient
+        >>> from mi_notebook.sources.imds import ImdsClient
         >>> client, clock = ImdsClient(url="http://127.0.0.1:9"), VirtualClock()
         >>> use_virtual_time(client, clock)
         >>> client.clock.sleep(3); clock()
@@ -110,7 +110,7 @@ def client_timeout(client: Any, timeout: tuple[float, float]) -> Iterator[None]:
 
     Example::
 
-        >>> from mi_notebook.imds import ImdsClient
+        >>> from mi_notebook.sources.imds import ImdsClient
         >>> client = ImdsClient(url="http://127.0.0.1:9", timeout=(1.0, 2.0))
         >>> with client_timeout(client, (1.0, 0.1)):
         ...     client.timeout
@@ -133,7 +133,7 @@ def intercept_token_requests(client: Any, around: Callable[..., Any]) -> None:
 
     Example::
 
-        >>> from mi_notebook.imds import ImdsClient
+        >>> from mi_notebook.sources.imds import ImdsClient
         >>> client, asked = ImdsClient(url="http://127.0.0.1:9"), []
         >>> intercept_token_requests(client, lambda original, resource, identity=None: asked.append(resource))
         >>> client.request_token("arm"); asked

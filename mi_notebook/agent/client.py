@@ -115,7 +115,7 @@ class AgentTokenInfo:
     Example::
 
         >>> info = AgentTokenInfo.from_status({"resource": "https://vault.azure.net", "identity_selector": None,
-        ...     "source": "emulator", "expires_on": 200, "fetched_at": 100.0, "not_before": 95,
+        ...     "host": "vm", "emulated": True, "expires_on": 200, "fetched_at": 100.0, "not_before": 95,
         ...     "fingerprint": "sha256:0011aabb", "refresh_at": 150.0})
         >>> info.identity.kind, info.time_left(now=190), info.served_by
         ('system', 10.0, 'agent')
@@ -123,7 +123,8 @@ class AgentTokenInfo:
 
     resource: str
     identity: Identity
-    source: str
+    host: str
+    emulated: bool
     expires_on: int
     fetched_at: float
     not_before: int | None
@@ -140,7 +141,8 @@ class AgentTokenInfo:
         """One token row of the agent's status."""
         selector = row.get("identity_selector")
         identity = Identity(**{selector[0]: selector[1]}) if selector else Identity.system()
-        return cls(resource=row["resource"], identity=identity, source=row["source"], expires_on=int(row["expires_on"]),
+        return cls(resource=row["resource"], identity=identity, host=row["host"], emulated=bool(row.get("emulated")),
+                   expires_on=int(row["expires_on"]),
                    fetched_at=float(row["fetched_at"]), not_before=row.get("not_before"),
                    fingerprint=row["fingerprint"], refresh_at=row.get("refresh_at"), client_id=row.get("client_id"),
                    in_flight=bool(row.get("in_flight")), last_error=row.get("last_error"),
@@ -152,17 +154,17 @@ class AgentTokenInfo:
 
 
 def token_from_reply(reply: Mapping[str, Any]) -> AccessToken:
-    """The ``AccessToken`` of an agent's token answer: ``source`` stays the issuer, ``from_cache`` says
-    whether the agent served it from its cache, the timeline is the agent's fetch; a
+    """The ``AccessToken`` of an agent's token answer: ``host`` and ``emulated`` stay the issuer's, ``from_cache``
+    says whether the agent served it from its cache, the timeline is the agent's fetch; a
     ``UserAccessToken`` when the agent marked it (:func:`~mi_notebook.agent.protocol.token_from_wire`).
 
     Example::
 
-        >>> tok = AccessToken("a.b.c", resource="api://x", expires_on=5, fetched_at=1, source="emulator")
+        >>> tok = AccessToken("a.b.c", resource="api://x", expires_on=5, fetched_at=1, emulated=True)
         >>> again = token_from_reply({"token": {**tok.to_dict(include_token=True), "timeline": None},
         ...                           "from_cache": True})
-        >>> again == tok, again.from_cache, again.source
-        (True, True, 'emulator')
+        >>> again == tok, again.from_cache, again.emulated
+        (True, True, True)
     """
     return token_from_wire(reply["token"], from_cache=bool(reply.get("from_cache")))
 
@@ -495,10 +497,8 @@ class SharedCache(TokenCache):
         Example::
 
             >>> import tempfile
-            >>> from mi_notebook.connection import Connection
-            >>> from mi_notebook.imds import ImdsClient
-            >>> conn = Connection("http://127.0.0.1:9", "explicit", ImdsClient(url="http://127.0.0.1:9"))
-            >>> SharedCache.for_connection(conn, tempfile.mkdtemp()).endpoint
+            >>> from mi_notebook.connection import connect
+            >>> SharedCache.for_connection(connect("http://127.0.0.1:9"), tempfile.mkdtemp()).endpoint
             'http://127.0.0.1:9'
         """
         from .upstream import describe
@@ -511,9 +511,10 @@ class SharedCache(TokenCache):
             return None
         return cls(agent, describe(conn), clock=clock)
 
-    def get(self, key: Hashable, fetch: Callable[[], AccessToken], *, force_refresh: bool = False) -> AccessToken:
-        """The token for ``key``: this process's if it holds a fresh one, else the agent's, else ``fetch()``'s."""
-        return super().get(key, lambda: self._through_agent(key, fetch, force_refresh), force_refresh=force_refresh)
+    def _load(self, key: Hashable, fetch: Callable[[], AccessToken], force_refresh: bool) -> AccessToken:
+        """A token this process does not hold fresh: the agent's, else ``fetch()``'s (``get`` serves
+        the fresh ones, as every cache does)."""
+        return super()._load(key, lambda: self._through_agent(key, fetch, force_refresh), force_refresh)
 
     def _through_agent(self, key: Any, fetch: Callable[[], AccessToken], force_refresh: bool) -> AccessToken:
         down = self._down_since

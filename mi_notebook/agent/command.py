@@ -57,13 +57,14 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
 
         >>> print(format_status({"pid": 7, "version": "0.1.0", "socket": "/run/a.sock", "started_at": 0,
         ...     "tokens": [{"identity": "system-assigned", "resource": "https://vault.azure.net", "expires_on": 7200,
-        ...                 "fingerprint": "sha256:0011aabb", "source": "emulator", "refresh_at": 3600}],
+        ...                 "fingerprint": "sha256:0011aabb", "host": "vm", "emulated": True,
+        ...                 "refresh_at": 3600}],
         ...     "holds": {}, "stats": {"requests_made": 1, "requests_saved": 15, "failures": 0,
         ...     "clients_seen": 16, "clients_alive": 2, "refused": 0}}, now=600))
         mi-notebook agent 0.1.0, pid 7, at /run/a.sock, up 10 min
         requests made 1, saved 15; clients 16 seen, 2 alive; refused 0; failures 0
         identity         resource                 time left  refresh in  fingerprint      issued by
-        system-assigned  https://vault.azure.net  1 h 50 min 50 min      sha256:0011aabb  emulator
+        system-assigned  https://vault.azure.net  1 h 50 min 50 min      sha256:0011aabb  the emulator, as vm
     """
     when = time.time() if now is None else now
     s = status["stats"]
@@ -84,7 +85,8 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
         refresh = tok.get("refresh_at")
         rows.append((tok["identity"], tok["resource"], "expired" if left <= 0 else format_duration(left),
                      "-" if refresh is None else ("due" if refresh <= when else format_duration(refresh - when)),
-                     tok["fingerprint"], tok["source"] + (" (USER TOKEN)" if tok.get("user_token_reason") else "")))
+                     tok["fingerprint"], (f"the emulator, as {tok['host']}" if tok.get("emulated") else tok["host"])
+                     + (" (USER TOKEN)" if tok.get("user_token_reason") else "")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ Example::
     >>> a, b = socket.socketpair()
     >>> send_frame(a, {"v": VERSION, "op": "ping"})
     >>> recv_frame(b, timeout=1.0)
-    {'v': 1, 'op': 'ping'}
+    {'v': 2, 'op': 'ping'}
     >>> a.close(); b.close()
 """
 
@@ -56,8 +56,9 @@ __all__ = [
     "token_to_wire",
 ]
 
-#: the protocol version; an agent speaking another one is treated as absent
-VERSION = 1
+#: the protocol version; an agent speaking another one is treated as absent. 2: tokens say ``host`` and
+#: ``emulated`` (1 said ``source``), and the agent keys tokens by the digest of what chose them
+VERSION = 2
 #: the largest frame either side accepts (a token answer is a few kilobytes)
 MAX_FRAME = 256 * 1024
 _HEADER = struct.Struct(">I")

@@ -42,7 +42,6 @@ from .. import __version__
 from ..cache import CacheKey, TokenCache
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ManagedIdentityError
-from ..identity import Identity
 from ..resources import resolve_resource
 from .protocol import (
     VERSION,
@@ -337,8 +336,10 @@ class AgentServer:
             if not isinstance(resource, str):
                 raise ValueError("a token request needs 'resource' as text")
             selector = request.get("identity")
-            identity = Identity.parse(None if selector is None else _identity_text(selector))
-            key = CacheKey(upstream.endpoint, identity, resolve_resource(resource))
+            # keyed by everything that chose the token: the source's host, endpoint and secret (as a
+            # fingerprint), the identity as the host resolves it, the resource
+            identity = upstream.client.resolve_identity(None if selector is None else _identity_text(selector))
+            key = CacheKey.of(upstream.client, identity, resolve_resource(resource))
             token = self.cache.get(key, lambda: self._fetch(upstream, key),
                                    force_refresh=request.get("force_refresh") is True)
         except ManagedIdentityError as exc:

@@ -9,24 +9,27 @@ description (:func:`build_source`: the same classes ``mi.connect()`` uses) and k
 Example::
 
     >>> from mi_notebook.clock import VirtualClock
-    >>> desc = {"host": "vm", "endpoint": "http://127.0.0.1:9", "source": "emulator"}
+    >>> desc = {"host": "vm", "endpoint": "http://127.0.0.1:9"}
     >>> up = Upstream(desc, clock=VirtualClock())
-    >>> up.client.url, up.client.source
-    ('http://127.0.0.1:9', 'emulator')
+    >>> up.client.endpoint, up.client.host
+    ('http://127.0.0.1:9', 'vm')
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..detection import SEEN_VARIABLES, detect
 from ..identity import Identity
-from ..imds import ImdsClient
 from ..secret import Secret
 from ..tokens import AccessToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..sources import Source
 
 __all__ = ["Upstream", "build_source", "describe"]
 
@@ -41,14 +44,12 @@ def describe(conn: Any) -> dict[str, Any]:
 
     Example::
 
-        >>> from mi_notebook.connection import Connection
-        >>> c = Connection("http://127.0.0.1:9", "explicit", ImdsClient(url="http://127.0.0.1:9"))
-        >>> describe(c)
-        {'host': 'vm', 'endpoint': 'http://127.0.0.1:9', 'source': 'imds'}
+        >>> from mi_notebook.connection import connect
+        >>> describe(connect("http://127.0.0.1:9"))
+        {'host': 'vm', 'endpoint': 'http://127.0.0.1:9'}
     """
     desc: dict[str, Any] = {"host": conn.host, "endpoint": conn.endpoint}
     if conn.host == "vm":
-        desc["source"] = getattr(conn.client, "source", "imds")
         return desc
     environ = getattr(conn.detection, "_environ", None) or {}
     desc["environ"] = {name: _plain(environ[name]) for name in SEEN_VARIABLES if name in environ}
@@ -62,21 +63,41 @@ def _plain(value: str | Secret) -> str:
     return value.reveal() if isinstance(value, Secret) else value
 
 
-def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Any:
+def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Source:
     """The token source ``desc`` (from :func:`describe`) names; ``ValueError`` for a description that
-    is not one.
+    is not one, or whose source would talk to another endpoint than the ``endpoint`` it names (its
+    variables pointing elsewhere: the agent must never cache one endpoint's answer as another's).
 
     Example::
 
         >>> build_source({"host": "appservice", "endpoint": "http://127.0.0.1:4141/msi/token",
         ...               "environ": {"IDENTITY_ENDPOINT": "http://127.0.0.1:4141/msi/token",
-        ...                           "IDENTITY_HEADER": "h"}}).kind
+        ...                           "IDENTITY_HEADER": "h"}}).host
         'appservice'
         >>> build_source({"host": "mainframe"})
         Traceback (most recent call last):
         ...
         ValueError: the connection description names no known host (got 'mainframe')
+        >>> build_source({"host": "appservice", "endpoint": "http://127.0.0.1:4141/msi/token",
+        ...               "environ": {"IDENTITY_ENDPOINT": "http://127.0.0.1:9/elsewhere", "IDENTITY_HEADER": "h"}})
+        Traceback (most recent call last):
+        ...
+        ValueError: the connection description names the endpoint 'http://127.0.0.1:4141/msi/token' but its variables point at 'http://127.0.0.1:9/elsewhere': refused
     """
+    source = _build(desc, clock)
+    if _normal(source.endpoint) != _normal(desc["endpoint"]):
+        source.close()
+        raise ValueError(f"the connection description names the endpoint {str(desc['endpoint'])[:200]!r} but its "
+                         f"variables point at {source.endpoint[:200]!r}: refused")
+    return source
+
+
+def _normal(url: str) -> tuple[str, str, str]:
+    parts = urlsplit(url.strip())
+    return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _build(desc: Mapping[str, Any], clock: Clock) -> Source:
     host = desc.get("host")
     if host not in _HOSTS:
         raise ValueError(f"the connection description names no known host (got {str(host)[:40]!r})")
@@ -84,10 +105,9 @@ def build_source(desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> Any
     if not isinstance(endpoint, str):
         raise ValueError("the connection description has no endpoint URL")
     if host == "vm":
-        source = desc.get("source", "imds")
-        if source not in ("imds", "emulator"):
-            raise ValueError(f"an IMDS connection's tokens come from 'imds' or 'emulator', not {str(source)[:40]!r}")
-        return ImdsClient(url=endpoint, source=source, clock=clock)
+        from ..sources.imds import ImdsSource
+
+        return ImdsSource(endpoint, clock=clock)
     environ = desc.get("environ")
     if not isinstance(environ, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in environ.items()):
         raise ValueError("the connection description's variables must be an object of strings")
@@ -116,7 +136,7 @@ class Upstream:
 
     def __init__(self, desc: Mapping[str, Any], *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.client = build_source(desc, clock=clock)
-        self.endpoint: str = desc["endpoint"]
+        self.endpoint: str = self.client.endpoint
         self._clock = clock
         self._lock = threading.Lock()
         self._hold_until = 0.0

@@ -1,7 +1,7 @@
 """How each Azure Resource Manager answer counts, and the error it ends in, explained.
 
-Two pure functions over an :class:`~mi_notebook.http.Answer`, as :mod:`mi_notebook.imds_errors` is
-for IMDS:
+Two pure functions over an :class:`~mi_notebook.http.Answer`, as the token sources' base
+(:mod:`mi_notebook.sources`) is for the managed-identity endpoints:
 
 * :func:`judge`: success (``value`` is ARM's JSON object), retried (429 with ``Retry-After``, 5xx,
   time-outs, dropped connections, bodies cut short, a 5xx HTML gateway page) or final (every other
@@ -55,30 +55,29 @@ def judge(answer: Answer, *, client_request_id: str) -> AttemptOutcome:
         ...       client_request_id="c-1").retry_after
         7.0
     """
-    decided, base = wire_outcome(answer, client_request_id)
+    decided, facts = wire_outcome(answer, client_request_id)
     if decided is not None:  # nothing answered, or the body was cut short: the wire decided
         return decided
     status: int = answer.status  # type: ignore[assignment]
     transient = status == 429 or 500 <= status <= 599
     if answer.kind == "redirect":
         problem = f"a redirect to {answer.location!r} (not followed)"
-        return AttemptOutcome(exception=UnexpectedAnswer(f"HTTP {status}: {problem}", problem=problem),
-                              retryable=False, **base)
+        return facts.outcome(exception=UnexpectedAnswer(f"HTTP {status}: {problem}", problem=problem),
+                             retryable=False)
     if answer.kind != "json":
         if 200 <= status <= 299 or answer.kind == "html":
             problem = "an HTML page" if answer.kind == "html" else "a body that is not ARM's JSON"
-            return AttemptOutcome(exception=UnexpectedAnswer(f"HTTP {status} with {problem}", problem=problem),
-                                  retryable=transient or None, **base)
-        return AttemptOutcome(error_description=answer.snippet or None, retryable=transient, **base)
+            return facts.outcome(exception=UnexpectedAnswer(f"HTTP {status} with {problem}", problem=problem),
+                                 retryable=transient or None)
+        return facts.outcome(error_description=answer.snippet or None, retryable=transient)
     document = answer.document
     if 200 <= status <= 299:
-        return AttemptOutcome(value=document, **base)
+        return facts.outcome(value=document)
     envelope = document.get("error")
     code = envelope.get("code") if isinstance(envelope, dict) else None
     message = envelope.get("message") if isinstance(envelope, dict) else None
-    return AttemptOutcome(error=None if code is None else str(code),
-                          error_description=None if message is None else str(message),
-                          retryable=transient, **base)
+    return facts.outcome(error=None if code is None else str(code),
+                         error_description=None if message is None else str(message), retryable=transient)
 
 
 def arm_error(outcome: AttemptOutcome, answer: Answer, *, timeline: Timeline | None, endpoint: str, path: str,

@@ -332,7 +332,7 @@ class ArmClient:
         """
         token = self.connection.get_token("arm", identity=self.identity, force_refresh=force_refresh)
         host = urlsplit(self.url).hostname or ""
-        if token.source == "emulator" and not is_loopback_host(host):
+        if token.emulated and not is_loopback_host(host):
             raise ValueError(
                 f"refusing to send a token issued by the mi-notebook emulator to {self.url}: it is not an Azure "
                 f"token. Point ARM at the emulator's own (set {ENV_ARM_URL} and {ENV_ARM_CA_BUNDLE} to the lines "

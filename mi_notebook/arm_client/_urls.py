@@ -170,7 +170,7 @@ def locate(connection: Any) -> tuple[str, bool | str | None]:
     Example::
 
         >>> from types import SimpleNamespace
-        >>> locate(SimpleNamespace(kind="imds", endpoint="http://169.254.169.254", emulator=None))
+        >>> locate(SimpleNamespace(chosen="probed", endpoint="http://169.254.169.254", emulator=None))
         ('https://management.azure.com', None)
     """
     emulator = getattr(connection, "emulator", None)
@@ -180,11 +180,11 @@ def locate(connection: Any) -> tuple[str, bool | str | None]:
     env_url = os.environ.get(ENV_ARM_URL, "").strip()
     if env_url:
         return env_url, os.environ.get(ENV_ARM_CA_BUNDLE) or None
-    kind = getattr(connection, "kind", None)
-    if kind == "emulator":
+    chosen = getattr(connection, "chosen", None)
+    if chosen == "emulator":
         raise ValueError("this emulator has no ARM side (started with arm=False); pass url=... explicitly")
     endpoint = str(getattr(connection, "endpoint", ""))
-    if kind == "explicit" and is_loopback_host(urlsplit(endpoint).hostname or ""):
+    if chosen == "given" and is_loopback_host(urlsplit(endpoint).hostname or ""):
         # Tokens from a loopback IMDS (an emulator in another process) mean nothing to Azure's ARM.
         raise ValueError(
             f"IMDS is the loopback endpoint {endpoint}, so Azure's ARM would reject its tokens: "

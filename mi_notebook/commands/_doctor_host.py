@@ -9,7 +9,7 @@ Example::
 
     >>> from mi_notebook.connection import connect, disconnect
     >>> env = {"MSI_ENDPOINT": "http://127.0.0.1:46808/MSI/auth", "MSI_SECRET": "s3cr3t"}
-    >>> title, lines = host_report(connect(source="azureml", environ=env), env)
+    >>> title, lines = host_report(connect(host="azureml", environ=env), env)
     >>> title, any("s3cr3t" in line for line in lines)
     ('Host detection', False)
     >>> [line for line in lines if "cloudshell" in line][0].strip()
@@ -38,19 +38,19 @@ def host_report(conn: Connection, environ: Mapping[str, str] | None = None) -> t
     Example::
 
         >>> from mi_notebook.connection import Connection
-        >>> conn = Connection("http://127.0.0.1:9", "explicit", None, reason="Using http://127.0.0.1:9.")
+        >>> conn = Connection("http://127.0.0.1:9", "vm", None, chosen="given", reason="Using http://127.0.0.1:9.")
         >>> host_report(conn, {})[0]
         'Host detection (not used: the endpoint was given explicitly; this is what auto mode would decide)'
     """
     from ..detection import default_azure_credential_chain, detect
 
     env = os.environ if environ is None else environ
-    decided = conn.kind not in ("explicit", "emulator")
+    decided = conn.chosen != "given" and not conn.emulated
     found = conn.detection if decided and conn.detection is not None else detect(env)
     title = "Host detection"
-    if conn.kind == "explicit":
+    if conn.chosen == "given":
         title += " (not used: the endpoint was given explicitly; this is what auto mode would decide)"
-    elif conn.kind == "emulator":
+    elif conn.emulated:
         title += " (not used: the emulator serves the tokens; this is what auto mode would decide here)"
     lines = [f"decides {found.host}: {found.reason}",
              f"Azure VM by DMI: {'yes' if found.is_azure_vm else 'no'} ({found.vm_evidence})",

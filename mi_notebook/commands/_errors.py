@@ -104,7 +104,9 @@ def cli_hint(exc: ManagedIdentityError, *, conn: Connection | None = None, resou
     """
     from .. import errors
 
-    kind = getattr(conn, "kind", None)
+    given_url = getattr(conn, "chosen", None) == "given"
+    vm_imds = (getattr(conn, "host", None) == "vm" and not given_url and not getattr(conn, "emulated", False)
+               and conn is not None)
     host = getattr(conn, "host", None)
     endpoint = getattr(conn, "endpoint", None) or exc.endpoint
     if isinstance(exc, errors.InvalidResourceError):
@@ -125,15 +127,15 @@ def cli_hint(exc: ManagedIdentityError, *, conn: Connection | None = None, resou
                 "Identity blade, 'System assigned' tab, Status On; or `az vm identity assign --resource-group "
                 "<group> --name <vm>`), give it a role such as Reader, and wait a few minutes; or name a "
                 "user-assigned one with --client-id.")
-    if isinstance(exc, errors.EndpointUnreachableError) and kind == "explicit":
+    if isinstance(exc, errors.EndpointUnreachableError) and given_url:
         source = given or "--imds-url or MI_NOTEBOOK_IMDS_URL"
         return (f"{endpoint} is the URL {source} gave: check its address and port, and that the emulator (or "
                 "service) runs there; `mi-notebook emulator` prints `IMDS <url>` when it starts.")
-    if isinstance(exc, errors.EndpointUnreachableError) and kind == "imds":
+    if isinstance(exc, errors.EndpointUnreachableError) and vm_imds:
         return ("Check that this machine is an Azure VM and that no firewall or proxy blocks 169.254.169.254 "
                 "(`mi-notebook doctor`). Off Azure, use the embedded emulator: --mode emulator, or export "
                 "MI_NOTEBOOK_MODE=emulator.")
-    if isinstance(exc, errors.UnexpectedResponseError) and kind == "explicit":
+    if isinstance(exc, errors.UnexpectedResponseError) and given_url:
         return f"Check that {endpoint} is an IMDS endpoint (an emulator's `IMDS <url>`), not another service."
     return cli_words(exc.hint or "")
 
@@ -147,10 +149,10 @@ def stop_when_nothing_listens(conn: Connection, on_attempt: Callable[..., None],
 
         >>> from types import SimpleNamespace
         >>> callback = lambda *a: None
-        >>> stop_when_nothing_listens(SimpleNamespace(kind="imds", endpoint="http://169.254.169.254"), callback) is callback
+        >>> stop_when_nothing_listens(SimpleNamespace(chosen="probed", endpoint="http://169.254.169.254"), callback) is callback
         True
     """
-    if conn.kind != "explicit" or not _is_loopback(conn.endpoint):
+    if conn.chosen != "given" or not _is_loopback(conn.endpoint):
         return on_attempt
 
     def watch(attempt: Attempt, next_wait: float | None, max_attempts: int) -> None:

@@ -153,7 +153,7 @@ def _identities(conn: Connection, chosen: Identity) -> list[Identity]:
     client_id = None
     if conn.emulator is not None and conn.emulator.vm.user_identities:
         client_id = conn.emulator.vm.user_identities[0].client_id
-    elif conn.kind == "explicit":
+    elif conn.chosen == "given":
         vm = _admin_json(conn.endpoint, "/vm")
         users = [i for i in (vm or {}).get("identities", []) if i.get("kind") == "user"]
         client_id = users[0].get("client_id") if users else None
@@ -166,7 +166,7 @@ def _fault_injector(conn: Connection) -> Callable[..., None] | None:
     """How to inject faults into this endpoint, or None for real IMDS (never injected into)."""
     if conn.emulator is not None:
         return conn.emulator.inject
-    if conn.kind == "explicit" and _admin_json(conn.endpoint, "/health"):
+    if conn.chosen == "given" and _admin_json(conn.endpoint, "/health"):
         headers = _admin_headers()
         if not headers:
             print(f"This endpoint is an mi-notebook emulator, but {ADMIN_TOKEN_ENV} is not set: its control "
@@ -213,8 +213,8 @@ def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
 
 def _retry_episode(conn: Connection, inject: Callable[..., None] | None) -> Timeline:
     """A 503 then a 429 (Retry-After: 3 s) against the emulator, retried in virtual time."""
-    from ..imds import ImdsClient
     from ..retry import AttemptOutcome, RetryPolicy, simulate
+    from ..sources import ImdsClient
 
     policy = RetryPolicy()
     rng = random.Random(2)  # the jitter draws, fixed so the chart is the same every run
@@ -245,7 +245,7 @@ def _arm_summary(conn: Connection) -> None:
     from ..arm_client import ArmClient
     from ..errors import ManagedIdentityError
 
-    if conn.kind == "explicit" and not os.environ.get("MI_NOTEBOOK_ARM_URL"):
+    if conn.chosen == "given" and not os.environ.get("MI_NOTEBOOK_ARM_URL"):
         print("skipped: the IMDS endpoint was given explicitly; set MI_NOTEBOOK_ARM_URL (and "
               "MI_NOTEBOOK_ARM_CA_BUNDLE) to read ARM too")
         return

@@ -184,14 +184,14 @@ def endpoint_lines(conn: Connection) -> list[str]:
     Example::
 
         >>> from mi_notebook.connection import Connection
-        >>> endpoint_lines(Connection("http://127.0.0.1:9", "explicit", None,
+        >>> endpoint_lines(Connection("http://127.0.0.1:9", "vm", None, chosen="given",
         ...                           reason="Using http://127.0.0.1:9 because --imds-url gave it."))
-        ['explicit: http://127.0.0.1:9', 'Using http://127.0.0.1:9 because --imds-url gave it.', 'spoken to as IMDS; host detection was not used (--verbose shows what it would decide)']
+        ['given: http://127.0.0.1:9', 'Using http://127.0.0.1:9 because --imds-url gave it.', 'spoken to as IMDS; host detection was not used (--verbose shows what it would decide)']
     """
-    lines = [f"{conn.kind}: {conn.endpoint}", conn.reason]
-    if conn.kind == "explicit":
+    lines = [f"{conn.chosen}: {conn.endpoint}", conn.reason]
+    if conn.chosen == "given":
         lines.append("spoken to as IMDS; host detection was not used (--verbose shows what it would decide)")
-    elif conn.kind == "emulator":
+    elif conn.emulated:
         lines.append("its tokens are NOT Azure's: they work only against the emulator's own services")
     return lines
 
@@ -225,7 +225,7 @@ def _identities(conn: Connection, rows: list[tuple[Identity, str]], resource: st
         found.add(problem)
     if answered:
         who = f"{answered} identit{'y' if answered == 1 else 'ies'}"
-        found.summary = f"{who} answered at {conn.endpoint}" + (" (the emulator, NOT Azure)" if conn.kind == "emulator" else "")
+        found.summary = f"{who} answered at {conn.endpoint}" + (" (the emulator, NOT Azure)" if conn.emulated else "")
     elif not found.problems:
         found.add(CliProblem("problem", "no identity answered: this VM has no managed identity",
                              "turn on its system-assigned identity (portal: the VM > Security > Identity), or "

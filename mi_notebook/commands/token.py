@@ -140,16 +140,16 @@ def progress_printer(stream: Any = None, *, label: str = "IMDS") -> Any:
     return on_attempt
 
 
-def endpoint_label(source: str | None) -> str:
-    """What the progress lines call the token endpoint (``IMDS``, ``Azure ML``, ...).
+def endpoint_label(host: str | None) -> str:
+    """What the progress lines call the token endpoint of ``host`` (``IMDS``, ``Azure ML``, ...).
 
     Example::
 
-        >>> endpoint_label("imds"), endpoint_label("azureml")
+        >>> endpoint_label("vm"), endpoint_label("azureml")
         ('IMDS', 'Azure ML endpoint')
     """
     names = {"azureml": "Azure ML", "appservice": "App Service", "arc": "Azure Arc", "cloudshell": "Cloud Shell"}
-    return f"{names[source]} endpoint" if source in names else "IMDS"
+    return f"{names[host]} endpoint" if host in names else "IMDS"
 
 
 def token_json(token: AccessToken, *, show_token: bool = False, problem: CliProblem | None = None) -> dict[str, Any]:
@@ -178,7 +178,8 @@ def token_json(token: AccessToken, *, show_token: bool = False, problem: CliProb
         "clientId": token.client_id,
         "fingerprint": token.fingerprint,
         "endpoint": token.endpoint,
-        "issuedBy": token.source,
+        "host": token.host,
+        "emulated": token.emulated,
         "problem": problem.to_dict() if problem is not None else None,
     }
 
@@ -202,7 +203,7 @@ def run(ns: argparse.Namespace) -> int:
                                          given=given_url(ns) or "--imds-url")
     with claims_judge_user_tokens():
         token = conn.get_token(resource, identity=identity, on_attempt=progress)
-    if token.source == "emulator":
+    if token.emulated:
         print(f"NOT an Azure token: issued by the mi-notebook emulator. {conn.reason}", file=sys.stderr)
     who = token_identity(token)
     again = "mi-notebook token" + ("" if ns.resource == "arm" else f" {ns.resource}")
@@ -232,7 +233,7 @@ def card_lines(token: AccessToken, conn: Connection, *, show_token: bool = False
     lines = [
         f"Token for {token.resource} ({label})" if "(" not in label else f"Token for {token.resource}: {label}",
         f"  identity     {token_identity(token).describe(token.identity)}",
-        f"  endpoint     {conn.endpoint} ({conn.kind})",
+        f"  endpoint     {conn.endpoint} ({conn.label}, {conn.chosen})",
         f"  expires_on   {token.expires_on} = {format_utc(token.expires_on)} "
         f"({format_relative(token.expires_on, time.time())})",
         f"  issued by    {token.issuer_label}",

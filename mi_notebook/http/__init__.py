@@ -36,7 +36,7 @@ Example::
 
 from __future__ import annotations
 
-from ._exchange import exchange, wire_outcome
+from ._exchange import AnswerFacts, exchange, wire_outcome
 from ._models import (
     EMULATOR_HEADER,
     MAX_BODY,
@@ -70,6 +70,7 @@ from ._transports import (
 
 __all__ = [
     "Answer",
+    "AnswerFacts",
     "BadResponse",
     "ConnectTimeout",
     "DefaultTransport",

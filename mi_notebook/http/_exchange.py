@@ -14,6 +14,8 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -32,7 +34,7 @@ from ._models import (
 )
 from ._transports import default_transport
 
-__all__ = ["exchange", "wire_outcome"]
+__all__ = ["AnswerFacts", "exchange", "wire_outcome"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +86,48 @@ def exchange(request: Request, *, transport: Transport | None = None, clock: Clo
     return Answer(kind, status, headers, body, _retry_after(headers, clock), None, elapsed)
 
 
-def wire_outcome(answer: Answer, client_request_id: str) -> tuple[AttemptOutcome | None, dict[str, object]]:
-    """What every protocol agrees on about one answer: ``(outcome, fields)``.
+@dataclass(frozen=True)
+class AnswerFacts:
+    """What every outcome built from one answer carries: its status, request id and ``Retry-After``.
+
+    :meth:`outcome` builds the :class:`~mi_notebook.retry.AttemptOutcome` a protocol decides on,
+    with these facts filled in (no dictionary to splat, so type checkers see every field).
+
+    Example::
+
+        >>> facts = AnswerFacts(status=503, request_id="r-1", retry_after=2.0)
+        >>> facts.outcome(error="busy").retry_after, facts.outcome(error="busy").status
+        (2.0, 503)
+    """
+
+    status: int | None = None
+    request_id: str | None = None
+    retry_after: float | None = None
+
+    def outcome(
+        self,
+        *,
+        value: Any = None,
+        error: str | None = None,
+        error_description: str | None = None,
+        exception: BaseException | None = None,
+        retryable: bool | None = None,
+    ) -> AttemptOutcome:
+        """The outcome with these facts and what the protocol decided."""
+        return AttemptOutcome(status=self.status, error=error, error_description=error_description,
+                              request_id=self.request_id, retry_after=self.retry_after, exception=exception,
+                              value=value, retryable=retryable)
+
+
+def wire_outcome(answer: Answer, client_request_id: str | None = None) -> tuple[AttemptOutcome | None, AnswerFacts]:
+    """What every protocol agrees on about one answer: ``(outcome, facts)``.
 
     ``outcome`` is set when the wire decided: nothing answered (retried, except a TLS failure,
     which retrying cannot fix), or the body was cut short or timed out after the status (retried
     like a dropped connection, keeping the status: something did answer). Otherwise it is ``None``
-    and the protocol judges the body; ``fields`` (status, request id, Retry-After) go into whatever
-    outcome it builds.
+    and the protocol judges the body; ``facts`` (status, request id, Retry-After) build whatever
+    outcome it decides on (:meth:`AnswerFacts.outcome`). ``client_request_id`` is the id the request
+    carried, used when the answer names none.
 
     Example::
 
@@ -99,16 +135,15 @@ def wire_outcome(answer: Answer, client_request_id: str) -> tuple[AttemptOutcome
         >>> outcome.retryable, outcome.request_id
         (False, 'c-1')
         >>> wire_outcome(Answer("json", 429, {}, b"{}", retry_after=3.0), "c-1")
-        (None, {'status': 429, 'request_id': 'c-1', 'retry_after': 3.0})
+        (None, AnswerFacts(status=429, request_id='c-1', retry_after=3.0))
     """
     if not answer.answered:
-        return AttemptOutcome(exception=answer.exception, request_id=client_request_id,
-                              retryable=False if answer.kind == "tls" else None), {}
-    fields: dict[str, object] = {"status": answer.status, "request_id": answer.request_id or client_request_id,
-                                 "retry_after": answer.retry_after}
+        return AttemptOutcome(exception=answer.exception, request_id=answer.request_id or client_request_id,
+                              retryable=False if answer.kind == "tls" else None), AnswerFacts()
+    facts = AnswerFacts(answer.status, answer.request_id or client_request_id, answer.retry_after)
     if answer.kind in ("truncated", "timeout"):
-        return AttemptOutcome(exception=answer.exception, retryable=True, **fields), fields  # type: ignore[arg-type]
-    return None, fields
+        return facts.outcome(exception=answer.exception, retryable=True), facts
+    return None, facts
 
 
 # --- helpers -------------------------------------------------------------------------------------

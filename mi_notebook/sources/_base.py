@@ -1,11 +1,16 @@
-"""What every host source shares: one retry loop over :func:`mi_notebook.http.exchange`, the answer
-classification, and the error for the last answer. Each host module keeps only its protocol.
+"""The one token pipeline every source runs on, IMDS included: one retry loop over
+:func:`mi_notebook.http.exchange`, one classification of answers, one "not this protocol" rule, one
+expiry check and one error mapping. Each host module keeps only its protocol, as hooks.
 
 A host subclass of :class:`TokenSource` says how to build its :class:`~mi_notebook.http.Request`
-(``_request``), which identities it accepts (``_select``), and optionally how it exchanges
-(``_exchange``: Arc's challenge), what it checks in a good answer (``_check``: Arc's identity
-confirmation), what it does with a finished token (``_finish``: the user-token flag) and how it
-explains a failure only it sends (``_explain``, ``_retryable``).
+(``_request``; ``_attempt`` for what changes per attempt, e.g. IMDS's client request id), which
+identities it accepts (``_select``), and optionally how it exchanges (``_exchange``: Arc's
+challenge), what it checks in a good answer (``_check``: Arc's identity confirmation), what it does
+with a finished token (``_finish``: the user-token flag), which failures are worth another try
+(``_retryable``: ``None`` lets the retry policy's status table decide, as IMDS's documented one
+does) and how it explains a failure only it sends (``_explain``). Its class attributes name it
+(``host``, ``service``), say whether it answers failures in plain text (``text_errors``) and give
+the hints of its errors.
 
 How each answer counts and ends (the host's own answers aside):
 
@@ -16,19 +21,22 @@ answer                                          retried   error when it is the l
 2xx JSON without ``access_token``/``expires_on``  no      UnexpectedResponseError
 or an ``expires_on`` in ms or already past
 2xx that is not JSON, any HTML, any 3xx         no        UnexpectedResponseError
+4xx in plain text where the host never sends    no        UnexpectedResponseError
+it (IMDS: ``text_errors = False``)
 body cut short after the status                 yes       UnexpectedResponseError (status kept)
-connect or read time-out                        yes       EndpointTimeoutError
+connect or read time-out                        yes       EndpointTimeoutError (IMDS: ImdsTimeoutError)
 refused / reset / no answer                     yes       EndpointUnreachableError
 TLS failure                                     no        EndpointUnreachableError
 408, 429, 5xx but 501/505 (JSON, text, empty)   yes       ThrottledError (429), ServerError
-401 / 403                                       no        BadRequestError (the host's secret refused)
+(IMDS: its documented table, 404/410/429/5xx)
+401 / 403 (hosts with a secret)                 no        BadRequestError (the host's secret refused)
 4xx: invalid_resource / AADSTS500011            no        InvalidResourceError
 4xx: "identity not found" and kin               no        IdentityNotFoundError
-other 4xx (404 and 410 too: their IMDS          no        BadRequestError
-meaning, "updating", does not apply here)
+other 4xx                                       no        BadRequestError (IMDS: 404/410 are
+                                                          ImdsUpdatingError, after the 410 window)
 ==============================================  ========  ===========================================
 
-``text/plain`` failure bodies are kept (redacted, cut at 300 characters) as ``error_description``.
+Failure bodies that are not JSON are kept (redacted, cut at 300 characters) as ``error_description``.
 A host hook that raises a :class:`~mi_notebook.errors.ManagedIdentityError` during an attempt ends
 the request at once (not retried); the error is raised with the timeline of every attempt.
 
@@ -49,24 +57,69 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from .. import errors
 from ..clock import SYSTEM_CLOCK, Clock
-from ..http import Answer, Request, Transport, describe_failure, exchange, redact, timeout_pair
+from ..http import (
+    Answer,
+    Request,
+    Transport,
+    UnexpectedAnswer,
+    describe_failure,
+    exchange,
+    redact,
+    timeout_pair,
+)
+from ..http import wire_outcome as _wire_outcome
 from ..identity import Identity
 from ..resources import resolve_resource
 from ..retry import Attempt, AttemptOutcome, RetryPolicy, Timeline, execute
-from ..tokens import AccessToken
+from ..tokens import AccessToken, as_int, parse_expires_on
 from ._settings import DEFAULT_TIMEOUT, check_endpoint
 
-__all__ = ["DEFAULT_TIMEOUT", "OnAttempt", "TokenSource", "host_retry_policy"]
+__all__ = ["DEFAULT_TIMEOUT", "OnAttempt", "Source", "TokenSource", "host_retry_policy"]
 
 logger = logging.getLogger("mi_notebook.sources")
 
 OnAttempt = Callable[[Attempt, "float | None", int], None]
 _NOT_RETRIED_5XX = frozenset({501, 505})
 _DESCRIPTION_LIMIT = 300
+_BODY_PROBLEMS = {"html": "an HTML page", "empty": "an empty body", "text": "a body that is not JSON",
+                  "invalid-json": "malformed or truncated JSON"}
+_CLOCK_HINT = "Check this machine's clock (timedatectl); if it is right, the token service is misbehaving."
+
+
+@runtime_checkable
+class Source(Protocol):
+    """What a connection holds: any token source (:class:`TokenSource` and Service Fabric's).
+
+    ``host`` is the kind of endpoint (``"vm"``, ``"azureml"``, ...), ``endpoint`` its URL, ``note``
+    one sentence about how identities are chosen there (or ``None``), ``fingerprint`` a keyed digest
+    of the secret settings that choose its tokens (never the secret; ``None`` without one).
+
+    Example::
+
+        >>> from mi_notebook.sources import CloudShellSource
+        >>> isinstance(CloudShellSource("http://127.0.0.1:50342/oauth2/token"), Source)
+        True
+    """
+
+    endpoint: str
+    note: str | None
+
+    @property
+    def host(self) -> str: ...  # pragma: no cover - a protocol
+
+    @property
+    def fingerprint(self) -> str | None: ...  # pragma: no cover
+
+    def resolve_identity(self, identity: Identity | str | None) -> Identity: ...  # pragma: no cover
+
+    def request_token(self, resource: str, identity: Identity | str | None = None, *,
+                      on_attempt: OnAttempt | None = None) -> AccessToken: ...  # pragma: no cover
+
+    def close(self) -> None: ...  # pragma: no cover
 
 
 def host_retry_policy(name: str) -> RetryPolicy:
@@ -87,18 +140,10 @@ def host_retry_policy(name: str) -> RetryPolicy:
                        gone_window=0.0, max_retry_after=10.0, name=name)
 
 
-class _Unusable(ValueError):
-    """An answer that is not the host's token protocol (recorded in the timeline; ``problem`` says why)."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-
-
 class TokenSource:
-    """The shape every host source has (the same as ``ImdsClient``): ``kind``, ``endpoint``,
+    """The base of every token source: ``host``, ``endpoint``, ``note``, ``fingerprint``,
     ``request_token(resource, identity=None, *, on_attempt=None)``, ``close()``, a context manager,
-    and a repr without secrets.
+    and a repr without secrets (the :class:`Source` protocol).
 
     ``retry`` (default: the host's :func:`host_retry_policy`), ``clock`` (a ``VirtualClock`` runs
     retries in virtual time), ``timeout`` ``(connect, read)`` seconds, ``transport`` (default: the
@@ -109,22 +154,29 @@ class TokenSource:
 
         >>> from mi_notebook.sources import CloudShellSource
         >>> with CloudShellSource("http://localhost:50342/oauth2/token") as src:
-        ...     src.kind, src.endpoint
+        ...     src.host, src.endpoint
         ('cloudshell', 'http://localhost:50342/oauth2/token')
     """
 
-    kind: ClassVar[str] = ""
-    host: ClassVar[str] = ""  # for people: "Azure ML compute"
-    unreachable_hint: ClassVar[str] = "The host's token service is not answering; restart the kernel, or check the host."
-    auth_hint: ClassVar[str] = "The host's secret was refused; restart the kernel so that it gets the current one."
-    identity_hint: ClassVar[str] = "Check the identity's client id and that it is assigned to this resource."
+    host: ClassVar[str] = ""  # the kind of endpoint: "vm", "azureml", ...
+    service: ClassVar[str] = ""  # who answers, for people: "IMDS", "Azure ML compute"
+    #: whether the service may answer a failure in plain text (IMDS always answers JSON)
+    text_errors: ClassVar[bool] = True
+    timeout_error: ClassVar[type[errors.EndpointTimeoutError]] = errors.EndpointTimeoutError
+    unreachable_hint: ClassVar[str | None] = (
+        "The host's token service is not answering; restart the kernel, or check the host.")
+    auth_hint: ClassVar[str | None] = (
+        "The host's secret was refused; restart the kernel so that it gets the current one.")
+    identity_hint: ClassVar[str | None] = "Check the identity's client id and that it is assigned to this resource."
+    identity_where: ClassVar[str] = ""  # after "found no identity matching X": where it looked
     request_hint: ClassVar[str | None] = None  # for other 4xx (None: BadRequestError's own)
+    foreign_hint: ClassVar[str | None] = None  # for an answer that is not the protocol (None: built from the others)
 
     def __init__(self, endpoint: str, *, retry: RetryPolicy | None = None, clock: Clock = SYSTEM_CLOCK,
                  timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, transport: Transport | None = None,
                  setting: str = "endpoint") -> None:
         self.endpoint = check_endpoint(endpoint, setting)
-        self.retry = retry if retry is not None else host_retry_policy(self.kind)
+        self.retry = retry if retry is not None else host_retry_policy(self.host)
         if not isinstance(self.retry, RetryPolicy):
             raise ValueError(f"retry must be a mi_notebook.retry.RetryPolicy; got {type(retry).__name__}")
         if not isinstance(clock, Clock):
@@ -135,6 +187,31 @@ class TokenSource:
         self.note: str | None = None
         self._closed = False
 
+    @property
+    def kind(self) -> str:
+        """Deprecated: the old name of :attr:`host` (``"imds"`` for the VM's)."""
+        import warnings
+
+        warnings.warn(f"{type(self).__name__}.kind is deprecated: use .host", DeprecationWarning, stacklevel=2)
+        return "imds" if self.host == "vm" else self.host
+
+    @property
+    def fingerprint(self) -> str | None:
+        """A keyed digest of the secret settings that choose this source's tokens (``None``: none)."""
+        return None
+
+    def resolve_identity(self, identity: Identity | str | None) -> Identity:
+        """The identity a request for ``identity`` actually asks for (``ValueError`` for one this host
+        cannot honour): Azure ML substitutes its ``DEFAULT_IDENTITY_CLIENT_ID`` for "none named".
+
+        Example::
+
+            >>> from mi_notebook.sources import CloudShellSource
+            >>> CloudShellSource("http://127.0.0.1:50342/oauth2/token").resolve_identity(None)
+            Identity.system()
+        """
+        return self._select(Identity.parse(identity))
+
     # --- what each host says ------------------------------------------------------------------------
     def _select(self, identity: Identity) -> Identity:
         """The identity to request (``ValueError`` for a selector the host cannot honour)."""
@@ -142,6 +219,10 @@ class TokenSource:
 
     def _request(self, resource: str, identity: Identity) -> Request:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _attempt(self, request: Request) -> Request:
+        """The request as sent on one attempt (IMDS gives each attempt its own client request id)."""
+        return request
 
     def _exchange(self, request: Request) -> Answer:
         """One attempt on the wire (Arc overrides it: challenge, then the authorised request)."""
@@ -154,15 +235,20 @@ class TokenSource:
         """The token handed to the caller (Azure ML and Cloud Shell mark user tokens here)."""
         return token
 
-    def _retryable(self, answer: Answer, error: str | None, description: str | None) -> bool:
-        """Whether an error answer with a status is worth another try (see the module table)."""
+    def _retryable(self, answer: Answer, error: str | None, description: str | None) -> bool | None:
+        """Whether an error answer with a status is worth another try (``None``: the policy decides)."""
         status = answer.status or 0
         return status in (408, 429) or (500 <= status <= 599 and status not in _NOT_RETRIED_5XX)
 
     def _explain(self, status: int, error: str | None, description: str | None, answer: Answer,
-                 resource: str, identity: Identity, common: dict[str, Any]) -> errors.ManagedIdentityError | None:
+                 resource: str | None, identity: Identity | None,
+                 common: dict[str, Any]) -> errors.ManagedIdentityError | None:
         """A host-specific error for a failure only this host sends, or ``None`` for the generic one."""
         return None
+
+    def _emulated(self, answer: Answer) -> bool:
+        """Whether the emulator sent ``answer`` (it marks every answer; Azure never does)."""
+        return answer.from_emulator
 
     # --- the one request ------------------------------------------------------------------------------
     def request_token(self, resource: str, identity: Identity | str | None = None, *,
@@ -181,18 +267,34 @@ class TokenSource:
             ...
             ValueError: one resource at a time: 'nope nope' holds 2 (IMDS issues a token for a single resource)
         """
-        if self._closed:
-            raise RuntimeError(f"this {type(self).__name__} was closed; build a new one")
+        self._check_open()
         resource_uri = resolve_resource(resource)
         ident = self._select(Identity.parse(identity))
         request = self._request(resource_uri, ident)
+        outcome, timeline = self._run(request, on_attempt, resource_uri, ident)
+        return self._finish(dataclasses.replace(outcome.value, timeline=timeline), ident)
+
+    def _fetch_json(self, request: Request, on_attempt: OnAttempt | None, what: str) -> tuple[dict[str, Any], Timeline]:
+        """Any JSON object from this service (IMDS's instance metadata), on the same pipeline."""
+        self._check_open()
+        outcome, timeline = self._run(request, on_attempt, None, None, what=what)
+        return outcome.value, timeline
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} was closed; build a new one")
+
+    def _run(self, request: Request, on_attempt: OnAttempt | None, resource: str | None,
+             identity: Identity | None, *, what: str = "token request") -> tuple[AttemptOutcome, Timeline]:
+        """The retry loop: the successful outcome and its timeline, or the error for the last answer."""
         answers: list[Answer | None] = []
 
         def send(number: int) -> AttemptOutcome:
             answer: Answer | None = None
+            sent = self._attempt(request)
             try:
-                answer = self._exchange(request)
-                outcome = self._outcome(answer, resource_uri, ident)
+                answer = self._exchange(sent)
+                outcome = self._judge(answer, sent, resource, identity)
             except errors.ManagedIdentityError as err:  # a host hook's verdict: final, not retried
                 outcome = AttemptOutcome(status=err.status, request_id=err.request_id, exception=err, retryable=False)
             answers.append(answer)
@@ -200,90 +302,136 @@ class TokenSource:
 
         outcome, timeline = execute(send, self.retry, clock=self.clock, on_attempt=on_attempt)
         if outcome.ok:
-            return self._finish(dataclasses.replace(outcome.value, timeline=timeline), ident)
+            return outcome, timeline
         if isinstance(outcome.exception, errors.ManagedIdentityError):
             raise _with_timeline(outcome.exception, timeline)
         last = answers[-1]
         assert last is not None  # only hook errors come without an answer
-        raise self._failure(outcome, last, timeline, resource_uri, ident)
+        raise self._failure(outcome, last, timeline, resource, identity, what)
 
-    def _outcome(self, answer: Answer, resource: str, identity: Identity) -> AttemptOutcome:
-        seen: dict[str, Any] = {"status": answer.status, "request_id": answer.request_id,
-                                "retry_after": answer.retry_after}
-        if not answer.answered:
-            exc = answer.exception or TimeoutError(describe_failure(answer))
-            return AttemptOutcome(exception=exc, request_id=answer.request_id, retryable=answer.kind != "tls")
+    # --- the one classification -------------------------------------------------------------------------
+    def _judge(self, answer: Answer, request: Request, resource: str | None,
+               identity: Identity | None) -> AttemptOutcome:
+        """How one answer counts: success (``value``: the token, or the JSON object), retried, or final."""
+        decided, facts = _wire_outcome(answer, request.headers.get("x-ms-client-request-id"))
+        if decided is not None:  # nothing answered, or the body was cut short: the wire decided
+            return decided
         status = answer.status or 0
-        if answer.kind in ("truncated", "timeout"):
-            return AttemptOutcome(**seen, exception=_Unusable(_cut_short(answer, self.timeout)), retryable=True)
-        if answer.kind in ("redirect", "html") or (200 <= status < 300 and answer.kind != "json"):
-            return AttemptOutcome(**seen, exception=_Unusable(_foreign(answer)), retryable=False)
+        problem = self._foreign(answer)
+        if problem is not None:
+            return facts.outcome(exception=UnexpectedAnswer(f"HTTP {status} with {problem}", problem=problem),
+                                 retryable=False)
         if 200 <= status < 300:
-            return AttemptOutcome(**seen, value=self._token(answer, resource, identity))
+            document = answer.document
+            if resource is None or identity is None:  # any JSON object will do
+                return facts.outcome(value=document)
+            problem = _token_body_problem(document, self.clock.wall())
+            if problem is not None:
+                return facts.outcome(exception=UnexpectedAnswer(f"HTTP {status} but {problem}", problem=problem),
+                                     retryable=False)
+            return facts.outcome(value=self._token(answer, document, resource, identity))
         error, description = _error_fields(answer)
-        return AttemptOutcome(**seen, error=error, error_description=description,
-                              retryable=self._retryable(answer, error, description))
+        return facts.outcome(error=error, error_description=description,
+                             retryable=self._retryable(answer, error, description))
 
-    def _token(self, answer: Answer, resource: str, identity: Identity) -> AccessToken:
-        document = answer.document
-        now = self.clock.wall()
+    def _foreign(self, answer: Answer) -> str | None:
+        """The one "not this protocol" rule: what makes ``answer`` someone else speaking, or ``None``."""
+        status = answer.status or 0
+        if answer.kind == "redirect":
+            to = f" to {answer.location!r}" if answer.location else ""
+            return f"a redirect{to}; {self.service} never redirects, so this is not {self.service}"
+        if answer.kind == "json":
+            return None
+        if answer.kind == "html" or 200 <= status < 300:
+            return _BODY_PROBLEMS.get(answer.kind, f"a {answer.kind} body")
+        if status >= 500 or status == 429 or answer.kind == "empty" or self.text_errors:
+            return None  # the status speaks (anything in front may send a bare 5xx)
+        return _BODY_PROBLEMS.get(answer.kind, f"a {answer.kind} body")
+
+    def _token(self, answer: Answer, document: dict[str, Any], resource: str, identity: Identity) -> AccessToken:
         token = AccessToken.from_response(
-            document, source="emulator" if answer.from_emulator else self.kind,  # type: ignore[arg-type]
-            identity=identity, resource_requested=resource, endpoint=self.endpoint, fetched_at=now)
-        problem = None
-        if token.expires_on > 10**11:
-            problem = f"expires_on {token.expires_on} is not epoch seconds (milliseconds?)"
-        elif token.expires_on <= now:
-            problem = f"expires_on {token.expires_on} is already past by this machine's clock ({int(now - token.expires_on)} s ago)"
-        if problem:
-            raise errors.UnexpectedResponseError(
-                f"{self.host} at {self.endpoint} answered {answer.status} but {problem}.", status=answer.status,
-                request_id=answer.request_id, endpoint=self.endpoint,
-                hint="Check this machine's clock (timedatectl); if it is right, the host's token service is misbehaving.")
+            document, host=self.host, emulated=self._emulated(answer),  # type: ignore[arg-type]
+            identity=identity, resource_requested=resource, endpoint=self.endpoint, fetched_at=self.clock.wall())
         self._check(token, document, identity)
         return token
 
-    # --- the error for the last answer --------------------------------------------------------------------
-    def _failure(self, outcome: AttemptOutcome, answer: Answer, timeline: Timeline, resource: str,
-                 identity: Identity) -> errors.ManagedIdentityError:
+    # --- the one error mapping ------------------------------------------------------------------------------
+    def _failure(self, outcome: AttemptOutcome, answer: Answer, timeline: Timeline | None, resource: str | None,
+                 identity: Identity | None, what: str = "token request") -> errors.ManagedIdentityError:
+        """The error for the last answer of a failed request (the module table)."""
         common: dict[str, Any] = {"status": answer.status, "error": outcome.error,
                                   "error_description": outcome.error_description,
                                   "request_id": outcome.request_id, "timeline": timeline, "endpoint": self.endpoint}
-        tried = f"after {len(timeline)} attempts" if len(timeline) > 1 else "on the only attempt"
-        where = f"{self.host} at {self.endpoint}"
-        if not answer.answered:
-            cls = errors.EndpointTimeoutError if answer.kind in ("timeout", "connect-timeout") else errors.EndpointUnreachableError
-            return cls(f"No answer from {where}: {describe_failure(answer)} ({tried}).",
-                       hint=self.unreachable_hint, **common)
-        if isinstance(outcome.exception, _Unusable):
-            server = f" The server calls itself {answer.server!r}." if answer.server else ""
+        attempts = len(timeline) if timeline is not None else 1
+        tried = f"after {attempts} attempts" if attempts > 1 else "on the only attempt"
+        where = f"{self.service} at {self.endpoint}"
+        for_res = f" for {resource}" if resource else ""
+        if answer.kind in ("timeout", "connect-timeout"):
+            connect, read = self.timeout
+            if answer.kind == "connect-timeout":
+                msg = f"No connection to {where} within the {connect:g} s connect time-out ({tried})."
+            elif answer.answered:
+                msg = f"{where} sent HTTP {answer.status} but not the whole body within the {read:g} s read time-out ({tried})."
+            else:
+                msg = f"{where} accepted the connection but sent no answer within the {read:g} s read time-out ({tried})."
+            return self.timeout_error(msg, hint=self.unreachable_hint, **common)
+        if answer.kind in ("unreachable", "tls") or not answer.answered:
+            return errors.EndpointUnreachableError(
+                f"Could not reach {where}: {describe_failure(answer)} ({tried}); no HTTP answer was received.",
+                hint=self.unreachable_hint, **common)
+        if answer.kind == "truncated":
             return errors.UnexpectedResponseError(
-                f"{where} answered with {outcome.exception.problem} ({tried}); that is not this host's token "
-                f"service speaking.{server}",
-                hint=f"Check that nothing (a proxy, another service) answers at {self.endpoint}; {self.unreachable_hint}",
-                **common)
+                f"{where} answered HTTP {answer.status} to the {what}, but {describe_failure(answer)} ({tried}): the "
+                f"answer was cut short between {self.service} and this machine.", hint=self._foreign_hint(), **common)
         status = answer.status or 0
+        if isinstance(outcome.exception, UnexpectedAnswer):
+            return self._not_protocol(outcome.exception.problem, answer, status, where, what, tried, common)
         special = self._explain(status, outcome.error, outcome.error_description, answer, resource, identity, common)
         if special is not None:
             return special
-        code, desc = (outcome.error or "").lower(), (outcome.error_description or "").lower()
+        code, desc = (outcome.error or "").strip().lower(), (outcome.error_description or "").lower()
         if status == 429:
-            return errors.ThrottledError(f"{where} throttled the token request (HTTP 429) {tried}.", **common)
-        if status in (401, 403):
+            return errors.ThrottledError(f"{where} throttled the {what} (HTTP 429) {tried}.", **common)
+        if 500 <= status < 600:
+            return errors.ServerError(f"{where} failed on its side (HTTP {status}) {tried}{for_res}.", **common)
+        if not 400 <= status < 500:
+            return errors.UnexpectedResponseError(f"{where} answered the {what} with HTTP {status}, which it never "
+                                                  "sends.", hint=self._foreign_hint(), **common)
+        if status in (401, 403) and self.auth_hint is not None:
             return errors.BadRequestError(f"{where} refused the request's credentials (HTTP {status}).",
                                           hint=self.auth_hint, **common)
-        if 400 <= status < 500:
-            if code == "invalid_resource" or "aadsts500011" in desc or "aadsts50001:" in desc:
-                return errors.InvalidResourceError(
-                    f"Entra ID does not know the resource {resource!r} in this tenant, so {self.host} refused it.", **common)
-            if ("identity" in desc and "not found" in desc) or "unable to load the proper managed identity" in desc:
-                return errors.IdentityNotFoundError(
-                    f"{self.host} has no identity matching {identity}.", hint=self.identity_hint, **common)
-            return errors.BadRequestError(f"{where} rejected the token request for {resource} (HTTP {status}).",
-                                          hint=self.request_hint, **common)
-        if 500 <= status < 600:
-            return errors.ServerError(f"{where} failed on its side (HTTP {status}) {tried}.", **common)
-        return errors.UnexpectedResponseError(f"{where} answered HTTP {status}, which it never sends.", **common)
+        if code == "invalid_resource" or "aadsts500011" in desc or "aadsts50001:" in desc:
+            return errors.InvalidResourceError(
+                f"Entra ID does not know the resource {resource!r} in this tenant, so {self.service} refused the "
+                f"{what}." if resource else f"{self.service} refused the {what}: unknown resource.", **common)
+        if ("identity" in desc and "not found" in desc) or "unable to load the proper managed identity" in desc:
+            who = identity if identity is not None else "the requested identity"
+            return errors.IdentityNotFoundError(f"{self.service} found no identity matching {who}{self.identity_where}.",
+                                                hint=self.identity_hint, **common)
+        return errors.BadRequestError(f"{where} rejected the {what}{for_res} (HTTP {status}).",
+                                      hint=self.request_hint, **common)
+
+    def _not_protocol(self, problem: str, answer: Answer, status: int, where: str, what: str, tried: str,
+                      common: dict[str, Any]) -> errors.ManagedIdentityError:
+        if answer.kind == "redirect":
+            msg = f"{where} answered the {what} with HTTP {status}, {problem} ({tried})."
+        elif "by this machine's clock" in problem:
+            msg = f"{where} answered the {what} with HTTP {status}, but {problem} ({tried})."
+        else:
+            ctype = f" ({answer.content_type})" if answer.content_type else ""
+            msg = (f"{where} answered the {what} with HTTP {status}{ctype} and {problem} ({tried}): that is not a "
+                   f"valid {self.service} answer.")
+        if answer.server and not answer.server.upper().startswith("IMDS"):
+            msg += f" The server calls itself {answer.server!r}."
+        if answer.snippet and answer.kind in ("html", "text", "invalid-json"):
+            msg += f" The body starts: {answer.snippet!r}."
+        hint = _CLOCK_HINT if "by this machine's clock" in problem else self._foreign_hint()
+        return errors.UnexpectedResponseError(msg, hint=hint, **common)
+
+    def _foreign_hint(self) -> str | None:
+        if self.foreign_hint is not None or self.unreachable_hint is None:
+            return self.foreign_hint
+        return f"Check that nothing (a proxy, another service) answers at {self.endpoint}; {self.unreachable_hint}"
 
     # --- life cycle ------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -317,7 +465,8 @@ def _error_fields(answer: Answer) -> tuple[str | None, str | None]:
     ``{"statusCode", "message"}``) or, for any other body, its redacted text."""
     document = answer.document
     if isinstance(document, dict):
-        error, description = document.get("error"), document.get("error_description")
+        error: Any = document.get("error")
+        description: Any = document.get("error_description")
         if isinstance(error, dict):
             error, description = error.get("code"), description or error.get("message")
         if description is None:
@@ -330,17 +479,28 @@ def _error_fields(answer: Answer) -> tuple[str | None, str | None]:
     return None, text or None
 
 
-def _cut_short(answer: Answer, timeout: tuple[float, float]) -> str:
-    if answer.kind == "timeout":
-        return f"HTTP {answer.status} but not the whole body within the {timeout[1]:g} s read time-out"
-    return f"HTTP {answer.status} but a body cut short (the connection closed early)"
+def _token_body_problem(document: dict[str, Any], now: float) -> str | None:
+    """The one expiry check: what makes a 2xx JSON object no usable token answer, or ``None`` (the
+    numbers are read as :meth:`~mi_notebook.tokens.AccessToken.from_response` reads them)."""
+    token = document.get("access_token")
+    if not isinstance(token, str) or not token.strip():
+        return "the body has no access_token"
+    if "expires_on" not in document:
+        return "the body has no expires_on"
+    expires_on = parse_expires_on(document.get("expires_on"))
+    if expires_on is None:
+        return f"expires_on is not epoch seconds or a date ({_value(document.get('expires_on'))})"
+    if expires_on > 10**11:
+        return f"expires_on {expires_on} is not epoch seconds (milliseconds?)"
+    if expires_on <= now:
+        return (f"expires_on {expires_on} is already in the past by this machine's clock "
+                f"({int(now - expires_on)} s ago)")
+    for name in ("not_before", "expires_in"):
+        if document.get(name) not in (None, "") and as_int(document.get(name)) is None:
+            return f"{name} is not a number ({_value(document.get(name))})"
+    return None
 
 
-def _foreign(answer: Answer) -> str:
-    if answer.kind == "redirect":
-        to = f" to {answer.location!r}" if answer.location else ""
-        return f"a redirect (HTTP {answer.status}){to}, which token services never send"
-    what = {"html": "an HTML page", "empty": "an empty body", "text": "a body that is not JSON",
-            "invalid-json": "malformed JSON"}.get(answer.kind, f"a {answer.kind} body")
-    snippet = f" starting {answer.snippet!r}" if answer.kind in ("html", "text", "invalid-json") and answer.snippet else ""
-    return f"HTTP {answer.status} and {what}{snippet}"
+def _value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"

@@ -23,9 +23,9 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from ..errors import HostConfigurationError
-from ..secret import Secret
+from ..secret import Secret, fingerprint
 
-__all__ = ["Secret", "check_endpoint", "check_secret", "endpoint_from", "secret_from"]
+__all__ = ["Secret", "check_endpoint", "check_secret", "endpoint_from", "fingerprint", "secret_from"]
 
 DEFAULT_TIMEOUT: tuple[float, float] = (2.0, 10.0)
 

@@ -69,7 +69,7 @@ class UserAccessToken(AccessToken):
 
     Example::
 
-        >>> tok = as_user_token(AccessToken("a.b.c", resource="api://x", expires_on=5, source="cloudshell"),
+        >>> tok = as_user_token(AccessToken("a.b.c", resource="api://x", expires_on=5, host="cloudshell"),
         ...                     "Cloud Shell hands out the signed-in user's token.")
         >>> tok.is_user_token, "user token" in repr(tok), tok.served_from_cache().is_user_token
         (True, True, True)

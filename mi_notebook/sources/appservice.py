@@ -65,8 +65,8 @@ class AppServiceSource(TokenSource):
         AppServiceSource(endpoint='http://localhost:4141/msi/token', timeout=(2, 10), retry='appservice')
     """
 
-    kind = "appservice"
-    host = "App Service"
+    host = "appservice"
+    service = "App Service"
     unreachable_hint = ("The app's identity endpoint is not answering: check that the app has a managed identity "
                         "(portal: the app's Identity blade), then restart the app.")
     auth_hint = ("IDENTITY_HEADER was refused: it rotates when the app restarts, so a process started before "
@@ -79,6 +79,11 @@ class AppServiceSource(TokenSource):
                  transport: Transport | None = None) -> None:
         super().__init__(endpoint, retry=retry, clock=clock, timeout=timeout, transport=transport)
         self._secret = check_secret(identity_header, "identity_header")
+
+    @property
+    def fingerprint(self) -> str | None:
+        """A keyed digest of the host's secret (never the secret): a different secret, a different cache key."""
+        return self._secret.fingerprint
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], **options: Any) -> AppServiceSource:
@@ -102,17 +107,18 @@ class AppServiceSource(TokenSource):
         return Request("GET", self.endpoint, params=tuple(params), timeout=self.timeout,
                        headers={"X-IDENTITY-HEADER": self._secret.reveal(), "Accept": "application/json"})
 
-    def _retryable(self, answer: Answer, error: str | None, description: str | None) -> bool:
+    def _retryable(self, answer: Answer, error: str | None, description: str | None) -> bool | None:
         return not _vague_500(answer) and super()._retryable(answer, error, description)
 
     def _explain(self, status: int, error: str | None, description: str | None, answer: Answer,
-                 resource: str, identity: Identity, common: dict[str, Any]) -> errors.ManagedIdentityError | None:
+                 resource: str | None, identity: Identity | None,
+                 common: dict[str, Any]) -> errors.ManagedIdentityError | None:
         if not _vague_500(answer):
             return None
         correlation = answer.document.get("correlationId")
         if correlation and not common.get("request_id"):
             common = {**common, "request_id": str(correlation)}
-        chosen = "" if identity.selector is None else f", or {identity} is not assigned to this app"
+        chosen = "" if identity is None or identity.selector is None else f", or {identity} is not assigned to this app"
         return errors.InvalidResourceError(
             f"App Service answered HTTP 500 with its vague {{\"statusCode\": 500, \"message\": ...}} body. It sends "
             f"that when Entra ID refuses the token request, most often because the resource is wrong: most likely "

@@ -41,7 +41,7 @@ Example::
     ...     return 200, {}, {"access_token": "a.b.c", "expires_on": "1800000000"}
     >>> mock = MockTransport(agent)
     >>> tok = ArcSource(key_dir=keys, transport=mock).request_token("arm")
-    >>> tok.source, len(tok.timeline), len(mock.requests), mock.requests[1].headers["Authorization"] == "Basic k3y"
+    >>> tok.host, len(tok.timeline), len(mock.requests), mock.requests[1].headers["Authorization"] == "Basic k3y"
     ('arc', 1, 2, True)
 """
 
@@ -61,7 +61,7 @@ from ..identity import Identity
 from ..retry import RetryPolicy
 from ..tokens import AccessToken
 from ._base import DEFAULT_TIMEOUT, TokenSource
-from ._settings import check_endpoint, endpoint_from
+from ._settings import check_endpoint, endpoint_from, fingerprint
 
 __all__ = ["API_VERSION", "DEFAULT_ENDPOINT", "MAX_KEY_SIZE", "ArcSource", "default_key_dir"]
 
@@ -102,8 +102,8 @@ class ArcSource(TokenSource):
         ArcSource(endpoint='http://localhost:40342/metadata/identity/oauth2/token', key_dir='/tmp/keys', timeout=(2, 10), retry='arc')
     """
 
-    kind = "arc"
-    host = "Azure Arc agent"
+    host = "arc"
+    service = "Azure Arc agent"
     unreachable_hint = ("The Arc agent (himds) is not answering: check it with `azcmagent show` and "
                         "`systemctl status himdsd`.")
     auth_hint = ("The Arc agent refused the key file's contents: keys are made per request, so try again; if it "
@@ -116,6 +116,11 @@ class ArcSource(TokenSource):
                  timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, transport: Transport | None = None) -> None:
         super().__init__(endpoint, retry=retry, clock=clock, timeout=timeout, transport=transport)
         self.key_dir = os.fspath(key_dir) if key_dir is not None else default_key_dir()
+
+    @property
+    def fingerprint(self) -> str | None:
+        """A keyed digest of the key directory (the key itself is read per request and never kept)."""
+        return fingerprint("key_dir", self.key_dir or "")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], **options: Any) -> ArcSource:

@@ -74,8 +74,8 @@ class AzureMlSource(TokenSource):
         (True, True)
     """
 
-    kind = "azureml"
-    host = "Azure ML compute"
+    host = "azureml"
+    service = "Azure ML compute"
     unreachable_hint = ("The compute's identity service is not answering: restart the kernel, or stop and "
                         "start the compute instance.")
     auth_hint = ("MSI_SECRET was refused: it changes when the compute restarts, so a kernel started before "
@@ -97,6 +97,11 @@ class AzureMlSource(TokenSource):
         else:
             self.note = ("Azure ML: no DEFAULT_IDENTITY_CLIENT_ID, so a request naming no identity gets, with "
                          "SSO on, your own user token (flagged when it happens).")
+
+    @property
+    def fingerprint(self) -> str | None:
+        """A keyed digest of the host's secret (never the secret): a different secret, a different cache key."""
+        return self._secret.fingerprint
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], **options: Any) -> AzureMlSource:
@@ -149,18 +154,19 @@ class AzureMlSource(TokenSource):
         return Request("GET", self.endpoint, params=tuple(params), timeout=self.timeout,
                        headers={"secret": self._secret.reveal(), "Accept": "application/json"})
 
-    def _retryable(self, answer: Answer, error: str | None, description: str | None) -> bool:
+    def _retryable(self, answer: Answer, error: str | None, description: str | None) -> bool | None:
         if "token not found" in (description or "").lower():
             return False
         return super()._retryable(answer, error, description)
 
     def _explain(self, status: int, error: str | None, description: str | None, answer: Answer,
-                 resource: str, identity: Identity, common: dict[str, Any]) -> errors.ManagedIdentityError | None:
+                 resource: str | None, identity: Identity | None,
+                 common: dict[str, Any]) -> errors.ManagedIdentityError | None:
         text = (description or "").lower()
         if "token not found" in text or "sso failure" in text:
             cls = errors.ServerError if status >= 500 else errors.BadRequestError
             return cls(
-                f"{self.host} could not find a token for {identity} (HTTP {status}): with SSO on and no identity "
+                f"{self.service} could not find a token for {identity} (HTTP {status}): with SSO on and no identity "
                 "named, it looks for your own user token, and it holds none right now.",
                 hint=f"Open the compute instance from Azure ML Studio (e.g. JupyterLab) to refresh SSO, or {_FIX}.",
                 **common)

@@ -57,8 +57,8 @@ class CloudShellSource(TokenSource):
         ValueError: Cloud Shell has no managed identities: it hands out the signed-in user's token, so user-assigned (client_id=6f2e0b2a-9c3d-4e5f-8a1b-2c3d4e5f6a7b) cannot be selected. Request without an identity.
     """
 
-    kind = "cloudshell"
-    host = "Cloud Shell"
+    host = "cloudshell"
+    service = "Cloud Shell"
     unreachable_hint = "Cloud Shell's token service is not answering: restart Cloud Shell (its toolbar's restart button)."
     auth_hint = "Cloud Shell refused the request: sign in to the portal again and restart Cloud Shell."
     request_hint = ("Cloud Shell issues tokens for some audiences only (Learn: 'Acquire a user token in Azure Cloud "

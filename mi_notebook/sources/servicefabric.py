@@ -44,9 +44,9 @@ class ServiceFabricSource:
         What to do: Use azure-identity's ManagedIdentityCredential here (it speaks Service Fabric), or run the notebook on a VM, Azure ML compute, App Service or an Arc-enabled server.
     """
 
-    kind = "servicefabric"
-    host = "Service Fabric"
-    note = "Service Fabric: detected, but mi-notebook cannot get tokens here."
+    host = "servicefabric"
+    service = "Service Fabric"
+    note: str | None = "Service Fabric: detected, but mi-notebook cannot get tokens here."
 
     def __init__(self, endpoint: str, identity_header: str | Secret, server_thumbprint: str, **options: Any) -> None:
         self.endpoint = check_endpoint(endpoint, "endpoint")
@@ -66,6 +66,23 @@ class ServiceFabricSource:
         """
         return cls(endpoint_from(environ, "IDENTITY_ENDPOINT"), secret_from(environ, "IDENTITY_HEADER"),
                    (environ.get("IDENTITY_SERVER_THUMBPRINT") or "").strip(), **options)
+
+    @property
+    def kind(self) -> str:
+        """Deprecated: the old name of :attr:`host`."""
+        import warnings
+
+        warnings.warn("ServiceFabricSource.kind is deprecated: use .host", DeprecationWarning, stacklevel=2)
+        return self.host
+
+    @property
+    def fingerprint(self) -> str | None:
+        """A keyed digest of ``IDENTITY_HEADER`` (never the value)."""
+        return self._secret.fingerprint
+
+    def resolve_identity(self, identity: Identity | str | None) -> Identity:
+        """The identity as given (Service Fabric chooses identities in the cluster, not per request)."""
+        return Identity.parse(identity)
 
     def request_token(self, resource: str, identity: Identity | str | None = None, *,
                       on_attempt: Any = None) -> AccessToken:

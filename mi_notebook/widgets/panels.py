@@ -250,7 +250,7 @@ def where(conn: Any) -> str:
     """Where tokens come from, for a widget's title; the emulator always says it is not Azure.
 
     >>> from types import SimpleNamespace
-    >>> where(SimpleNamespace(kind="emulator", host="azureml", endpoint="http://127.0.0.1:1/MSI/auth", closed=False))
+    >>> where(SimpleNamespace(emulated=True, host="azureml", endpoint="http://127.0.0.1:1/MSI/auth", closed=False))
     'embedded emulator (not Azure) playing Azure ML at http://127.0.0.1:1/MSI/auth'
     >>> where(None)
     'connection chosen on the first request (mi.connect())'
@@ -259,11 +259,10 @@ def where(conn: Any) -> str:
         return "connection chosen on the first request (mi.connect())"
     hosts = {"vm": "IMDS", "azureml": "Azure ML", "appservice": "App Service", "arc": "Azure Arc",
              "cloudshell": "Cloud Shell (your own user token)", "servicefabric": "Service Fabric"}
-    if conn.kind == "emulator":
-        host = getattr(conn, "host", "vm")
-        playing = f" playing {hosts.get(host, host)}" if host != "vm" else ""
+    if conn.emulated:
+        playing = f" playing {hosts.get(conn.host, conn.host)}" if conn.host != "vm" else ""
         return f"embedded emulator (not Azure){playing} at {conn.endpoint}"
-    label = {"imds": "Azure IMDS", "explicit": "endpoint"}.get(conn.kind) or hosts.get(conn.kind, conn.kind)
+    label = "Azure IMDS" if conn.host == "vm" else hosts.get(conn.host, conn.host)
     return f"{label} at {conn.endpoint}"
 
 
