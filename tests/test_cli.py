@@ -238,7 +238,7 @@ def test_doctor_reports_endpoint_identities_and_clock(transport_emu, capsys, mon
     code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url,
                        "--client-id", user.client_id, "--client-id", UNKNOWN_GUID)
     assert code == 1  # a named identity failed
-    assert f"(given): {transport_emu.imds_url}" in out
+    assert f"given: {transport_emu.imds_url}" in out
     assert "none set" in out
     assert re.search(r"OK\s+system-assigned", out)
     assert re.search(rf"OK\s+user-assigned \(client_id={user.client_id}\)", out)
