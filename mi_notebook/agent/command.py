@@ -111,16 +111,16 @@ def run(ns: argparse.Namespace) -> int:
             return 1
         return 0
     client = AgentClient(ns.dir, start=False)
-    if ns.action == "stop":
-        stopped = client.stop()
-        print("stopped the agent" if stopped else f"no agent answers at {client.paths.socket}")
-        return 0 if stopped else 1
     try:
-        status = client.status()
-    except AgentUnavailable as exc:
-        print(f"mi-notebook agent: {exc}. A kernel that shares (mi.connect(share=True) or MI_NOTEBOOK_SHARE=1) "
-              "starts one.", file=sys.stderr)
+        status = client.request({"op": ns.action})
+    except AgentUnavailable as exc:  # what went wrong: no socket, refused, timed out, another version
+        hint = "" if ns.action == "stop" else (" A kernel that shares (mi.connect(share=True) or "
+                                                "MI_NOTEBOOK_SHARE=1) starts one.")
+        print(f"mi-notebook agent: {exc}.{hint}", file=sys.stderr)
         return 1
+    if ns.action == "stop":
+        print(f"stopped the agent (pid {status.get('pid')})")
+        return 0
     status.pop("v", None)
     status.pop("ok", None)
     print(json.dumps(status, indent=2) if ns.json else format_status(status))
