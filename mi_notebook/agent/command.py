@@ -29,6 +29,12 @@ from .server import AgentAlreadyRunning, AgentServer
 
 __all__ = ["add_parser", "format_status", "run"]
 
+# `mi-notebook agent --help` says this; a literal, not the docstring (which `python -OO` strips)
+_DESCRIPTION = ("mi-notebook agent run [--idle S] [--dir D] serves in the foreground (a kernel that shares starts "
+                "it detached); mi-notebook agent status prints its tokens by identity and resource with time left "
+                "and fingerprints (never the token), requests made and saved, and clients; mi-notebook agent stop "
+                "asks it to exit.")
+
 
 def add_parser(subparsers: Any) -> None:
     """Register ``agent`` with its ``run``, ``status`` and ``stop`` actions.
@@ -41,7 +47,7 @@ def add_parser(subparsers: Any) -> None:
         60.0
     """
     parser = subparsers.add_parser("agent", help="share tokens between this user's processes (run, status, stop)",
-                                   description=__doc__.split("\n\n")[1])
+                                   description=_DESCRIPTION)
     parser.add_argument("action", choices=("run", "status", "stop"), help="what to do")
     parser.add_argument("--dir", default=None, help="the agent's private directory (default: under $XDG_RUNTIME_DIR)")
     parser.add_argument("--idle", type=float, default=1800.0, help="run: exit after this many seconds without a request")
