@@ -67,8 +67,8 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
         ...     "clients_seen": 16, "clients_alive": 2, "refused": 0}}, now=600))
         mi-notebook agent 0.1.0, pid 7, at /run/a.sock, up 10 min
         requests made 1, saved 15; clients 16 seen, 2 alive; refused 0; failures 0
-        identity         resource                 time left  refresh in  fingerprint      issued by
-        system-assigned  https://vault.azure.net  1 h 50 min 50 min      sha256:0011aabb  emulator
+        identity         resource                 time left   refresh in  fingerprint      issued by
+        system-assigned  https://vault.azure.net  1 h 50 min  50 min      sha256:0011aabb  emulator
     """
     when = time.time() if now is None else now
     s = status["stats"]
