@@ -380,8 +380,7 @@ def _identity_name(token: Any) -> str:
 
 
 def _rel_label(x: float) -> str:
-    if x == 0:
-        return "now"
+    """A tick away from now (the "now" tick has its own label, with the time)."""
     return ("+" if x > 0 else "-") + format_duration(abs(x))
 
 
