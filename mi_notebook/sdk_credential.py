@@ -69,8 +69,8 @@ def _warn_if_emulator(token: AccessToken) -> None:
         _warned.set()
         warnings.warn(
             "mi.credential() is handing Azure SDK clients tokens from the mi-notebook emulator, not from "
-            "Azure: they work only against the emulator's own services (its ARM and Key Vault, or "
-            "Azurite), never against Azure (warned once).",
+            "Azure: they work only against the emulator's own services (its ARM, Key Vault and Azure OpenAI, "
+            "or Azurite), never against Azure (warned once).",
             EmulatorTokenWarning,
             stacklevel=4,
         )
