@@ -164,7 +164,11 @@ class WorkloadIdentitySource(TokenSource):
         super().__init__(f"{base}/{tenant}/oauth2/v2.0/token", retry=retry or entra_retry_policy(), clock=clock,
                          timeout=timeout, transport=transport, setting="AZURE_AUTHORITY_HOST")
         self.authority, self.tenant_id, self.token_file = base, tenant, token_file.strip()
-        self.client_id = validate_guid(client_id, "AZURE_CLIENT_ID") if client_id else None
+        try:
+            self.client_id = validate_guid(client_id, "AZURE_CLIENT_ID") if client_id else None
+        except ValueError as exc:
+            raise errors.HostConfigurationError(f"{exc}.", hint="Set it to the identity's client id (the service "
+                                                "account's annotation azure.workload.identity/client-id).") from None
         self.verify: bool | str = default_verify() if verify is None else verify
         # the last assertion sent, without its value, for the hints of Entra's refusals (its iss, sub and aud
         # are the same in every rotation of the file, so threads sharing the source agree on them)
