@@ -2,9 +2,9 @@
 
 Entra ID answers a failed client-assertion grant with JSON holding ``error``, ``error_description``
 (``AADSTS<code>: ...``, then ``Trace ID``, ``Correlation ID``, ``Timestamp``) and ``error_codes``
-(MicrosoftDocs/entra-docs, ``v2-oauth2-client-creds-grant-flow.md``). :func:`entra_error` turns one
-into an :class:`EntraError` subclass that keeps the code (``err.aadsts``) and the service's words,
-and whose hint is the fix for *that* code:
+(https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow).
+:func:`entra_error` turns one into an :class:`EntraError` subclass that keeps the code
+(``err.aadsts``) and the service's words, and whose hint is the fix for *that* code:
 
 ==========================  ======================================  =========================================
 AADSTS                      error                                   the fix

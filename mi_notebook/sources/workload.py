@@ -5,7 +5,8 @@ The azure-workload-identity webhook sets four variables on a pod labelled
 service account's ``azure.workload.identity/client-id`` annotation), ``AZURE_TENANT_ID``,
 ``AZURE_FEDERATED_TOKEN_FILE`` (the projected service-account token) and ``AZURE_AUTHORITY_HOST``
 (``https://login.microsoftonline.com/``, the trailing ``/`` included). A token is the client-assertion
-grant (MicrosoftDocs/entra-docs ``v2-oauth2-client-creds-grant-flow.md``, "federated credential")::
+grant (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow, the
+federated-credential case)::
 
     POST {AZURE_AUTHORITY_HOST}/{AZURE_TENANT_ID}/oauth2/v2.0/token
     client_id=<AZURE_CLIENT_ID>&scope=<resource>/.default&grant_type=client_credentials
