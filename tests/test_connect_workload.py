@@ -347,3 +347,15 @@ def test_the_assertion_is_on_no_surface(pod):
     for secret in secrets:
         header, payload, signature = secret.split(".")
         assert payload not in blob and signature not in blob
+
+
+def test_a_workload_token_passes_its_own_claim_checks(pod, no_probe):
+    """expires_on comes from the token's own exp (Entra's expires_in is one second short of the lifetime),
+    so the claims' expires_on check finds no problem, as for IMDS's tokens."""
+    clock = VirtualClock(START)
+    emu = pod(clock)
+    mi.connect(environ=emu.environment, clock=clock)
+    tok = mi.get_token("arm")
+    statuses = {check.name: check.status for check in tok.claims.checks(resource="arm")}
+    assert statuses["expires_on"] == "ok", tok.claims.checks(resource="arm")
+    assert tok.expires_on == tok.claims.payload["exp"]

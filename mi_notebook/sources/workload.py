@@ -238,7 +238,8 @@ class WorkloadIdentitySource(TokenSource):
         if isinstance(document, dict) and "expires_on" not in document:
             expires_in = as_int(document.get("expires_in"))
             if expires_in is not None:  # counted from when the request left, as azure-identity does
-                document = {**document, "expires_on": int(self.clock.wall() - answer.elapsed) + expires_in}
+                estimate = int(self.clock.wall() - answer.elapsed) + expires_in
+                document = {**document, "expires_on": _own_exp(document.get("access_token"), estimate)}
         return document
 
     def _retryable(self, answer: Answer, error: str | None, description: str | None) -> bool | None:
@@ -266,3 +267,24 @@ class WorkloadIdentitySource(TokenSource):
 
     def _repr_extra(self) -> str:
         return f", token_file={self.token_file!r}, client_id={self.client_id!r}"
+
+
+def _own_exp(token: Any, estimate: int) -> int:
+    """The token's own ``exp`` when it is a JWT whose ``exp`` is within five minutes of ``estimate`` (Entra's
+    ``expires_in`` is counted on its clock, one second short of the lifetime: ``exp`` is the truth, as
+    IMDS's ``expires_on`` is), else ``estimate`` (an opaque token, or a clock too far off to trust ``exp``).
+
+    Example::
+
+        >>> import jwt
+        >>> _own_exp(jwt.encode({"exp": 1_800_000_001}, "k" * 32), 1_800_000_000), _own_exp("opaque", 5)
+        (1800000001, 5)
+    """
+    from ..claims import decode_unverified
+    from ..errors import TokenDecodeError
+
+    try:
+        exp = as_int(decode_unverified(token).payload.get("exp"))
+    except (TokenDecodeError, TypeError, ValueError):
+        return estimate
+    return exp if exp is not None and abs(exp - estimate) <= 300 else estimate
