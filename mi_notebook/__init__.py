@@ -53,6 +53,9 @@ _LAZY: dict[str, str] = {
     "TokenDecodeError": "errors",
     "TokenVerificationError": "errors",
     "ArmError": "errors",
+    "TokenRejectedError": "errors",
+    "AudienceError": "errors",
+    "MissingRoleError": "errors",
     # transport
     "decode": "jwks",
     "ImdsClient": "sources",
@@ -64,6 +67,8 @@ _LAZY: dict[str, str] = {
     "ManagedIdentityTokenCredential": "sdk_credential",
     "ArmClient": "arm_client",
     "arm": "arm_client",
+    "bearer_token_provider": "azure_openai",
+    "explain_openai_error": "azure_openai",
     "AgentClient": "agent.client",
     # presentation
     "plot_retry_timeline": "charts",
@@ -83,6 +88,7 @@ __all__ = [
     "ArmExplorer",
     "Attempt",
     "AttemptOutcome",
+    "AudienceError",
     "BadRequestError",
     "Claims",
     "Clock",
@@ -97,6 +103,7 @@ __all__ = [
     "InvalidResourceError",
     "ManagedIdentityError",
     "ManagedIdentityTokenCredential",
+    "MissingRoleError",
     "MultipleIdentitiesError",
     "RetryPolicy",
     "ServerError",
@@ -105,12 +112,14 @@ __all__ = [
     "TokenCache",
     "TokenDecodeError",
     "TokenExplorer",
+    "TokenRejectedError",
     "TokenVerificationError",
     "UnexpectedResponseError",
     "UnsupportedHostError",
     "VirtualClock",
     "WELL_KNOWN_RESOURCES",
     "arm",
+    "bearer_token_provider",
     "connect",
     "connect_or_carry_on",
     "credential",
@@ -118,6 +127,7 @@ __all__ = [
     "default_cache",
     "detect",
     "disconnect",
+    "explain_openai_error",
     "get_token",
     "list_resources",
     "plot_policy_comparison",
@@ -145,6 +155,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and editors see for the lazy names
     from .agent.client import AgentClient
     from .arm_client import ArmClient, arm
+    from .azure_openai import bearer_token_provider, explain_openai_error
     from .cache import TokenCache, default_cache
     from .charts import plot_policy_comparison, plot_retry_timeline, plot_token_lifetimes
     from .claims import Claims
@@ -153,6 +164,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and editors see for t
     from .detection import detect
     from .errors import (
         ArmError,
+        AudienceError,
         BadRequestError,
         EndpointTimeoutError,
         EndpointUnreachableError,
@@ -162,10 +174,12 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and editors see for t
         ImdsUpdatingError,
         InvalidResourceError,
         ManagedIdentityError,
+        MissingRoleError,
         MultipleIdentitiesError,
         ServerError,
         ThrottledError,
         TokenDecodeError,
+        TokenRejectedError,
         TokenVerificationError,
         UnexpectedResponseError,
         UnsupportedHostError,
