@@ -149,7 +149,8 @@ def run(ns: argparse.Namespace) -> int:
         return EXIT_ERROR if refused else EXIT_OK
     if emulator is not None:
         print(f"NOT an Azure token: {EMULATOR_ISSUER} issued it ({emulator}).")
-    print("\n".join(audience))
+    for line in audience:
+        print(line)
     head = claims.to_text().split("\nClaims (", 1)[0]  # the overview and the checks
     print(head)
     print("\n".join(claim_lines(claims, shutil.get_terminal_size((100, 24)).columns)))
