@@ -1,4 +1,8 @@
-"""Your data with your identity: the data-plane helpers (Blob Storage, Azure SQL's token struct, the errors).
+"""Your data with your identity: the access-token struct ``pyodbc`` needs for Azure SQL (:mod:`.sql`).
+
+Blob Storage and Key Vault need no helper here: their official SDK clients (``BlobServiceClient``,
+``SecretClient``) take ``mi.credential()`` as their credential and handle the services' protocols
+(challenge authentication, retries, paging) themselves; notebook 9 uses both.
 
 Example::
 
