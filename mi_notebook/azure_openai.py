@@ -327,6 +327,6 @@ def _missing_role(message: str, claims: Claims | None, scope: str | None) -> Mis
         f"identity holds no data-plane role on the {account} that allows this call.",
         role=role, principal_id=principal, scope=where, command=command,
         status=401, error="PermissionDenied", error_description=message or None,
-        hint=(f"Give it the role {role!r} on the {account} (or its resource group): {command}  A new role "
-              f"assignment can take {ROLE_DELAY} to reach the service: wait, then retry (the token you hold "
-              "stays good). Owner and Contributor carry no data actions, so they do not help."))
+        hint=(f"Give it the role {role!r} on the {account} (or its resource group). A new role assignment can "
+              f"take {ROLE_DELAY} to reach the service: wait, then retry (the token you hold stays good). Owner "
+              f"and Contributor carry no data actions, so they do not help. The command: {command}"))
