@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 from .arm_client import ARM_URL, ArmClient
@@ -350,6 +349,14 @@ class OpenAITargets:
         return self.note
 
 
+def _openai_installed() -> bool:
+    try:
+        import openai  # noqa: F401 - the notebook imports it next anyway
+    except ImportError:
+        return False
+    return True
+
+
 def openai_targets(endpoint: str | None = None, deployment: str | None = None, *,
                    connection: Connection | None = None) -> OpenAITargets:
     """Where to call Azure OpenAI: yours on Azure; off Azure, the emulator's Azure OpenAI account.
@@ -370,7 +377,7 @@ def openai_targets(endpoint: str | None = None, deployment: str | None = None, *
         Azure OpenAI: no endpoint given (ENDPOINT in the first cell, or AZURE_OPENAI_ENDPOINT): the calls are skipped
     """
     conn = connection if connection is not None else current_or_connect()
-    installed = find_spec("openai") is not None
+    installed = _openai_installed()
     missing = "" if installed else (" | the openai package is not installed: pip install -e \".[openai]\" in your clone "
                                     "of mi-notebook (or pip install openai), then run the notebook again")
     emulator = conn.emulator

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -38,6 +41,7 @@ from mi_notebook.resources import resolve_resource, suggest_resources
 from mi_notebook.sdk_credential import EmulatorTokenWarning
 from mi_notebook.tutorial import openai_targets
 
+ROOT = Path(__file__).resolve().parent.parent
 API_VERSION = "2024-10-21"
 HELLO = [{"role": "user", "content": "Say hello to the notebook."}]
 # every token here is the emulator's: mi.credential() says so once per process, tested elsewhere
@@ -390,7 +394,30 @@ def test_openai_targets_on_azure_is_yours_and_adds_nothing(clean_connection, mon
 def test_without_the_openai_package_the_note_says_how_to_install_it(emu, monkeypatch):
     import mi_notebook.tutorial as tutorial
 
-    monkeypatch.setattr(tutorial, "find_spec", lambda name: None if name == "openai" else object())
+    monkeypatch.setattr(tutorial, "_openai_installed", lambda: False)
     targets = openai_targets()
     assert not targets.ready and targets.endpoint == emu.openai_url
     assert 'the openai package is not installed: pip install -e ".[openai]"' in str(targets)
+
+
+def test_notebook_11_without_the_openai_package_explains_and_carries_on(tmp_path):
+    """A kernel where ``import openai`` fails: every cell runs, none errs, and the first says what to install."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from real_vm_view import GUARD_DIR, execute
+
+    shadow = tmp_path / "shadow" / "openai"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("No module named \'openai\' (hidden by the test)")\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MI_NOTEBOOK_") and "proxy" not in k.lower()}
+    env.pop("MPLBACKEND", None)
+    env.update(MI_NOTEBOOK_MODE="emulator", MI_NOTEBOOK_LOOPBACK_GUARD="1",
+               MI_NOTEBOOK_GUARD_LOG=str(tmp_path / "guard.log"),
+               PYTHONPATH=os.pathsep.join([str(shadow.parent), str(GUARD_DIR), str(ROOT)]))
+    notebook = ROOT / "notebooks" / "11-azure-openai.ipynb"
+    result = execute(notebook, env, tmp_path)
+    assert result["errors"] == [], result["errors"]
+    cells = json.loads((tmp_path / notebook.name).read_text(encoding="utf-8"))["cells"]
+    text = "".join("".join(o.get("text", "")) for c in cells if c["cell_type"] == "code" for o in c["outputs"])
+    assert 'the openai package is not installed: pip install -e ".[openai]"' in text
+    assert "Skipped: Azure OpenAI:" in text and "cognitiveservices  https://cognitiveservices.azure.com/.default" in text
+    assert not (tmp_path / "guard.log").exists() or not (tmp_path / "guard.log").read_text().strip()
