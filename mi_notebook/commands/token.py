@@ -54,7 +54,7 @@ OUTPUTS = ("text", "json", "tsv", "raw")
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``token`` on the ``mi-notebook`` parser."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "token",
         help="get a managed-identity access token (redacted unless --show-token)",
         description="Get a managed-identity access token from IMDS (or the emulator).",

@@ -298,9 +298,9 @@ def legend_outside(ax: Axes) -> Axes:
     legend = ax.get_legend()
     if legend is None:
         return ax
-    handles, labels = list(legend.legend_handles), [t.get_text() for t in legend.get_texts()]
+    kept = [(h, t.get_text()) for h, t in zip(legend.legend_handles, legend.get_texts(), strict=True) if h is not None]
     legend.remove()
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    ax.legend([h for h, _ in kept], [label for _, label in kept], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     return ax
 
 
