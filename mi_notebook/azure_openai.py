@@ -264,19 +264,19 @@ def _rejected(message: str, claims: Claims | None, now: float, *, given: bool) -
     found = _EXPECTED.search(message)
     expected = found.group(1) if found else COGNITIVE_SERVICES
     wanted_scope = expected.rstrip("/") + "/.default"
-    said = {"status": 401, "error_description": message or None}
+    said = message or None  # the service's words, for every explanation
     principal = claims.object_id if claims is not None else None
     audiences = _audiences(claims)
     if claims is None and not given:
         return TokenRejectedError(
             "Azure OpenAI refused the token (HTTP 401): it is missing, invalid, for another audience or expired, "
             f"and the service wants {expected!r}. Which of these it is, the token says: give explain_openai_error "
-            "the provider (or token) the client used.", expected_audience=expected, **said,
+            "the provider (or token) the client used.", expected_audience=expected, status=401, error_description=said,
             hint=f"Send a token for {wanted_scope!r}: azure_ad_token_provider=mi.bearer_token_provider().")
     if claims is None:
         return TokenRejectedError(
             "Azure OpenAI refused the token (HTTP 401), and it is not a JWT: no Entra ID token was sent.",
-            expected_audience=expected, **said,
+            expected_audience=expected, status=401, error_description=said,
             hint=f"Send an Entra ID token for {wanted_scope!r}: azure_ad_token_provider=mi.bearer_token_provider().")
     shown = " / ".join(repr(a) for a in audiences) or "no audience"
     if not any(_same(a, expected) for a in audiences):
@@ -288,7 +288,7 @@ def _rejected(message: str, claims: Claims | None, now: float, *, given: bool) -
         return AudienceError(
             f"Azure OpenAI refused the token (HTTP 401): it is for {shown}, and Azure OpenAI accepts only "
             f"{expected!r}.{why}",
-            audience=audiences[0] if audiences else None, expected_audience=expected, principal_id=principal, **said,
+            audience=audiences[0] if audiences else None, expected_audience=expected, principal_id=principal, status=401, error_description=said,
             hint=(f"Ask for the scope {wanted_scope!r}: mi.bearer_token_provider() does by default, as does "
                   f"azure.identity.get_bearer_token_provider(credential, {wanted_scope!r}). The account's endpoint "
                   "(https://<name>.openai.azure.com) is where requests go, never the token's audience."))
@@ -296,7 +296,7 @@ def _rejected(message: str, claims: Claims | None, now: float, *, given: bool) -
     if exp is not None and exp <= now:
         return TokenRejectedError(
             f"Azure OpenAI refused the token (HTTP 401): its audience {shown} is right, but it expired at "
-            f"{format_utc(exp)}.", audience=audiences[0], expected_audience=expected, principal_id=principal, **said,
+            f"{format_utc(exp)}.", audience=audiences[0], expected_audience=expected, principal_id=principal, status=401, error_description=said,
             hint=("Give the client a token provider (azure_ad_token_provider=mi.bearer_token_provider()), not a "
                   "token string: the SDK calls it before every request, and the cache hands out a fresh token "
                   "before the old one expires, however long the batch runs."))
@@ -310,7 +310,7 @@ def _rejected(message: str, claims: Claims | None, now: float, *, given: bool) -
                      "token's tid claim; `mi-notebook decode` shows it).")
     return TokenRejectedError(
         f"Azure OpenAI refused the token (HTTP 401): its audience {shown} is right and it has not expired, {why}.",
-        audience=audiences[0], expected_audience=expected, principal_id=principal, **said, hint=hint)
+        audience=audiences[0], expected_audience=expected, principal_id=principal, status=401, error_description=said, hint=hint)
 
 
 def _missing_role(message: str, claims: Claims | None, scope: str | None) -> MissingRoleError:

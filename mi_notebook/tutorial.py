@@ -381,13 +381,13 @@ def openai_targets(endpoint: str | None = None, deployment: str | None = None, *
     missing = "" if installed else (" | the openai package is not installed: pip install -e \".[openai]\" in your clone "
                                     "of mi-notebook (or pip install openai), then run the notebook again")
     emulator = conn.emulator
-    if emulator is None or emulator.openai_url is None:
+    account = emulator.openai if emulator is not None else None
+    if emulator is None or account is None or emulator.openai_url is None:
         endpoint = endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
         where = (f"{endpoint}, deployment {deployment or '(not set: DEPLOYMENT)'}" if endpoint else
                  "no endpoint given (ENDPOINT in the first cell, or AZURE_OPENAI_ENDPOINT): the calls are skipped")
         return OpenAITargets(endpoint, deployment or "", None, note=f"Azure OpenAI: {where}{missing}",
                              installed=installed)
-    account = emulator.openai
     return OpenAITargets(str(emulator.openai_url), EMULATED_CHAT, account.resource_id, installed=installed,
                          emulator=emulator,
                          note=f"Azure OpenAI: the emulator's account {account.name} at {emulator.openai_url}, "
