@@ -31,8 +31,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .claims import Claims, check_validity, requested_resource, token_text
-from .claims import decode as decode_unverified
+from .claims import Claims, check_validity, decode_unverified, requested_resource, token_text
 from .errors import TokenVerificationError
 from .http import USER_AGENT, Request, Transport, default_verify, describe_failure, exchange, timeout_pair
 from .identity import is_guid

@@ -118,8 +118,7 @@ def claim_lines(claims: Claims, width: int = 100) -> list[str]:
 
 def run(ns: argparse.Namespace) -> int:
     """Decode (and, when asked, verify) and print; an emulator token says so on every output."""
-    from ..claims import decode as decode_unverified
-    from ..claims import emulator_evidence
+    from ..claims import decode_unverified, emulator_evidence
     from ..errors import TokenVerificationError
     from ..jwks import decode
 
