@@ -34,8 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .claims import decode as decode_unverified
-from .claims import emulator_evidence
+from .claims import decode_unverified, emulator_evidence
 from .errors import AudienceError, MissingRoleError, TokenDecodeError, TokenRejectedError
 from .identity import Identity
 from .resources import resource_to_scope
@@ -119,7 +118,8 @@ def bearer_token_provider(
     the audience to use, before any request. ``identity``: which managed identity (default the
     system-assigned one); ``credential``: any TokenCredential instead (e.g. ``mi.credential(...,
     connection=...)``), not with ``identity``. Tokens come from the process-wide cache, refreshed
-    before they expire: a batch job of any length keeps getting valid ones.
+    before they expire: a batch job of any length keeps getting valid ones. The async clients
+    (``AsyncAzureOpenAI``, ``AsyncOpenAI``) take :func:`mi_notebook.aio.bearer_token_provider`.
 
     Example::
 

@@ -230,22 +230,60 @@ def test_without_the_token_the_error_says_what_the_401_can_mean_and_how_to_know(
     assert "give explain_openai_error the provider (or token) the client used" in explained.message
 
 
+def test_the_async_twin_drives_the_async_clients_on_one_token_request(emu):
+    openai = pytest.importorskip("openai")
+    provider = mi.aio.bearer_token_provider()
+    assert repr(provider) == "AsyncBearerTokenProvider('https://cognitiveservices.azure.com/.default', system-assigned)"
+
+    async def run() -> list[str]:
+        trust = ssl.create_default_context(cafile=emu.openai_ca_bundle)
+        azure = openai.AsyncAzureOpenAI(azure_endpoint=emu.openai_url, api_version=API_VERSION,
+                                        azure_ad_token_provider=provider, max_retries=0,
+                                        http_client=openai.DefaultAsyncHttpxClient(verify=trust))
+        v1 = openai.AsyncOpenAI(base_url=emu.openai_url + "/openai/v1/", api_key=provider, max_retries=0,
+                                http_client=openai.DefaultAsyncHttpxClient(verify=trust))
+        async with azure, v1:
+            replies = await asyncio.gather(*(client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": f"async {i}"}])
+                for i in range(20) for client in (azure, v1)))
+        return [r.choices[0].message.content for r in replies]
+
+    texts = asyncio.run(run())
+    assert len(texts) == 40 and all("mi-notebook emulator" in t for t in texts)
+    assert {r.status for r in emu.requests.filter(service="openai")} == {200} and token_requests(emu) == 1
+    # the sync and the async provider share the one cached token
+    assert mi.bearer_token_provider()() == asyncio.run(provider()) and token_requests(emu) == 1
+
+
+def test_the_async_twin_refuses_a_sync_credential_and_bad_input(clean_connection):
+    with pytest.raises(ValueError, match="must be an async TokenCredential"):
+        mi.aio.bearer_token_provider(credential=mi.credential())
+    with pytest.raises(ValueError, match="not both"):
+        mi.aio.bearer_token_provider(identity="system", credential=mi.aio.credential())
+    with pytest.raises(ValueError, match="is an Azure OpenAI endpoint's address"):
+        mi.aio.bearer_token_provider("https://my-aoai.openai.azure.com")
+    assert current() is None
+
+
 def test_the_async_client_meets_the_same_explanations(emu):
     openai = pytest.importorskip("openai")
-    sync = mi.bearer_token_provider("arm")
+    wrong = mi.aio.bearer_token_provider("arm")
+    user = emu.vm.user_identities[0]
+    reader = mi.aio.bearer_token_provider(identity=Identity.user(client_id=user.client_id))
 
-    async def token() -> str:
-        return await asyncio.to_thread(sync)
-
-    async def run() -> None:
+    async def run(provider: Any) -> Any:
         http = openai.DefaultAsyncHttpxClient(verify=ssl.create_default_context(cafile=emu.openai_ca_bundle))
         async with openai.AsyncAzureOpenAI(azure_endpoint=emu.openai_url, api_version=API_VERSION,
-                                           azure_ad_token_provider=token, max_retries=0, http_client=http) as client:
-            await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+                                           azure_ad_token_provider=provider, max_retries=0, http_client=http) as client:
+            try:
+                await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+            except openai.AuthenticationError as err:
+                return explain_openai_error(err, await provider())
+        return None
 
-    with pytest.raises(openai.AuthenticationError) as caught:
-        asyncio.run(run())
-    assert isinstance(explain_openai_error(caught.value, sync), AudienceError)
+    audience, role = asyncio.run(run(wrong)), asyncio.run(run(reader))
+    assert isinstance(audience, AudienceError) and audience.audience == "https://management.azure.com/"
+    assert isinstance(role, MissingRoleError) and role.principal_id == user.object_id
 
 
 # --- the two 401s, from bodies and other clients ---------------------------------------------------------
