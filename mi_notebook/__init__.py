@@ -53,6 +53,9 @@ _LAZY: dict[str, str] = {
     "TokenDecodeError": "errors",
     "TokenVerificationError": "errors",
     "ArmError": "errors",
+    "TokenRejectedError": "errors",
+    "AudienceError": "errors",
+    "MissingRoleError": "errors",
     # transport
     "decode": "jwks",
     "ImdsClient": "sources",
@@ -65,6 +68,8 @@ _LAZY: dict[str, str] = {
     "aio": "aio",  # a submodule: mi.aio.credential() is the async credential
     "ArmClient": "arm_client",
     "arm": "arm_client",
+    "bearer_token_provider": "azure_openai",
+    "explain_openai_error": "azure_openai",
     "AgentClient": "agent.client",
     # presentation
     "plot_retry_timeline": "charts",
@@ -84,6 +89,7 @@ __all__ = [
     "ArmExplorer",
     "Attempt",
     "AttemptOutcome",
+    "AudienceError",
     "BadRequestError",
     "Claims",
     "Clock",
@@ -98,6 +104,7 @@ __all__ = [
     "InvalidResourceError",
     "ManagedIdentityError",
     "ManagedIdentityTokenCredential",
+    "MissingRoleError",
     "MultipleIdentitiesError",
     "RetryPolicy",
     "ServerError",
@@ -106,6 +113,7 @@ __all__ = [
     "TokenCache",
     "TokenDecodeError",
     "TokenExplorer",
+    "TokenRejectedError",
     "TokenVerificationError",
     "UnexpectedResponseError",
     "UnsupportedHostError",
@@ -113,6 +121,7 @@ __all__ = [
     "WELL_KNOWN_RESOURCES",
     "aio",
     "arm",
+    "bearer_token_provider",
     "connect",
     "connect_or_carry_on",
     "credential",
@@ -120,6 +129,7 @@ __all__ = [
     "default_cache",
     "detect",
     "disconnect",
+    "explain_openai_error",
     "get_token",
     "list_resources",
     "plot_policy_comparison",
@@ -148,6 +158,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and editors see for t
     from . import aio
     from .agent.client import AgentClient
     from .arm_client import ArmClient, arm
+    from .azure_openai import bearer_token_provider, explain_openai_error
     from .cache import TokenCache, default_cache
     from .charts import plot_policy_comparison, plot_retry_timeline, plot_token_lifetimes
     from .claims import Claims
@@ -156,6 +167,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and editors see for t
     from .detection import detect
     from .errors import (
         ArmError,
+        AudienceError,
         BadRequestError,
         EndpointTimeoutError,
         EndpointUnreachableError,
@@ -165,10 +177,12 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and editors see for t
         ImdsUpdatingError,
         InvalidResourceError,
         ManagedIdentityError,
+        MissingRoleError,
         MultipleIdentitiesError,
         ServerError,
         ThrottledError,
         TokenDecodeError,
+        TokenRejectedError,
         TokenVerificationError,
         UnexpectedResponseError,
         UnsupportedHostError,

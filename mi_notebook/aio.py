@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .azure_openai import COGNITIVE_SERVICES_SCOPE
+from .resources import resource_to_scope
 from .sdk_credential import (
     ManagedIdentityTokenCredential,
     SdkAccessToken,
@@ -47,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .identity import Identity
     from .tokens import AccessToken
 
-__all__ = ["AsyncManagedIdentityTokenCredential", "credential"]
+__all__ = ["AsyncBearerTokenProvider", "AsyncManagedIdentityTokenCredential", "bearer_token_provider", "credential"]
 
 
 class AsyncManagedIdentityTokenCredential:
@@ -209,3 +212,76 @@ def credential(identity: Identity | str | None = None, *, connection: Connection
         ('user', False)
     """
     return AsyncManagedIdentityTokenCredential(identity, connection=connection)
+
+
+class AsyncTokenCredentialLike(Protocol):
+    """What the async provider needs of a credential: azure-core's ``AsyncTokenCredential.get_token``."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...  # pragma: no cover - a protocol
+
+
+class AsyncBearerTokenProvider:
+    """A zero-argument coroutine function returning a bearer token string for one scope (see
+    :func:`bearer_token_provider`); its repr names the scope and the identity, never a token.
+
+    Example::
+
+        >>> AsyncBearerTokenProvider(credential(), "https://cognitiveservices.azure.com/.default")
+        AsyncBearerTokenProvider('https://cognitiveservices.azure.com/.default', system-assigned)
+    """
+
+    __slots__ = ("_get_token", "credential", "scope")
+
+    def __init__(self, credential: AsyncTokenCredentialLike, scope: str) -> None:
+        self.credential = credential
+        self.scope = scope
+        self._get_token: Callable[..., Awaitable[Any]] = credential.get_token
+
+    async def __call__(self) -> str:
+        return str((await self._get_token(self.scope)).token)
+
+    def __repr__(self) -> str:
+        identity = getattr(self.credential, "identity", None)
+        return (f"AsyncBearerTokenProvider({self.scope!r}, "
+                f"{identity if identity is not None else type(self.credential).__name__})")
+
+
+def bearer_token_provider(
+    resource_or_scope: str = COGNITIVE_SERVICES_SCOPE,
+    *,
+    identity: Identity | str | None = None,
+    credential: AsyncTokenCredentialLike | None = None,
+) -> AsyncBearerTokenProvider:
+    """The async twin of :func:`mi_notebook.bearer_token_provider`: what ``AsyncAzureOpenAI(
+    azure_ad_token_provider=...)`` and ``AsyncOpenAI(api_key=...)`` take.
+
+    Same arguments; ``credential`` must be an async one (``mi.aio.credential(...)``). A cached token is
+    served on the event loop without a thread; a token that must be fetched is fetched in a worker
+    thread, once for all the coroutines that wait for it.
+
+    Example::
+
+        >>> import asyncio
+        >>> import mi_notebook as mi
+        >>> conn = mi.connect(mode="emulator")
+        >>> provider = bearer_token_provider()
+        >>> async def many():  # AsyncAzureOpenAI(azure_endpoint=..., api_version=..., azure_ad_token_provider=provider)
+        ...     return await asyncio.gather(*(provider() for _ in range(50)))
+        >>> before = conn.cache.stats.fetches
+        >>> len(set(asyncio.run(many()))), conn.cache.stats.fetches - before
+        (1, 1)
+        >>> bearer_token_provider(credential=mi.credential())
+        Traceback (most recent call last):
+        ...
+        ValueError: credential must be an async TokenCredential (mi_notebook.aio.credential(...)); for ManagedIdentityTokenCredential, a sync one, use mi.bearer_token_provider
+        >>> conn.close()
+    """
+    if credential is not None and identity is not None:
+        raise ValueError("give identity= or credential=, not both (a credential already names its identity)")
+    scope = resource_to_scope(resource_or_scope)  # ValueError for bad input, before any request
+    if credential is None:
+        credential = AsyncManagedIdentityTokenCredential(identity)
+    elif not inspect.iscoroutinefunction(getattr(credential, "get_token", None)):
+        raise ValueError(f"credential must be an async TokenCredential (mi_notebook.aio.credential(...)); for "
+                         f"{type(credential).__name__}, a sync one, use mi.bearer_token_provider")
+    return AsyncBearerTokenProvider(credential, scope)

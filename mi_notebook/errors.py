@@ -269,3 +269,103 @@ class ArmError(ManagedIdentityError):
         data.update(code=self.code, correlation_id=self.correlation_id, principal_id=self.principal_id,
                     action=self.action, scope=self.scope)
         return data
+
+
+# --- a service refused the token -------------------------------------------------------------------
+class TokenRejectedError(ManagedIdentityError):
+    """A service refused the bearer token itself (missing, invalid, expired or for another audience).
+
+    Azure OpenAI answers all of these with one 401 body, ``{"statusCode": 401, "message":
+    "Unauthorized. Access token is missing, invalid, audience is incorrect (<audience>), or have
+    expired."}``; :func:`mi_notebook.explain_openai_error` reads the token's own claims to say which.
+    ``audience``: the token's ``aud`` (None when unknown); ``expected_audience``: the one the service
+    wants; ``principal_id``: the token's ``oid``; ``service``: who refused.
+
+    Example::
+
+        >>> err = TokenRejectedError("Azure OpenAI refused the token: it expired.", status=401,
+        ...                          audience="https://cognitiveservices.azure.com",
+        ...                          expected_audience="https://cognitiveservices.azure.com")
+        >>> err.to_dict()["expected_audience"], isinstance(err, ManagedIdentityError)
+        ('https://cognitiveservices.azure.com', True)
+    """
+
+    default_hint = "Get a fresh token for the service's own scope and send it with the request."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        audience: str | None = None,
+        expected_audience: str | None = None,
+        principal_id: str | None = None,
+        service: str = "Azure OpenAI",
+        **kw: Any,
+    ) -> None:
+        self.audience = audience
+        self.expected_audience = expected_audience
+        self.principal_id = principal_id
+        self.service = service
+        super().__init__(message, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The base's plain data plus the token's audience, the expected one, the principal and the service."""
+        data = super().to_dict()
+        data.update(audience=self.audience, expected_audience=self.expected_audience,
+                    principal_id=self.principal_id, service=self.service)
+        return data
+
+
+class AudienceError(TokenRejectedError):
+    """The token is for another resource than the service (its ``aud`` is not the expected audience).
+
+    Example::
+
+        >>> err = AudienceError("wrong audience", audience="https://management.azure.com/",
+        ...                     expected_audience="https://cognitiveservices.azure.com")
+        >>> isinstance(err, TokenRejectedError), err.audience
+        (True, 'https://management.azure.com/')
+    """
+
+
+class MissingRoleError(ManagedIdentityError, PermissionError):
+    """The token was accepted, but its principal holds no role with the data action it asked for.
+
+    Azure OpenAI says so with a **401** (not 403) ``PermissionDenied``. ``role``: the least role that
+    grants the action; ``principal_id``: the token's ``oid``; ``scope``: where to assign the role
+    (a resource id, or a placeholder); ``command``: the ``az role assignment create`` line.
+
+    Example::
+
+        >>> err = MissingRoleError("no role", role="Cognitive Services OpenAI User", principal_id="o",
+        ...                        scope="/subscriptions/s", command="az role assignment create ...")
+        >>> isinstance(err, PermissionError), err.to_dict()["role"]
+        (True, 'Cognitive Services OpenAI User')
+    """
+
+    default_hint = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        role: str | None = None,
+        principal_id: str | None = None,
+        scope: str | None = None,
+        command: str | None = None,
+        service: str = "Azure OpenAI",
+        **kw: Any,
+    ) -> None:
+        self.role = role
+        self.principal_id = principal_id
+        self.scope = scope
+        self.command = command
+        self.service = service
+        super().__init__(message, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The base's plain data plus the role, principal, scope, the ``az`` command and the service."""
+        data = super().to_dict()
+        data.update(role=self.role, principal_id=self.principal_id, scope=self.scope, command=self.command,
+                    service=self.service)
+        return data

@@ -96,6 +96,7 @@ WELL_KNOWN_RESOURCES: dict[str, WellKnownResource] = _table(
     ("datalake", "https://datalake.azure.net/", "Azure Data Lake"),
     ("kusto", "https://kusto.kusto.windows.net", "Azure Data Explorer (Kusto)"),
     ("cognitiveservices", "https://cognitiveservices.azure.com", "Azure AI services (Cognitive Services, OpenAI)"),
+    ("foundry", "https://ai.azure.com", "Azure AI Foundry projects (azure-ai-projects)"),
     ("ossrdbms", "https://ossrdbms-aad.database.windows.net", "Azure Database for PostgreSQL / MySQL"),
     ("redis", "https://redis.azure.com", "Azure Cache for Redis"),
     ("eventgrid", "https://eventgrid.azure.net", "Azure Event Grid"),
@@ -115,6 +116,8 @@ COMMON_NAMES: dict[str, str] = {
     "cosmosdb": "cosmos", "documentdb": "cosmos",
     "eventhub": "eventhubs", "servicebusnamespace": "servicebus", "sb": "servicebus",
     "openai": "cognitiveservices", "azureopenai": "cognitiveservices", "aoai": "cognitiveservices",
+    "aiservices": "cognitiveservices", "cognitive": "cognitiveservices",
+    "aifoundry": "foundry", "aiprojects": "foundry", "aiproject": "foundry",
     "postgres": "ossrdbms", "postgresql": "ossrdbms", "mysql": "ossrdbms",
     "containerregistry": "acr", "adx": "kusto", "dataexplorer": "kusto", "logs": "loganalytics",
 }
@@ -211,7 +214,7 @@ def resolve_resource(text: str) -> str:
     if value.lower() in OIDC_SCOPES:
         raise ValueError(f"{value!r} is a sign-in scope for users; {DEFAULT_ONLY}, e.g. 'https://graph.microsoft.com/.default'")
     if value.endswith(DEFAULT_SUFFIX):
-        return _one_form(scope_to_resource(value))
+        return _one_form(_refuse_endpoint(scope_to_resource(value)))
     if _GUID.fullmatch(value):
         return _one_form(value)
     if "://" not in value:
@@ -227,7 +230,7 @@ def resolve_resource(text: str) -> str:
         hint = f"did you mean {meant!r}? " if meant else ""
         raise ValueError(f"resource {_short(value)!r} is not a URI; {hint}expected {ACCEPTED_FORMS}")
     _refuse_permission_scope(value)
-    return _one_form(_check_uri(value))
+    return _one_form(_refuse_endpoint(_check_uri(value)))
 
 
 def _one_form(resource: str) -> str:
@@ -235,6 +238,32 @@ def _one_form(resource: str) -> str:
     key = resource.lower()
     alias = _BY_SPELLING.get(key[:-1] if key.endswith("/") else key)
     return WELL_KNOWN_RESOURCES[alias].uri if alias is not None else resource
+
+
+# Azure AI endpoints people pass as the token's resource (the endpoint's host, not the service's App
+# ID URI): Microsoft's domains, so no tenant's app can own them. host pattern -> (what it is, aliases)
+_ENDPOINTS_NOT_AUDIENCES = (
+    (re.compile(r"(?:[a-z0-9-]+\.)?openai\.azure\.com"), "an Azure OpenAI endpoint", ("cognitiveservices",)),
+    (re.compile(r"[a-z0-9-]+\.cognitiveservices\.azure\.com"), "an Azure AI services endpoint", ("cognitiveservices",)),
+    (re.compile(r"[a-z0-9-]+\.services\.ai\.azure\.com"), "an Azure AI Foundry endpoint", ("foundry", "cognitiveservices")),
+)
+
+
+def _refuse_endpoint(resource: str) -> str:
+    """``resource``, unless it is an Azure AI endpoint's address: then a ``ValueError`` naming the audience.
+
+    Azure OpenAI takes tokens for ``https://cognitiveservices.azure.com`` on both its APIs, whatever
+    the account's endpoint; a Foundry project for ``https://ai.azure.com``.
+    """
+    host = (urlsplit(resource).hostname or "") if "://" in resource else ""
+    for pattern, what, aliases in _ENDPOINTS_NOT_AUDIENCES:
+        if pattern.fullmatch(host):
+            meant = " or ".join(f"{WELL_KNOWN_RESOURCES[a].scope!r} (alias {a!r})" for a in aliases)
+            raise ValueError(
+                f"{_short(resource)!r} is {what}'s address, not a token audience: did you mean {meant}? "
+                "Azure OpenAI accepts tokens for 'https://cognitiveservices.azure.com' on every account "
+                "(the deployments and the v1 API); a Foundry project wants 'https://ai.azure.com'")
+    return resource
 
 
 def suggest_resources(resource: str, limit: int = 1) -> list[str]:
@@ -261,8 +290,10 @@ def suggest_resources(resource: str, limit: int = 1) -> list[str]:
     uris = {re.sub(r"^[a-z]+://", "", _canonical(r.uri)): r.uri for r in WELL_KNOWN_RESOURCES.values() if "://" in r.uri}
     import difflib  # only when a name was not recognised: a first token does not pay for it
 
-    close = difflib.get_close_matches(key, list(uris), n=limit, cutoff=0.75)
-    return [uris[m] for m in close if _edits(key, m) <= _TYPO_EDITS]
+    # a few more than asked, then the fewest edits: a short URI (ai.azure.com) can outscore the typo's target
+    close = difflib.get_close_matches(key, list(uris), n=limit + 3, cutoff=0.75)
+    typos = sorted((e, i, m) for i, m in enumerate(close) if (e := _edits(key, m)) <= _TYPO_EDITS)
+    return [uris[m] for _, _, m in typos[:limit]]
 
 
 _TYPO_EDITS = 3  # a typo changes a few characters ("vault.azure.com"), not a whole label ("batch." vs "management.")

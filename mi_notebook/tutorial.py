@@ -13,6 +13,8 @@ as what you would write on Azure. Each is a no-op (or asks Azure's public API) o
   (``{}`` on Azure);
 * :func:`data_targets`: where notebook 9 reads a blob and a secret (yours on Azure; Azurite and the
   emulator's vault off Azure) and the client keywords the emulator needs (``{}`` on Azure);
+* :func:`openai_targets`: where notebook 11 calls Azure OpenAI (yours on Azure, the emulator's off
+  Azure), the client keywords the emulator needs (``{}`` on Azure), and its log of token requests;
 * :func:`user_identities`: the VM's user-assigned identities by name, as ARM lists them;
 * :func:`jwks_for`: where the keys that verify a token are (``"entra"`` on Azure);
 * :func:`private_connection`: a connection to an emulator a cell started to break on purpose, which
@@ -31,6 +33,8 @@ Example::
 
 from __future__ import annotations
 
+import os
+import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +50,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "SAMPLE_BLOB",
     "DataTargets",
+    "OpenAITargets",
     "arm_sdk_options",
     "connect_or_carry_on",
     "data_targets",
+    "openai_targets",
     "jwks_for",
     "private_connection",
     "user_identities",
@@ -277,3 +283,112 @@ def _upload_sample(account_url: str, options: dict[str, Any], conn: Connection) 
     with BlobServiceClient(account_url, credential=ConnectionCredential(), **options) as blobs:
         blobs.create_container(container)
         blobs.get_blob_client(container, name).upload_blob(SAMPLE_CSV)
+
+
+#: the chat deployment the emulator serves (on Azure: yours, given to :func:`openai_targets`)
+EMULATED_CHAT = "gpt-4o-mini"
+
+
+@dataclass
+class OpenAITargets:
+    """Where notebook 11 calls Azure OpenAI, and what its clients need (see :func:`openai_targets`).
+
+    ``endpoint`` (``azure_endpoint=``; ``None``: not given), ``deployment``, ``account_id`` (the
+    account's resource id for ``az role assignment create --scope``, ``None`` when unknown) and
+    ``note``: one line saying where that is, or why nothing will be called. ``ready``: there is an
+    endpoint and the openai package is installed.
+
+    Example::
+
+        >>> OpenAITargets(None, "gpt-4o", None, note="no endpoint").ready
+        False
+    """
+
+    endpoint: str | None
+    deployment: str
+    account_id: str | None
+    note: str = ""
+    installed: bool = True
+    emulator: Any = field(default=None, repr=False)
+
+    @property
+    def ready(self) -> bool:
+        """An endpoint to call, and the openai SDK to call it with."""
+        return self.endpoint is not None and self.installed
+
+    @property
+    def v1_url(self) -> str | None:
+        """The v1 API's base URL (``OpenAI(base_url=...)``): ``<endpoint>/openai/v1/``."""
+        return self.endpoint.rstrip("/") + "/openai/v1/" if self.endpoint else None
+
+    def client_options(self, *, asynchronous: bool = False) -> dict[str, Any]:
+        """Keywords for ``AzureOpenAI`` / ``OpenAI`` (``asynchronous``: their async twins): ``{}`` on Azure.
+
+        Off Azure, ``http_client``: the openai SDK's own client, trusting the emulator's certificate
+        authority (its HTTPS is served with a CA of its own), and ``max_retries=0`` (the refusals this
+        notebook shows are not worth retrying).
+        """
+        if self.emulator is None:
+            return {}
+        import openai  # only off Azure, and only once the notebook calls the SDK
+
+        trust = ssl.create_default_context(cafile=self.emulator.openai_ca_bundle)
+        client = openai.DefaultAsyncHttpxClient(verify=trust) if asynchronous else openai.DefaultHttpxClient(verify=trust)
+        return {"http_client": client, "max_retries": 0}
+
+    def token_requests(self, resource: str = "https://cognitiveservices.azure.com") -> int | None:
+        """How many token requests for ``resource`` reached the emulator's token endpoint (its request
+        log); ``None`` on Azure, where no log is kept (``connection.cache.stats`` counts there)."""
+        if self.emulator is None:
+            return None
+        wanted = resource.rstrip("/")
+        return sum(1 for r in self.emulator.requests.filter(endpoint="token")
+                   if any(v.rstrip("/") == wanted for v in r.query.get("resource", [])))
+
+    def __str__(self) -> str:
+        return self.note
+
+
+def _openai_installed() -> bool:
+    try:
+        import openai  # noqa: F401 - the notebook imports it next anyway
+    except ImportError:
+        return False
+    return True
+
+
+def openai_targets(endpoint: str | None = None, deployment: str | None = None, *,
+                   connection: Connection | None = None) -> OpenAITargets:
+    """Where to call Azure OpenAI: yours on Azure; off Azure, the emulator's Azure OpenAI account.
+
+    On Azure (any connection but the embedded emulator) this returns ``endpoint`` (else the openai
+    SDK's own ``AZURE_OPENAI_ENDPOINT``) and ``deployment``, with no extra client keywords. Only for
+    the emulator: its account's endpoint, its chat deployment (``gpt-4o-mini``) and resource id, and
+    the keywords that make the SDK trust its certificate authority. Without the openai package,
+    ``ready`` is False and the note says how to install it.
+
+    Example::
+
+        >>> targets = openai_targets("https://my-aoai.openai.azure.com", "gpt-4o",
+        ...                          connection=connect("http://127.0.0.1:9"))
+        >>> targets.client_options(), targets.v1_url
+        ({}, 'https://my-aoai.openai.azure.com/openai/v1/')
+        >>> print(openai_targets(connection=connect("http://127.0.0.1:9")))
+        Azure OpenAI: no endpoint given (ENDPOINT in the first cell, or AZURE_OPENAI_ENDPOINT): the calls are skipped
+    """
+    conn = connection if connection is not None else current_or_connect()
+    installed = _openai_installed()
+    missing = "" if installed else (" | the openai package is not installed: pip install -e \".[openai]\" in your clone "
+                                    "of mi-notebook (or pip install openai), then run the notebook again")
+    emulator = conn.emulator
+    account = emulator.openai if emulator is not None else None
+    if emulator is None or account is None or emulator.openai_url is None:
+        endpoint = endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
+        where = (f"{endpoint}, deployment {deployment or '(not set: DEPLOYMENT)'}" if endpoint else
+                 "no endpoint given (ENDPOINT in the first cell, or AZURE_OPENAI_ENDPOINT): the calls are skipped")
+        return OpenAITargets(endpoint, deployment or "", None, note=f"Azure OpenAI: {where}{missing}",
+                             installed=installed)
+    return OpenAITargets(str(emulator.openai_url), EMULATED_CHAT, account.resource_id, installed=installed,
+                         emulator=emulator,
+                         note=f"Azure OpenAI: the emulator's account {account.name} at {emulator.openai_url}, "
+                              f"deployment {EMULATED_CHAT}{missing}")

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mi_notebook"
 CORE = {"identity", "resources", "clock", "timefmt", "retry", "tokens", "cache", "claims", "errors", "html",
         "secret", "hosts"}
 TRANSPORT = {"http", "imds", "sources", "detection", "metadata", "arm_client", "jwks", "probe",
-             "connection", "sdk_credential", "aio", "agent"}
+             "connection", "sdk_credential", "aio", "agent", "azure_openai"}
 PRESENTATION = {"frames", "charts", "widgets", "cli", "commands", "tutorial", "data", "__main__"}
 EMULATOR = {"emulator"}
 LAYER = {**{m: 1 for m in CORE}, **{m: 2 for m in TRANSPORT}, **{m: 3 for m in PRESENTATION},

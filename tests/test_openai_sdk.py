@@ -8,9 +8,8 @@ The SDK's HTTP client (httpx2 from openai 3 on) trusts the emulator's CA through
 too (httpcore2 reads it when no ``verify`` is given), shown once. Every client names its endpoint, so
 no test can fall back on the SDK's default base URL (and the suite's loopback guard would refuse it).
 
-Async: mi-notebook has no async credential yet, so the async tests wrap the sync provider in a small
-coroutine function here (``asyncio.to_thread``); azure-identity's aio ``get_bearer_token_provider``
-takes its place once an async credential exists.
+Async: azure-identity's aio ``get_bearer_token_provider`` over ``mi.aio.credential()``, the async
+credential on the same cache (tests/test_azure_openai.py covers ``mi.aio.bearer_token_provider``).
 """
 
 from __future__ import annotations
@@ -68,11 +67,11 @@ def v1_client(emu: Emulator, token_provider: Callable[[], str] | None = None) ->
                          max_retries=0, http_client=openai.DefaultHttpxClient(verify=trust(emu)))
 
 
-def async_provider(sync: Callable[[], str]) -> Callable[[], Awaitable[str]]:
-    """The async shape the async clients take, over the sync provider (until an async credential exists)."""
-    async def token() -> str:
-        return await asyncio.to_thread(sync)
-    return token
+def async_provider(identity: Identity | None = None, scope: str = COGNITIVE) -> Callable[[], Awaitable[str]]:
+    """The async shape the async clients take: azure-identity's aio provider over mi's async credential."""
+    from azure.identity.aio import get_bearer_token_provider as aio_bearer_token_provider
+
+    return aio_bearer_token_provider(mi.aio.credential(identity), scope)
 
 
 def authorization(record) -> str:
@@ -199,14 +198,12 @@ def test_ssl_cert_file_is_enough_for_the_sdk(emu, monkeypatch):
     assert client.chat.completions.create(model="gpt-4o-mini", messages=HELLO).choices[0].message.content
 
 
-def test_the_async_clients_through_an_async_wrapper(emu):
-    sync = provider()
-
+def test_the_async_clients_through_the_async_credential(emu):
     async def run() -> tuple[str, str, int]:
         azure = openai.AsyncAzureOpenAI(azure_endpoint=emu.openai_url, api_version=API_VERSION,
-                                        azure_ad_token_provider=async_provider(sync), max_retries=0,
+                                        azure_ad_token_provider=async_provider(), max_retries=0,
                                         http_client=openai.DefaultAsyncHttpxClient(verify=trust(emu)))
-        v1 = openai.AsyncOpenAI(base_url=emu.openai_url + "/openai/v1/", api_key=async_provider(sync),
+        v1 = openai.AsyncOpenAI(base_url=emu.openai_url + "/openai/v1/", api_key=async_provider(),
                                 max_retries=0, http_client=openai.DefaultAsyncHttpxClient(verify=trust(emu)))
         async with azure, v1:
             replies = await asyncio.gather(*(azure.chat.completions.create(
@@ -231,7 +228,7 @@ def test_the_async_client_meets_the_same_401s(emu):
             await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
 
     with pytest.raises(openai.AuthenticationError) as audience:
-        asyncio.run(run(async_provider(provider(scope="https://storage.azure.com/.default"))))
+        asyncio.run(run(async_provider(scope="https://storage.azure.com/.default")))
     with pytest.raises(openai.AuthenticationError) as role:
-        asyncio.run(run(async_provider(provider(Identity.user(client_id=user.client_id)))))
+        asyncio.run(run(async_provider(Identity.user(client_id=user.client_id))))
     assert audience.value.body == WRONG_AUDIENCE and role.value.body == MISSING_ROLE

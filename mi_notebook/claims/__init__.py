@@ -47,6 +47,7 @@ from ._decode import (
     token_text,
 )
 from ._glossary import (
+    AUDIENCE_NOTES,
     CLAIM_MEANINGS,
     HEADER_MEANINGS,
     MIRID_KINDS,
@@ -54,6 +55,8 @@ from ._glossary import (
     UNKNOWN_CLAIM,
     UNKNOWN_HEADER,
     VALUE_NOTES,
+    WRONG_AUDIENCE_ANSWERS,
+    audience_note,
     explain_claim,
     explain_header,
     mirid_kind,
@@ -61,6 +64,7 @@ from ._glossary import (
 from ._provenance import EMULATOR_CLAIM, TokenIdentity, emulator_evidence, token_identity
 
 __all__ = [
+    "AUDIENCE_NOTES",
     "CHECKS_COLUMNS",
     "CHECK_STATUSES",
     "CLAIMS_COLUMNS",
@@ -77,6 +81,8 @@ __all__ = [
     "UNKNOWN_CLAIM",
     "UNKNOWN_HEADER",
     "VALUE_NOTES",
+    "WRONG_AUDIENCE_ANSWERS",
+    "audience_note",
     "check_audience",
     "check_expires_on",
     "check_identity",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..identity import Identity
 from ..resources import resolve_resource
 from ..timefmt import as_epoch, format_relative, format_utc
+from ._glossary import WRONG_AUDIENCE_ANSWERS, audience_note
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -190,11 +191,16 @@ def check_audience(aud: Any, resource: str | None) -> Check:
                 f"aud {a!r} differs from the requested resource {asked} only in letter case; "
                 "services that compare audiences exactly will reject it.",
             )
+    key = wanted.lower().rstrip("/")
+    ai = audience_note(wanted) is not None  # an Azure AI audience: its own 401, and which scope is which
+    answer = WRONG_AUDIENCE_ANSWERS.get(key) or ("a 401" if ai else "401 (InvalidAuthenticationTokenAudience)")
+    noted = [note for note in map(audience_note, auds) if note]
+    what = f" ({noted[0]})" if noted and ai else ""
     return Check(
         "audience",
         "problem",
-        f"aud is {shown}, not the requested resource {asked}: this token is for another resource, "
-        "which will answer 401 (InvalidAuthenticationTokenAudience).",
+        f"aud is {shown}{what}, not the requested resource {asked}: this token is for another resource, "
+        f"which will answer {answer}.",
     )
 
 

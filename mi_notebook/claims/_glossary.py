@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AUDIENCE_NOTES",
     "CLAIM_MEANINGS",
     "HEADER_MEANINGS",
     "MIRID_KINDS",
@@ -28,6 +29,8 @@ __all__ = [
     "UNKNOWN_CLAIM",
     "UNKNOWN_HEADER",
     "VALUE_NOTES",
+    "WRONG_AUDIENCE_ANSWERS",
+    "audience_note",
     "explain_claim",
     "explain_header",
     "mirid_kind",
@@ -140,6 +143,25 @@ MIRID_KINDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
                                               "/providers/microsoft.compute/virtualmachinescalesets/")),
 )
 
+#: What an ``aud`` is for, where more than its alias helps: the Azure AI audiences, whose scopes people
+#: mix up. Sources: Microsoft Learn "How to configure Azure OpenAI with managed identities" and the
+#: api-version lifecycle page (cognitiveservices on both APIs); azure-ai-projects' ``credential_scopes``
+#: (ai.azure.com). Keys: lower case, no trailing slash.
+AUDIENCE_NOTES: dict[str, str] = {
+    "https://cognitiveservices.azure.com": "Azure AI services: Azure OpenAI (deployments and the v1 API) and "
+    "Foundry model inference",
+    "https://ai.azure.com": "Azure AI Foundry projects (azure-ai-projects); Azure OpenAI inference wants "
+    "https://cognitiveservices.azure.com instead",
+}
+
+#: What a service answers a token for another audience, where it is not ARM's
+#: ``InvalidAuthenticationTokenAudience`` (keys as in :data:`AUDIENCE_NOTES`). Azure OpenAI's body is
+#: captured in public threads (run-llama/llama_index#12484, Azure-Samples/azure-search-openai-demo#458).
+WRONG_AUDIENCE_ANSWERS: dict[str, str] = {
+    "https://cognitiveservices.azure.com": "401 'Unauthorized. Access token is missing, invalid, audience is "
+    "incorrect (https://cognitiveservices.azure.com), or have expired.'",
+}
+
 UNKNOWN_CLAIM = "unknown claim: not in mi-notebook's list of Entra ID access-token claims"
 UNKNOWN_HEADER = "unknown header parameter"
 
@@ -158,6 +180,20 @@ def mirid_kind(mirid: Any) -> str | None:
     return next((kind for kind, _, markers in MIRID_KINDS if any(m in lowered for m in markers)), None)
 
 
+def audience_note(aud: Any) -> str | None:
+    """What an audience is for (:data:`AUDIENCE_NOTES`), ignoring case and one trailing slash; else None.
+
+    Example::
+
+        >>> audience_note("https://ai.azure.com/").startswith("Azure AI Foundry projects")
+        True
+        >>> audience_note("https://vault.azure.net") is None
+        True
+    """
+    key = aud.strip().lower() if isinstance(aud, str) else ""
+    return AUDIENCE_NOTES.get(key[:-1] if key.endswith("/") else key)
+
+
 def explain_claim(name: str, value: Any = None) -> str:
     """The meaning of claim ``name``, plus what this particular ``value`` says where that helps.
 
@@ -172,6 +208,8 @@ def explain_claim(name: str, value: Any = None) -> str:
     if name == "xms_mirid":
         kind = mirid_kind(value)
         note = next((text for k, text, _ in MIRID_KINDS if k == kind), None)
+    elif name == "aud":
+        note = audience_note(value)
     else:
         note = VALUE_NOTES.get(name, {}).get(str(value))
     return f"{meaning} (here: {note})" if note else meaning

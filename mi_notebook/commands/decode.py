@@ -5,6 +5,11 @@ signature (and ``exp`` / ``nbf``): against ``--jwks URL`` when given, else the J
 at ``--imds-url`` / ``MI_NOTEBOOK_IMDS_URL`` when one is set, else Entra ID's keys for the token's
 tenant. A token that does not verify exits 1 and says why. The token itself is never printed.
 
+``--for SERVICE`` (an alias such as ``cognitiveservices`` or ``openai``, an App ID URI or a scope) says
+whether the token's audience is the one that service wants, and what the service answers when it is
+not; it exits 1 when it is not. An Azure AI audience (Azure OpenAI's ``https://cognitiveservices.azure.com``,
+a Foundry project's ``https://ai.azure.com``) is named with what it is for, unasked.
+
 A token the mi-notebook emulator issued (its ``mi_notebook_emulator`` claim says so) is called that on
 every output (``NOT an Azure token`` first in text, ``"issuedBy"`` in JSON); Entra ID's keys never
 verify it, so ``--verify`` without an emulator URL says so before fetching anything.
@@ -13,6 +18,7 @@ Example::
 
     $ mi-notebook token arm -o raw | mi-notebook decode
     $ mi-notebook decode --verify --imds-url http://127.0.0.1:8080 "$TOKEN"
+    $ mi-notebook token arm -o raw | mi-notebook decode --for openai     # exit 1: another audience
 """
 
 from __future__ import annotations
@@ -26,10 +32,10 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._common import EXIT_OK, fail, guarded
+from ._common import EXIT_ERROR, EXIT_OK, fail, guarded
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..claims import Claims
+    from ..claims import Check, Claims
     from ..errors import TokenVerificationError
 
 #: where an mi-notebook emulator publishes its signing keys, below its base URL
@@ -54,6 +60,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "token's tenant); implies --verify")
     parser.add_argument("--imds-url", metavar="URL",
                         help="an mi-notebook emulator's base URL: its JWKS verifies its tokens")
+    parser.add_argument("--for", dest="for_service", metavar="SERVICE",
+                        help="the service the token is meant for (an alias such as openai, cognitiveservices, arm, "
+                             "vault, or an App ID URI): say whether its audience is the one that service wants "
+                             "(exit 1 if not)")
     parser.add_argument("--mode", help=argparse.SUPPRESS)  # accepted for symmetry; decode needs no endpoint
     parser.set_defaults(func=guarded(run))
     return parser
@@ -116,6 +126,7 @@ def run(ns: argparse.Namespace) -> int:
     raw = raw.strip()
     if not raw:
         return fail("no token given (pass it as an argument, or pipe it in with '-')")
+    wanted = service_resource(ns.for_service) if getattr(ns, "for_service", None) else None  # ValueError: "invalid input", exit 1
     jwks = keys_for(ns)
     emulator = emulator_evidence(decode_unverified(raw))  # TokenDecodeError for garbage, before any fetch
     if jwks == "entra" and emulator is not None:
@@ -124,20 +135,79 @@ def run(ns: argparse.Namespace) -> int:
         claims = decode(raw, jwks=jwks) if jwks else decode(raw)
     except TokenVerificationError as exc:
         return fail("\n".join(_verification_failed(exc, emulator)))
+    audience = audience_lines(claims.audience, wanted, ns.for_service) if wanted or _ai_audience(claims.audience) else []
+    refused = wanted is not None and check_audience(claims.audience, wanted).status == "problem"
     if ns.json:
         print(json.dumps({"header": claims.header, "payload": claims.payload,
                           "meanings": {name: meaning for name, _, meaning in claims.rows()},
                           "verified": claims.verified, "verification": claims.verification,
                           "fingerprint": claims.fingerprint,
-                          "issuedBy": EMULATOR_ISSUER if emulator else None}, indent=2, default=str))
-        return EXIT_OK
+                          "issuedBy": EMULATOR_ISSUER if emulator else None,
+                          **({"audienceCheck": _audience_json(claims.audience, wanted)} if wanted else {})},
+                         indent=2, default=str))
+        return EXIT_ERROR if refused else EXIT_OK
     if emulator is not None:
         print(f"NOT an Azure token: {EMULATOR_ISSUER} issued it ({emulator}).")
+    for line in audience:
+        print(line)
     head = claims.to_text().split("\nClaims (", 1)[0]  # the overview and the checks
     print(head)
     print("\n".join(claim_lines(claims, shutil.get_terminal_size((100, 24)).columns)))
     print(f"Token {claims.fingerprint} (the token itself is never shown)")
-    return EXIT_OK
+    return EXIT_ERROR if refused else EXIT_OK
+
+
+def service_resource(text: str) -> str:
+    """The resource ``--for`` names: an alias (or a common name for one, such as ``openai``), a URI or a scope.
+
+    Example::
+
+        >>> service_resource("openai"), service_resource("https://vault.azure.net/.default")
+        ('https://cognitiveservices.azure.com', 'https://vault.azure.net')
+    """
+    from ..resources import COMMON_NAMES, resolve_resource
+
+    key = text.strip().lower().replace("-", "").replace("_", "")
+    return resolve_resource(COMMON_NAMES.get(key, text))
+
+
+def audience_lines(aud: Any, wanted: str | None, asked: str | None = None) -> list[str]:
+    """What the token's audience is for (Azure AI audiences), and, for ``--for``, whether it is the one wanted.
+
+    Example::
+
+        >>> for line in audience_lines("https://ai.azure.com", "https://cognitiveservices.azure.com", "openai"):
+        ...     print(line[:82])
+        Audience: https://ai.azure.com is for Azure AI Foundry projects (azure-ai-projects
+        Audience for openai: [problem] audience: aud is 'https://ai.azure.com' (Azure AI F
+    """
+    from ..claims import audience_note
+
+    lines = []
+    note = next(filter(None, map(audience_note, aud if isinstance(aud, list) else [aud])), None)
+    if note is not None:
+        lines.append(f"Audience: {aud} is for {note}.")
+    if wanted is not None:
+        lines.append(f"Audience for {asked or wanted}: {check_audience(aud, wanted)}")
+    return lines
+
+
+def _ai_audience(aud: Any) -> bool:
+    from ..claims import audience_note
+
+    return any(audience_note(a) for a in (aud if isinstance(aud, list) else [aud]))
+
+
+def _audience_json(aud: Any, wanted: str) -> dict[str, Any]:
+    check = check_audience(aud, wanted)
+    return {"wanted": wanted, "audience": aud, "status": check.status, "explanation": check.explanation}
+
+
+def check_audience(aud: Any, wanted: str) -> Check:
+    """:func:`mi_notebook.claims.check_audience` (imported when a command needs it)."""
+    from ..claims import check_audience as check
+
+    return check(aud, wanted)
 
 
 EMULATOR_ISSUER = "the mi-notebook emulator"
