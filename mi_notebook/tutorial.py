@@ -42,7 +42,7 @@ from .arm_client import ARM_URL, ArmClient
 from .connection import Connection, connect, current_or_connect, get_token
 from .errors import ArmError, IdentityNotFoundError, ManagedIdentityError, MultipleIdentitiesError
 from .identity import Identity
-from .imds import ImdsClient
+from .sources import ImdsClient
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tokens import AccessToken
