@@ -49,6 +49,7 @@ __all__ = [
 
 ENV_AUTHORITY_HOST = "AZURE_AUTHORITY_HOST"  # azure-identity's (and the workload-identity webhook's)
 ENV_SDK_CLOUD_CONF = "AZURE_SDK_CLOUD_CONF"  # azure-core's setting azure_cloud
+INSTANCE_API_VERSION = "2021-02-01"  # as mi_notebook.metadata's: one compute document serves both
 STORAGE_AUDIENCE = "https://storage.azure.com/"  # the same in every cloud (Microsoft: "use the same resource id")
 
 
@@ -298,10 +299,11 @@ class _MetadataReader(Protocol):
     def get_json(self, path: str, params: list[tuple[str, str]] | None = None) -> tuple[dict[str, Any], Any]: ...
 
 
-def ask_imds(client: _MetadataReader | object) -> Cloud:
+def ask_imds(client: _MetadataReader | object, slot: CloudSlot | None = None) -> Cloud:
     """The cloud a VM's IMDS names: ``GET /metadata/instance/compute`` through ``client.get_json`` (an
     :class:`~mi_notebook.sources.ImdsSource`: the same wire, retries and errors as tokens), read for
     ``azEnvironment``. A client with no instance metadata (not a VM's IMDS) means the public cloud.
+    ``slot`` keeps the ``compute`` document, so that reading which VM this is asks IMDS no more.
 
     Example::
 
@@ -315,8 +317,12 @@ def ask_imds(client: _MetadataReader | object) -> Cloud:
     if get_json is None:
         return CLOUDS[PUBLIC].because("this host has no instance metadata naming a cloud, so the public cloud "
                                       "is assumed (pass mi.connect(cloud=...) if this is not it)")
-    document, _ = get_json("/metadata/instance/compute", [("api-version", "2021-02-01")])
-    return from_az_environment(document.get("azEnvironment") if isinstance(document, Mapping) else None)
+    document, _ = get_json("/metadata/instance/compute", [("api-version", INSTANCE_API_VERSION)])
+    if not isinstance(document, Mapping):
+        document = {}
+    if slot is not None:
+        slot.compute = dict(document)
+    return from_az_environment(document.get("azEnvironment"))
 
 
 class CloudSlot:
@@ -335,11 +341,23 @@ class CloudSlot:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._value: Cloud | UnknownCloudError | None = None
+        #: the instance metadata's ``compute`` document, when the cloud was learnt from it
+        self.compute: dict[str, Any] | None = None
 
     def set(self, value: Cloud | UnknownCloudError | None) -> None:
         """Keep ``value`` (``None``: nothing known yet, learn on first need)."""
         if value is not None:
             self._value = value
+
+    def offer(self, compute: Mapping[str, Any]) -> None:
+        """Learn from an instance metadata ``compute`` document read for another purpose, if nothing is known."""
+        with self._lock:
+            if self._value is None:
+                try:
+                    self._value = from_az_environment(compute.get("azEnvironment"))
+                except UnknownCloudError as exc:
+                    self._value = exc
+                self.compute = dict(compute)
 
     @property
     def known(self) -> Cloud | None:

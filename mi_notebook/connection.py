@@ -147,7 +147,7 @@ class Connection:
     def cloud(self) -> clouds.Cloud:
         """The Azure cloud of its tokens (:class:`~mi_notebook.clouds.Cloud`; ``.learnt`` says how it was learnt:
         :func:`~mi_notebook.clouds.of_host`); a VM's IMDS is asked once, when an alias or ``mi.arm()`` needs it."""
-        return self._cloud.get(lambda: clouds.ask_imds(self.client))
+        return self._cloud.get(lambda: clouds.ask_imds(self.client, self._cloud))
 
     @property
     def kind(self) -> str:
