@@ -318,7 +318,7 @@ def connect(
         ("clock", clock), ("retry", retry), ("timeout", timeout), ("key_dir", arc_key_dir or None)) if value is not None}
 
     def starting(emu_profile: str, why: str) -> Connection:
-        return _emulator_connection(emu_profile, why, emulator_factory, options, cloud)
+        return _emulator_connection(emu_profile, why, emulator_factory, options, getattr(given_cloud, "name", None))
 
     def detected() -> Detection:
         return detect(env, sysfs_root=sysfs_root, himds_path=himds_path)

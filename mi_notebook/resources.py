@@ -40,7 +40,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .clouds import CLOUDS, PUBLIC, Cloud, WrongCloudError, cloud as _cloud
+from .clouds import CLOUDS, PUBLIC, Cloud, WrongCloudError
+from .clouds import cloud as _cloud
 
 __all__ = [
     "WELL_KNOWN_RESOURCES",

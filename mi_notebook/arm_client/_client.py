@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .. import errors
 from ..clock import SYSTEM_CLOCK, Clock
+from ..clouds import CloudSlot
 from ..http import (
     USER_AGENT,
     Answer,
@@ -31,7 +32,6 @@ from ..http import (
     is_loopback_host,
     timeout_pair,
 )
-from ..clouds import CloudSlot
 from ..identity import Identity
 from ..retry import AttemptOutcome, RetryPolicy, execute
 from ._answers import arm_error, judge
