@@ -240,8 +240,9 @@ def resolve_resource(text: str, cloud: Cloud | str | None = None) -> str:
                 f"unknown resource alias {value!r}; {hint}known aliases: {', '.join(WELL_KNOWN_RESOURCES)}. "
                 f"Or pass an App ID URI such as 'https://management.azure.com/'"
             )
-        alias = alias_for("https://" + value)
-        meant = WELL_KNOWN_RESOURCES[alias].uri if alias else next(iter(suggest_resources("https://" + value)), None)
+        public = _BY_URI.get(_canonical("https://" + value))  # a sovereign cloud's audience: as typed, with https://
+        meant = (WELL_KNOWN_RESOURCES[public].uri if public else "https://" + value if alias_for("https://" + value)
+                 else next(iter(suggest_resources("https://" + value)), None))
         hint = f"did you mean {meant!r}? " if meant else ""
         raise ValueError(f"resource {_short(value)!r} is not a URI; {hint}expected {ACCEPTED_FORMS}")
     _refuse_permission_scope(value)
