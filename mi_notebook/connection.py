@@ -150,6 +150,11 @@ class Connection:
         return self._cloud.get(lambda: clouds.ask_imds(self.client, self._cloud))
 
     @property
+    def cloud_if_known(self) -> clouds.Cloud | None:
+        """:attr:`cloud` if it is known already: a display never makes a VM ask IMDS."""
+        return self._cloud.known
+
+    @property
     def kind(self) -> str:
         """Deprecated (use :attr:`host`, :attr:`chosen` and :attr:`emulated`): ``"emulator"``,
         ``"explicit"`` for a given URL, ``"imds"`` for a VM's IMDS, else the host."""

@@ -47,6 +47,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--imds-url", metavar="URL", help="an IMDS-compatible base URL, e.g. http://127.0.0.1:8080")
     group.add_argument("--mode", choices=("auto", "imds", "emulator"),
                        help="auto: real IMDS if this is an Azure VM, else the embedded emulator")
+    group.add_argument("--cloud", metavar="NAME", help="the Azure cloud (AzureUSGovernment, AzureChinaCloud, ...; "
+                       "default: a VM's IMDS says, elsewhere AZURE_AUTHORITY_HOST); the emulator plays it")
 
 
 def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,11 +81,29 @@ def connection_from_args(ns: argparse.Namespace) -> Connection:
     """
     from ..connection import connect
 
+    cloud = getattr(ns, "cloud", None)
     if getattr(ns, "imds_url", None):
-        return _said(connect(ns.imds_url), "--imds-url gave it")
+        return _said(connect(ns.imds_url, cloud=cloud), "--imds-url gave it")
     mode = getattr(ns, "mode", None)
-    conn = connect(mode=mode)
+    conn = connect(mode=mode, cloud=cloud)
     return _said(conn, f"--mode {mode} was given") if mode not in (None, "auto") else conn
+
+
+def cloud_line(conn: Connection) -> str:
+    """The connection's cloud and how it was learnt, if known (a display never makes a VM ask IMDS).
+
+    Example::
+
+        >>> from types import SimpleNamespace
+        >>> from mi_notebook.clouds import cloud
+        >>> cloud_line(SimpleNamespace(cloud_if_known=cloud("AzureChinaCloud").because("--cloud said so")))
+        'Azure China (21Vianet) (AzureChinaCloud): --cloud said so'
+        >>> cloud_line(SimpleNamespace(cloud_if_known=None))
+        "not asked yet (a VM's IMDS is asked once, when an alias or ARM needs it)"
+    """
+    known = conn.cloud_if_known
+    return f"{known}: {known.learnt}" if known is not None else (
+        "not asked yet (a VM's IMDS is asked once, when an alias or ARM needs it)")
 
 
 def _said(conn: Connection, why: str) -> Connection:

@@ -30,6 +30,7 @@ from ._common import (
     EXIT_OK,
     add_connection_arguments,
     claims_judge_user_tokens,
+    cloud_line,
     connection_from_args,
     given_url,
     guarded,
@@ -164,6 +165,7 @@ def run(ns: argparse.Namespace) -> int:
     rows += [(i, "") for i in extra]
     rows += [(Identity.user(client_id=c), f" {name!r}") for name, c in listed if c and c not in named]
     first_token = _identities(conn, rows, resource, has_system, found, given=given_url(ns))
+    found.section("Endpoint").append(f"cloud: {cloud_line(conn)}")  # known once a token or ARM needed it
     found.section("Proxy variables").extend(proxy_lines())
     if ns.network:
         lines = found.section("Network (outbound reach)")

@@ -35,6 +35,7 @@ from ._common import (
     add_connection_arguments,
     add_identity_arguments,
     claims_judge_user_tokens,
+    cloud_line,
     connection_from_args,
     given_url,
     guarded,
@@ -235,6 +236,7 @@ def card_lines(token: AccessToken, conn: Connection, *, show_token: bool = False
         f"Token for {token.resource} ({label})" if "(" not in label else f"Token for {token.resource}: {label}",
         f"  identity     {token_identity(token).describe(token.identity)}",
         f"  endpoint     {conn.endpoint} ({conn.host}, {conn.chosen})",
+        f"  cloud        {cloud_line(conn)}",
         f"  expires_on   {token.expires_on} = {format_utc(token.expires_on)} "
         f"({format_relative(token.expires_on, time.time())})",
         f"  issued by    {token.issuer_label}",
