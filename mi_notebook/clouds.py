@@ -296,14 +296,17 @@ def of_host(host: str, environ: Mapping[str, str], played: str | None = None) ->
 
 
 class _MetadataReader(Protocol):
-    def get_json(self, path: str, params: list[tuple[str, str]] | None = None) -> tuple[dict[str, Any], Any]: ...
+    def get_json(self, path: str, params: list[tuple[str, str]] | None = None, *,
+                 on_attempt: Callable[..., None] | None = None) -> tuple[dict[str, Any], Any]: ...
 
 
-def ask_imds(client: _MetadataReader | object, slot: CloudSlot | None = None) -> Cloud:
+def ask_imds(client: _MetadataReader | object, slot: CloudSlot | None = None, *,
+             on_attempt: Callable[..., None] | None = None) -> Cloud:
     """The cloud a VM's IMDS names: ``GET /metadata/instance/compute`` through ``client.get_json`` (an
     :class:`~mi_notebook.sources.ImdsSource`: the same wire, retries and errors as tokens), read for
     ``azEnvironment``. A client with no instance metadata (not a VM's IMDS) means the public cloud.
-    ``slot`` keeps the ``compute`` document, so that reading which VM this is asks IMDS no more.
+    ``slot`` keeps the ``compute`` document, so that reading which VM this is asks IMDS no more;
+    ``on_attempt`` reports the request's attempts, as for a token.
 
     Example::
 
@@ -317,7 +320,7 @@ def ask_imds(client: _MetadataReader | object, slot: CloudSlot | None = None) ->
     if get_json is None:
         return CLOUDS[PUBLIC].because("this host has no instance metadata naming a cloud, so the public cloud "
                                       "is assumed (pass mi.connect(cloud=...) if this is not it)")
-    document, _ = get_json("/metadata/instance/compute", [("api-version", INSTANCE_API_VERSION)])
+    document, _ = get_json("/metadata/instance/compute", [("api-version", INSTANCE_API_VERSION)], on_attempt=on_attempt)
     if not isinstance(document, Mapping):
         document = {}
     if slot is not None:

@@ -119,7 +119,7 @@ class Connection:
     # (resource, identity) as given -> cache key: on every SDK call's path, so a few dict look-ups (nothing goes stale)
     _keys: dict[tuple[Any, Any], tuple[CacheKey, Callable[[], AccessToken]]] = field(
         default_factory=dict, repr=False, compare=False)
-    _cloud: clouds.CloudSlot = field(default_factory=clouds.CloudSlot, repr=False, compare=False)
+    cloud_slot: clouds.CloudSlot = field(default_factory=clouds.CloudSlot, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         old = {"explicit": ("vm", "given"), "imds": ("vm", "given"), "emulator": ("vm", "emulator")}.get(self.host)
@@ -147,12 +147,7 @@ class Connection:
     def cloud(self) -> clouds.Cloud:
         """The Azure cloud of its tokens (:class:`~mi_notebook.clouds.Cloud`; ``.learnt`` says how it was learnt:
         :func:`~mi_notebook.clouds.of_host`); a VM's IMDS is asked once, when an alias or ``mi.arm()`` needs it."""
-        return self._cloud.get(lambda: clouds.ask_imds(self.client, self._cloud))
-
-    @property
-    def cloud_if_known(self) -> clouds.Cloud | None:
-        """:attr:`cloud` if it is known already: a display never makes a VM ask IMDS."""
-        return self._cloud.known
+        return self.cloud_slot.get(lambda: clouds.ask_imds(self.client, self.cloud_slot))
 
     @property
     def kind(self) -> str:
@@ -350,7 +345,7 @@ def connect(
         if env_mode not in ("", "auto", *MODES):
             raise ValueError(f"{ENV_MODE} must be one of {', '.join(MODES)}; got {env_mode!r}")
         conn = _auto(detected(), probe_url, probe_timeout, options, starting)
-    conn._cloud.set(given_cloud or clouds.of_host(conn.host, env, getattr(conn.emulator, "cloud", None)))
+    conn.cloud_slot.set(given_cloud or clouds.of_host(conn.host, env, getattr(conn.emulator, "cloud", None)))
     if sharing:
         _share(conn, agent_dir, clock)
     logger.info("%s", conn.reason)

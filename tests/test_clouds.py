@@ -165,7 +165,7 @@ def test_bad_input_is_refused_alike_in_every_cloud():
 @pytest.mark.parametrize("played", [GOV], indirect=True)
 def test_done_when_an_emulated_government_vm(played):
     emu = played.emulator
-    assert played._cloud.known is None and instance_requests(emu) == 0  # nothing asked yet
+    assert played.cloud_slot.known is None and instance_requests(emu) == 0  # nothing asked yet
     tok = mi.get_token("arm")
     assert tok.resource == ARM[GOV] and tok.claims.audience == ARM[GOV]
     assert played.cloud.name == GOV and played.cloud.learnt == "IMDS's compute.azEnvironment is 'AzureUSGovernmentCloud'"
@@ -204,7 +204,7 @@ def test_nothing_cloud_dependent_asks_imds_nothing(played):
         assert played.get_token(resource).resource == STORAGE_AUDIENCE
     with pytest.raises(mi.errors.InvalidResourceError, match="AADSTS500011"):  # a custom audience goes through
         played.get_token("api://my-api")
-    assert instance_requests(emu) == 0 and played._cloud.known is None
+    assert instance_requests(emu) == 0 and played.cloud_slot.known is None
 
 
 @pytest.mark.parametrize("played", [GOV], indirect=True)
@@ -273,7 +273,7 @@ class _Imds:
         self.az_environment, self.asked = az_environment, 0
         self.host, self.endpoint = "vm", "http://169.254.169.254"
 
-    def get_json(self, path, params=None):
+    def get_json(self, path, params=None, *, on_attempt=None):
         self.asked += 1
         assert path == "/metadata/instance/compute" and params == [("api-version", "2021-02-01")]
         return ({"azEnvironment": self.az_environment} if self.az_environment else {"name": "vm"}), None
@@ -320,3 +320,34 @@ def test_the_issuer_check_knows_each_clouds_issuers():
     wrong = check_issuer("https://sts.chinacloudapi.cn/t/", PUBLIC)
     assert wrong.status == "problem" and "Azure China (21Vianet)'s" in wrong.explanation
     assert check_issuer(None, PUBLIC).status == "problem"
+
+
+# ---- the command line ---------------------------------------------------------------------------------
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from mi_notebook.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def test_the_token_card_names_the_cloud_and_refuses_another_clouds_audience(capsys, clean_connection):
+    with Emulator(cloud=GOV, throttle=False) as emu:
+        code, out, _ = _cli(capsys, "token", "--imds-url", emu.imds_url)
+        assert code == 0 and out.startswith(f"Token for {ARM[GOV]} ")
+        assert "  cloud        Azure Government (AzureUSGovernmentCloud): IMDS's compute.azEnvironment is " in out
+        tokens = token_requests(emu)
+        code, _, err = _cli(capsys, "token", "https://management.azure.com/.default", "--imds-url", emu.imds_url)
+        assert code == 1 and "invalid input: this VM is in Azure Government" in err
+        assert "use https://management.usgovcloudapi.net/" in err and token_requests(emu) == tokens
+        code, out, _ = _cli(capsys, "token", "--mode", "emulator", "--cloud", "AzureChinaCloud")
+        assert code == 0 and out.startswith(f"Token for {ARM[CHINA]} ") and "--cloud" in out
+        code, _, err = _cli(capsys, "token", "--mode", "emulator", "--cloud", "Narnia")
+        assert code == 1 and "unknown cloud 'Narnia'" in err
+
+
+def test_doctor_names_the_cloud(capsys, clean_connection):
+    code, out, _ = _cli(capsys, "doctor", "--mode", "emulator", "--cloud", "AzureUSGovernment")
+    assert "cloud: Azure Government (AzureUSGovernmentCloud): --cloud said so" in out
+    assert f"Identities (token for {ARM[GOV]})" in out and code in (0, 1)

@@ -249,7 +249,7 @@ class ArmClient:
                 f"Instance metadata comes from a VM's IMDS; this client's connection is to "
                 f"{self.connection.endpoint} ({self.connection.host}), which has none.",
                 hint="Pass the VM's resource id to get(), or connect to a VM's IMDS.")
-        slot = getattr(self.connection, "_cloud", None)  # one compute document for the cloud and for this
+        slot = getattr(self.connection, "cloud_slot", None)  # one compute document for the cloud and for this
         if isinstance(slot, CloudSlot) and slot.compute:
             md = InstanceMetadata.from_compute(slot.compute)
         else:

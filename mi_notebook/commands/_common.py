@@ -83,10 +83,14 @@ def connection_from_args(ns: argparse.Namespace) -> Connection:
 
     cloud = getattr(ns, "cloud", None)
     if getattr(ns, "imds_url", None):
-        return _said(connect(ns.imds_url, cloud=cloud), "--imds-url gave it")
-    mode = getattr(ns, "mode", None)
-    conn = connect(mode=mode, cloud=cloud)
-    return _said(conn, f"--mode {mode} was given") if mode not in (None, "auto") else conn
+        conn = _said(connect(ns.imds_url, cloud=cloud), "--imds-url gave it")
+    else:
+        mode = getattr(ns, "mode", None)
+        conn = connect(mode=mode, cloud=cloud)
+        conn = _said(conn, f"--mode {mode} was given") if mode not in (None, "auto") else conn
+    if cloud is not None:  # in the command's words
+        conn.cloud_slot.set(conn.cloud.because("--cloud said so"))
+    return conn
 
 
 def cloud_line(conn: Connection) -> str:
@@ -96,14 +100,27 @@ def cloud_line(conn: Connection) -> str:
 
         >>> from types import SimpleNamespace
         >>> from mi_notebook.clouds import cloud
-        >>> cloud_line(SimpleNamespace(cloud_if_known=cloud("AzureChinaCloud").because("--cloud said so")))
-        'Azure China (21Vianet) (AzureChinaCloud): --cloud said so'
-        >>> cloud_line(SimpleNamespace(cloud_if_known=None))
+        >>> from mi_notebook.clouds import CloudSlot
+        >>> slot = CloudSlot()
+        >>> cloud_line(SimpleNamespace(cloud_slot=slot))
         "not asked yet (a VM's IMDS is asked once, when an alias or ARM needs it)"
+        >>> slot.set(cloud("AzureChinaCloud").because("--cloud said so"))
+        >>> cloud_line(SimpleNamespace(cloud_slot=slot))
+        'Azure China (21Vianet) (AzureChinaCloud): --cloud said so'
     """
-    known = conn.cloud_if_known
+    known = conn.cloud_slot.known
     return f"{known}: {known.learnt}" if known is not None else (
         "not asked yet (a VM's IMDS is asked once, when an alias or ARM needs it)")
+
+
+def learn_cloud(conn: Connection, resource: str, on_attempt: Callable[..., None]) -> None:
+    """Learn ``conn``'s cloud now if ``resource`` needs it, reporting the attempts as a token's would
+    (a VM's IMDS is then asked once, before the token)."""
+    from ..clouds import ask_imds
+    from ..resources import depends_on_cloud
+
+    if depends_on_cloud(resource):
+        conn.cloud_slot.get(lambda: ask_imds(conn.client, conn.cloud_slot, on_attempt=on_attempt))
 
 
 def _said(conn: Connection, why: str) -> Connection:

@@ -40,6 +40,7 @@ from ._common import (
     given_url,
     guarded,
     identity_from_args,
+    learn_cloud,
 )
 from ._errors import stop_when_nothing_listens
 from ._identity import CliProblem, identity_problem
@@ -199,12 +200,13 @@ def run(ns: argparse.Namespace) -> int:
     from ..resources import resolve_resource
 
     identity = identity_from_args(ns)
-    resource = resolve_resource(ns.resource)  # bad input fails before any connection is made
+    resolve_resource(ns.resource)  # bad input fails before any connection is made; the cloud's form comes later
     conn = connection_from_args(ns)
     progress = stop_when_nothing_listens(conn, progress_printer(label=endpoint_label(conn.host)),
                                          given=given_url(ns) or "--imds-url")
+    learn_cloud(conn, ns.resource, progress)  # a VM's IMDS names its cloud (once), with the same progress lines
     with claims_judge_user_tokens():
-        token = conn.get_token(resource, identity=identity, on_attempt=progress)
+        token = conn.get_token(ns.resource, identity=identity, on_attempt=progress)
     if token.emulated:
         print(f"NOT an Azure token: issued by the mi-notebook emulator. {conn.reason}", file=sys.stderr)
     who = token_identity(token)

@@ -52,7 +52,7 @@ def _cloud_note() -> str:
     from ..connection import current
 
     conn = current()
-    known = conn.cloud_if_known if conn is not None else None
+    known = conn.cloud_slot.known if conn is not None else None
     return panels.note(f"Cloud: {known}: {known.learnt}.") if known is not None else ""
 
 
