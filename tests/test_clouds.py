@@ -351,3 +351,14 @@ def test_doctor_names_the_cloud(capsys, clean_connection):
     code, out, _ = _cli(capsys, "doctor", "--mode", "emulator", "--cloud", "AzureUSGovernment")
     assert "cloud: Azure Government (AzureUSGovernmentCloud): --cloud said so" in out
     assert f"Identities (token for {ARM[GOV]})" in out and code in (0, 1)
+
+
+@pytest.mark.parametrize("played", [GOV], indirect=True)
+def test_the_token_explorer_card_names_the_cloud(played):
+    from mi_notebook.widgets import SyncExecutor, TokenExplorer
+
+    explorer = TokenExplorer("arm", executor=SyncExecutor(), list_identities=False)
+    explorer.on_get()
+    assert explorer.token is not None and explorer.token.resource == ARM[GOV]
+    assert "Cloud: Azure Government (AzureUSGovernmentCloud): IMDS&#x27;s compute.azEnvironment" in \
+        explorer.token_card.value
