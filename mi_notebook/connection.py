@@ -53,13 +53,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import clouds
 from .cache import CacheKey, TokenCache, default_cache
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import HIMDS_PATH, Detection, detect
 from .hosts import HOST_LABELS, HOSTS, Chosen, Host, host_label, legacy_source
 from .identity import Identity
 from .probe import DEFAULT_PROBE_TIMEOUT, ProbeResult, probe_imds
-from .resources import resolve_resource
+from .resources import depends_on_cloud, resolve_resource
 
 if TYPE_CHECKING:  # pragma: no cover
     from .emulator import Emulator
@@ -67,18 +68,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .sources import Source
     from .tokens import AccessToken
 
-__all__ = [
-    "ENV_IMDS_URL",
-    "ENV_MODE",
-    "Connection",
-    "ProbeResult",
-    "connect",
-    "current",
-    "current_or_connect",
-    "disconnect",
-    "get_token",
-    "probe_imds",
-]
+__all__ = ["ENV_IMDS_URL", "ENV_MODE", "Connection", "ProbeResult", "connect", "current", "current_or_connect",
+           "disconnect", "get_token", "probe_imds"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +95,7 @@ class Connection:
     ``"requested"``, ``"detected"``, ``"probed"``, ``"emulator"``); ``emulator`` the embedded emulator
     it started (``emulated`` says so). ``reason`` is one sentence for humans; ``probe`` and
     ``detection`` hold what auto mode found. ``cache`` is where its tokens are kept (the process-wide
-    one by default).
+    one by default). :attr:`cloud` is the Azure cloud its tokens are for.
 
     Example::
 
@@ -125,11 +116,10 @@ class Connection:
     detection: Detection | None = field(default=None, repr=False)
     cache: TokenCache = field(default_factory=default_cache, repr=False)
     closed: bool = field(default=False, repr=False)
-    # (resource as given, identity as given) -> cache key: a cached get_token is on the path of every
-    # Azure SDK call, so it must stay a few dictionary look-ups (resolving is pure: nothing goes stale)
+    # (resource, identity) as given -> cache key: on every SDK call's path, so a few dict look-ups (nothing goes stale)
     _keys: dict[tuple[Any, Any], tuple[CacheKey, Callable[[], AccessToken]]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
+        default_factory=dict, repr=False, compare=False)
+    cloud_slot: clouds.CloudSlot = field(default_factory=clouds.CloudSlot, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         old = {"explicit": ("vm", "given"), "imds": ("vm", "given"), "emulator": ("vm", "emulator")}.get(self.host)
@@ -152,6 +142,12 @@ class Connection:
     def label(self) -> str:
         """The host for people: ``"Azure VM (IMDS)"``, ``"the mi-notebook emulator (not Azure) playing Azure ML compute"``."""
         return host_label(self.host, emulated=self.emulated)
+
+    @property
+    def cloud(self) -> clouds.Cloud:
+        """The Azure cloud of its tokens (:class:`~mi_notebook.clouds.Cloud`; ``.learnt`` says how it was learnt:
+        :func:`~mi_notebook.clouds.of_host`); a VM's IMDS is asked once, when an alias or ``mi.arm()`` needs it."""
+        return self.cloud_slot.get(lambda: clouds.ask_imds(self.client, self.cloud_slot))
 
     @property
     def kind(self) -> str:
@@ -213,7 +209,8 @@ class Connection:
     def _key_for(self, resource: str, identity: Identity | str | None) -> tuple[CacheKey, Callable[[], AccessToken]]:
         # the identity as the host resolves it (Azure ML: DEFAULT_IDENTITY_CLIENT_ID for "none named")
         ident = self.client.resolve_identity(identity)
-        key = CacheKey.of(self.client, ident, resolve_resource(resource))
+        cloud = self.cloud if depends_on_cloud(resource) else None  # a VM asks IMDS once, and only if needed
+        key = CacheKey.of(self.client, ident, resolve_resource(resource, cloud))
 
         def fetch() -> AccessToken:
             return self.client.request_token(key.resource, key.identity)
@@ -267,6 +264,7 @@ def connect(
     share: bool | None = None,
     agent_dir: str | None = None,
     source: str | None = None,
+    cloud: str | None = None,
 ) -> Connection:
     """Choose the endpoint (see the module docstring), make it the current connection, return it.
 
@@ -277,8 +275,9 @@ def connect(
     tests point them elsewhere; ``arc_key_dir`` is where an Arc agent's key files must be (default the
     platform's directory). ``share``: serve tokens through this user's token agent (default: the
     ``MI_NOTEBOOK_SHARE`` variable; see the module docstring), whose files are in ``agent_dir``
-    (default ``$XDG_RUNTIME_DIR/mi-notebook``). ``source=`` is the deprecated name of ``host=``.
-    Bad arguments -> ``ValueError``.
+    (default ``$XDG_RUNTIME_DIR/mi-notebook``). ``source=`` is the deprecated name of ``host=``. ``cloud``: the
+    Azure cloud (IMDS's, az's or azure-core's name; an emulator started here plays it), else learnt as
+    :func:`mi_notebook.clouds.of_host` says. Bad arguments -> ``ValueError``.
 
     Example::
 
@@ -308,22 +307,18 @@ def connect(
         given.append(f"mode={mode!r}")
     if len(given) > 1:
         raise ValueError(f"give one of imds_url, host or mode, not {' and '.join(given)}")
+    given_cloud = clouds.cloud(cloud).because("connect(cloud=...) said so") if cloud is not None else None
     env: Mapping[str, str] = os.environ if environ is None else environ
     sharing = False
     if share is not None or env.get("MI_NOTEBOOK_SHARE"):  # the agent's client loads only when it may be used
         from .agent.client import share_requested
 
         sharing = share_requested(share, env)
-    options: dict[str, Any] = {"clock": clock}
-    if retry is not None:
-        options["retry"] = retry
-    if timeout is not None:
-        options["timeout"] = timeout
-    if arc_key_dir:
-        options["key_dir"] = arc_key_dir
+    options: dict[str, Any] = {name: value for name, value in (
+        ("clock", clock), ("retry", retry), ("timeout", timeout), ("key_dir", arc_key_dir or None)) if value is not None}
 
     def starting(emu_profile: str, why: str) -> Connection:
-        return _emulator_connection(emu_profile, why, emulator_factory, options)
+        return _emulator_connection(emu_profile, why, emulator_factory, options, getattr(given_cloud, "name", None))
 
     def detected() -> Detection:
         return detect(env, sysfs_root=sysfs_root, himds_path=himds_path)
@@ -350,6 +345,7 @@ def connect(
         if env_mode not in ("", "auto", *MODES):
             raise ValueError(f"{ENV_MODE} must be one of {', '.join(MODES)}; got {env_mode!r}")
         conn = _auto(detected(), probe_url, probe_timeout, options, starting)
+    conn.cloud_slot.set(given_cloud or clouds.of_host(conn.host, env, getattr(conn.emulator, "cloud", None)))
     if sharing:
         _share(conn, agent_dir, clock)
     logger.info("%s", conn.reason)
@@ -432,13 +428,13 @@ def _forced(found: Detection, host: str, vm_url: str) -> Detection:
 
 
 def _emulator_connection(profile: str, why: str, factory: Callable[[], Emulator] | None,
-                         options: dict[str, Any]) -> Connection:
-    """Start the emulator playing ``profile`` and connect to it with that host's protocol."""
+                         options: dict[str, Any], cloud: str | None = None) -> Connection:
+    """Start the emulator playing ``profile`` (in ``cloud``) and connect to it with that host's protocol."""
     if factory is None:
         from .emulator import Emulator  # lazily: only connect may start the emulator
 
         def factory() -> Emulator:
-            return Emulator(profile=profile)
+            return Emulator(profile=profile, cloud=cloud)
 
     emu = factory()
     emu.start()

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import errors
+from . import clouds, errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from .retry import Timeline
@@ -28,8 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["INSTANCE_API_VERSION", "InstanceMetadata", "api_versions", "instance_metadata", "tenant_id"]
 
-#: A version every IMDS in service supports and that has every field used here.
-INSTANCE_API_VERSION = "2021-02-01"
+#: A version every IMDS in service supports and that has every field used here (``azEnvironment`` included:
+#: a connection learning its cloud reads the same document, :func:`mi_notebook.clouds.ask_imds`).
+INSTANCE_API_VERSION = clouds.INSTANCE_API_VERSION
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,17 @@ class InstanceMetadata:
             compute=dict(compute),
             timeline=timeline,
         )
+
+    @property
+    def cloud(self) -> clouds.Cloud:
+        """The Azure cloud ``az_environment`` names (:func:`mi_notebook.clouds.from_az_environment`).
+
+        Example::
+
+            >>> InstanceMetadata("s", "rg", "vm", "", az_environment="AzureUSGovernmentCloud").cloud.title
+            'Azure Government'
+        """
+        return clouds.from_az_environment(self.az_environment)
 
     def to_dict(self) -> dict[str, Any]:
         """The named fields as plain data (without the raw ``compute`` object and the timeline)."""

@@ -24,6 +24,14 @@ Example::
     'https://management.azure.com/'
     >>> resource_to_scope("https://management.azure.com/"), alias_for("https://graph.microsoft.com")
     ('https://management.azure.com/.default', 'graph')
+
+**Per cloud.** ``resolve_resource(text, cloud)`` resolves for a cloud (:mod:`mi_notebook.clouds`):
+``"arm"`` on an Azure Government VM is ``https://management.usgovcloudapi.net/``, and another
+cloud's audience is a :class:`~mi_notebook.clouds.WrongCloudError` naming the right one, before any
+request. A connection passes its cloud when the resource :func:`depends_on_cloud`.
+
+    >>> resolve_resource("arm", "AzureUSGovernmentCloud"), resolve_resource("storage", "AzureChinaCloud")
+    ('https://management.usgovcloudapi.net/', 'https://storage.azure.com/')
 """
 
 from __future__ import annotations
@@ -32,10 +40,14 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .clouds import CLOUDS, PUBLIC, Cloud, WrongCloudError
+from .clouds import cloud as _cloud
+
 __all__ = [
     "WELL_KNOWN_RESOURCES",
     "WellKnownResource",
     "alias_for",
+    "depends_on_cloud",
     "list_resources",
     "resolve_resource",
     "resource_to_scope",
@@ -178,13 +190,14 @@ def _check_uri(text: str) -> str:
     return text
 
 
-def resolve_resource(text: str) -> str:
+def resolve_resource(text: str, cloud: Cloud | str | None = None) -> str:
     """The ``resource`` to send to IMDS for an alias, an App ID URI, an app id or a ``.default`` scope.
 
     Aliases are case-insensitive. A well-known resource's URI or scope, however spelled, becomes its
     one form in :data:`WELL_KNOWN_RESOURCES` (one token per resource); any other URI is kept verbatim
     (apart from surrounding spaces and ``/.default``), because IMDS uses it verbatim as the token's
-    audience.
+    audience. ``cloud`` (a :class:`~mi_notebook.clouds.Cloud` or its name) resolves for that cloud,
+    as the module docstring says; ``None`` is the public cloud's table, refusing nothing.
 
     Example::
 
@@ -197,6 +210,8 @@ def resolve_resource(text: str) -> str:
         ...
         ValueError: one resource at a time: 'https://graph.microsoft.com/User.Read https://graph.microsoft.com/Mail.Read' holds 2 (IMDS issues a token for a single resource)
     """
+    if cloud is not None:
+        return _in_cloud(text, _cloud(cloud))
     if not isinstance(text, str):
         raise ValueError(f"resource must be a string ({ACCEPTED_FORMS}); got {type(text).__name__}")
     value = text.strip()
@@ -225,12 +240,48 @@ def resolve_resource(text: str) -> str:
                 f"unknown resource alias {value!r}; {hint}known aliases: {', '.join(WELL_KNOWN_RESOURCES)}. "
                 f"Or pass an App ID URI such as 'https://management.azure.com/'"
             )
-        alias = alias_for("https://" + value)
-        meant = WELL_KNOWN_RESOURCES[alias].uri if alias else next(iter(suggest_resources("https://" + value)), None)
+        public = _BY_URI.get(_canonical("https://" + value))  # a sovereign cloud's audience: as typed, with https://
+        meant = (WELL_KNOWN_RESOURCES[public].uri if public else "https://" + value if alias_for("https://" + value)
+                 else next(iter(suggest_resources("https://" + value)), None))
         hint = f"did you mean {meant!r}? " if meant else ""
         raise ValueError(f"resource {_short(value)!r} is not a URI; {hint}expected {ACCEPTED_FORMS}")
     _refuse_permission_scope(value)
     return _one_form(_refuse_endpoint(_check_uri(value)))
+
+
+def _in_cloud(text: str, where: Cloud) -> str:
+    """:func:`resolve_resource` for the cloud ``where``: its aliases, its one forms, no other cloud's audience."""
+    resource = resolve_resource(text)  # bad input is refused first, the same way in every cloud
+    if where.name == PUBLIC:
+        alias = None
+    else:
+        alias = text.strip().lower()
+        if alias in where.resources:
+            return where.resources[alias]
+        if alias in WELL_KNOWN_RESOURCES:
+            raise WrongCloudError(
+                f"{_place(where)} is in {where.title}, and mi-notebook knows the alias {alias!r} only in the public "
+                f"cloud ({resource}): ask for the App ID URI of that service in {where.title} (its documentation "
+                f"gives it). The aliases mi-notebook knows in {where.title}: {', '.join(where.resources)}")
+    key = _canonical(resource)
+    mine = _AUDIENCES[where.name]
+    if key in mine:
+        return mine[key] or resource
+    for other, (name, what) in _OWNERS.get(key, {}).items():
+        right = where.resources.get(name) if name is not None else None
+        use = f": use {right}" if right else f"; mi-notebook knows no {what} audience in {where.title}"
+        raise WrongCloudError(
+            f"{_place(where)} is in {where.title}{_how(where)}{use} ({resource!r} is {CLOUDS[other].title}'s {what} "
+            f"audience, which {where.title}'s Entra ID refuses with AADSTS500011)", right=right)
+    return resource
+
+
+def _place(where: Cloud) -> str:
+    return "this VM" if where.learnt.startswith("IMDS") else "this connection"
+
+
+def _how(where: Cloud) -> str:
+    return f" ({where.learnt})" if where.learnt else ""
 
 
 def _one_form(resource: str) -> str:
@@ -400,13 +451,48 @@ _BY_SPELLING = {(r.uri.lower()[:-1] if r.uri.endswith("/") else r.uri.lower()): 
                 for r in WELL_KNOWN_RESOURCES.values()}
 
 
+# per cloud: canonical spelling of each audience the table knows -> its one form ("" for ARM's other form)
+_AUDIENCES = {c.name: {**{_canonical(a): "" for a in c.arm_audiences},
+                       **{_canonical(u): u for u in c.resources.values()}} for c in CLOUDS.values()}
+# canonical audience -> {cloud name: (alias, title)} for the audiences that differ between clouds
+_OWNERS: dict[str, dict[str, tuple[str | None, str]]] = {}
+for _c in CLOUDS.values():
+    for _alias, _uri in [*_c.resources.items(), *(("arm", a) for a in _c.arm_audiences)]:
+        if _uri != _c.resources["storage"]:
+            _OWNERS.setdefault(_canonical(_uri), {})[_c.name] = (_alias, WELL_KNOWN_RESOURCES[_alias].title)
+_ANY_CLOUD_ALIAS = {k: v[0] for k, by in _OWNERS.items() for v in by.values() if v[0] is not None}
+
+
+def depends_on_cloud(text: object) -> bool:
+    """Whether resolving ``text`` needs to know the cloud: an alias (but ``"storage"``, the same in every
+    cloud), or an audience that differs between clouds. Cheap, and never raises.
+
+    Example::
+
+        >>> depends_on_cloud("arm"), depends_on_cloud("https://management.azure.com/.default")
+        (True, True)
+        >>> depends_on_cloud("storage"), depends_on_cloud("api://my-api"), depends_on_cloud(None)
+        (False, False, False)
+    """
+    if not isinstance(text, str):
+        return False
+    value = text.strip().lower()
+    if value.endswith(DEFAULT_SUFFIX):
+        value = value[: -len(DEFAULT_SUFFIX)]
+    if value in WELL_KNOWN_RESOURCES:
+        return value != "storage"
+    return _canonical(value) in _OWNERS
+
+
 def alias_for(resource: str) -> str | None:
-    """The alias of a well-known resource (ignoring case and a trailing slash), else ``None``.
+    """The alias of a well-known resource in any cloud (ignoring case and a trailing slash), else ``None``.
 
     Example::
 
         >>> alias_for("https://management.azure.com"), alias_for("api://my-api")
         ('arm', None)
+        >>> alias_for("https://management.usgovcloudapi.net/"), alias_for("https://vault.azure.cn")
+        ('arm', 'vault')
     """
     if not isinstance(resource, str):
         return None
@@ -415,4 +501,5 @@ def alias_for(resource: str) -> str | None:
         value = value[: -len(DEFAULT_SUFFIX)]
     if value.lower() in WELL_KNOWN_RESOURCES:
         return value.lower()
-    return _BY_URI.get(_canonical(value))
+    key = _canonical(value)
+    return _BY_URI.get(key) or _ANY_CLOUD_ALIAS.get(key)

@@ -38,10 +38,12 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .arm_client import ARM_URL, ArmClient
+from .arm_client import ArmClient
+from .clouds import cloud
 from .connection import Connection, connect, current_or_connect, get_token
 from .errors import ArmError, IdentityNotFoundError, ManagedIdentityError, MultipleIdentitiesError
 from .identity import Identity
+from .resources import resolve_resource, resource_to_scope
 from .sources import ImdsClient
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,6 +98,8 @@ def arm_sdk_options(connection: Connection | None = None) -> dict[str, Any]:
     (or an ARM given by ``MI_NOTEBOOK_ARM_URL``) does it return ``base_url`` (its ARM) and
     ``connection_verify`` (its certificate authority: the SDKs send a bearer token only over https).
     Write ``Client(credential, subscription_id, **arm_sdk_options())`` and the same cell runs on both.
+    In Azure Government or China it adds that cloud's ARM and ``credential_scopes`` (the SDKs default
+    to the public cloud's, which another cloud refuses: Azure/azure-sdk-for-python#34347).
 
     Example::
 
@@ -103,17 +107,24 @@ def arm_sdk_options(connection: Connection | None = None) -> dict[str, Any]:
         >>> sorted(arm_sdk_options())
         ['base_url', 'connection_verify']
         >>> conn.close()
-        >>> arm_sdk_options(connect(mode="imds", probe_url="http://127.0.0.1:9"))   # as on an Azure VM
+        >>> arm_sdk_options(connect(mode="imds", probe_url="http://127.0.0.1:9", cloud="AzurePublicCloud"))
         {}
+        >>> arm_sdk_options(connect(mode="imds", probe_url="http://127.0.0.1:9", cloud="AzureUSGovernment"))
+        {'base_url': 'https://management.usgovcloudapi.net', 'credential_scopes': ['https://management.usgovcloudapi.net/.default']}
     """
-    client = ArmClient(connection=connection if connection is not None else current_or_connect())
+    conn = connection if connection is not None else current_or_connect()
+    client = ArmClient(connection=conn)
     try:
         url, verify = client.url, client.verify
     finally:
         client.close()
-    if url == ARM_URL:
-        return {}
-    return {"base_url": url, "connection_verify": verify}
+    # Azure's ARM: the client learnt the cloud (a VM's IMDS said); an emulator: the cloud it plays
+    known = conn.cloud_slot.known or (cloud(conn.emulator.cloud) if conn.emulator is not None else None)
+    scopes = {"credential_scopes": [resource_to_scope(resolve_resource("arm", known))]} if (
+        known is not None and not known.is_public) else {}
+    if known is not None and url == known.arm_url:
+        return {"base_url": url, **scopes} if scopes else {}
+    return {"base_url": url, "connection_verify": verify, **scopes}
 
 
 def user_identities(connection: Connection | None = None) -> dict[str, Identity]:

@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mi_notebook"
 
-CORE = {"identity", "resources", "clock", "timefmt", "retry", "tokens", "cache", "claims", "errors", "html",
+CORE = {"identity", "resources", "clock", "timefmt", "retry", "tokens", "cache", "claims", "errors", "html", "clouds",
         "secret", "hosts"}
 TRANSPORT = {"http", "imds", "sources", "detection", "metadata", "arm_client", "jwks", "probe",
              "connection", "sdk_credential", "aio", "agent", "azure_openai"}

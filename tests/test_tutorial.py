@@ -18,7 +18,8 @@ from mi_notebook.emulator import Emulator
 from mi_notebook.identity import Identity
 from mi_notebook.tokens import AccessToken
 
-AZURE_LIKE = {"mode": "imds", "probe_url": "http://127.0.0.1:9"}  # a VM's IMDS, Azure's ARM: nothing is sent
+# a VM's IMDS (in the cloud given: a VM's IMDS would be asked which), Azure's ARM: nothing is sent
+AZURE_LIKE = {"mode": "imds", "probe_url": "http://127.0.0.1:9", "cloud": "AzurePublicCloud"}
 
 
 @pytest.fixture

@@ -29,8 +29,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..clouds import CLOUDS
 from ..http import Answer, UnexpectedAnswer, describe_failure, wire_outcome
 from ..retry import AttemptOutcome
+
+_ARM_AUDIENCES = ", ".join(f"{c.arm_endpoint} in {c.title}" for c in CLOUDS.values())
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..retry import Timeline
@@ -168,7 +171,8 @@ def explain(status: int | None, code: str | None, arm_message: str | None, path:
         again = " even after fetching a fresh token" if refreshed else ""
         message = f"ARM rejected the token of {principal}{again} ({code})."
         if code == "InvalidAuthenticationTokenAudience":
-            hint = "Request the token for Azure Resource Manager: resource 'arm' (https://management.azure.com/)."
+            hint = ("Request the token for this cloud's Azure Resource Manager: resource 'arm' (mi-notebook asks for "
+                    f"the connection's cloud: {_ARM_AUDIENCES}); ARM's message lists the audiences it accepts.")
         elif code == "ExpiredAuthenticationToken":
             hint = "The token had expired; check this machine's clock, then try again (a fresh token is fetched)."
         elif code == "InvalidAuthenticationTokenTenant":

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .. import errors
 from ..clock import SYSTEM_CLOCK, Clock
+from ..clouds import CloudSlot
 from ..http import (
     USER_AGENT,
     Answer,
@@ -237,7 +238,7 @@ class ArmClient:
             ('vm-notebook', 'rg-notebooks')
             >>> disconnect()
         """
-        from ..metadata import instance_metadata
+        from ..metadata import InstanceMetadata, instance_metadata
         from ..sources.imds import ImdsSource
 
         if self._metadata is not None:  # which VM this is does not change: ask IMDS (5 requests/s) once
@@ -248,7 +249,13 @@ class ArmClient:
                 f"Instance metadata comes from a VM's IMDS; this client's connection is to "
                 f"{self.connection.endpoint} ({self.connection.host}), which has none.",
                 hint="Pass the VM's resource id to get(), or connect to a VM's IMDS.")
-        md = instance_metadata(client)
+        slot = getattr(self.connection, "cloud_slot", None)  # one compute document for the cloud and for this
+        if isinstance(slot, CloudSlot) and slot.compute:
+            md = InstanceMetadata.from_compute(slot.compute)
+        else:
+            md = instance_metadata(client)
+            if isinstance(slot, CloudSlot):
+                slot.offer(md.compute)
         if not md.resource_id:
             raise errors.UnexpectedResponseError(
                 "instance metadata names no resource id for this VM", endpoint=self.connection.endpoint,

@@ -9,7 +9,10 @@ The rules that protect the bearer token, all checked before any request (``Value
 * paths and names are plain (no query or fragment smuggled in): :func:`target`, :func:`segment`.
 
 Where ARM is (:func:`locate`): the embedded emulator's ``arm_url`` and CA bundle, else
-``MI_NOTEBOOK_ARM_URL`` / ``MI_NOTEBOOK_ARM_CA_BUNDLE``, else ``https://management.azure.com``.
+``MI_NOTEBOOK_ARM_URL`` / ``MI_NOTEBOOK_ARM_CA_BUNDLE``, else the connection's cloud's ARM
+(``https://management.azure.com`` in the public cloud, ``https://management.usgovcloudapi.net`` in
+Azure Government, ...: :mod:`mi_notebook.clouds`). The token is always for the connection's cloud's
+ARM audience (``"arm"``), the emulator's ARM included.
 
 Example::
 
@@ -27,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from ..clouds import Cloud
 from ..http import is_loopback_host
 
 __all__ = [
@@ -44,8 +48,8 @@ __all__ = [
     "target",
 ]
 
-ARM_URL = "https://management.azure.com"
-ARM_RESOURCE = "https://management.azure.com/"
+ARM_URL = "https://management.azure.com"  # the public cloud's; a connection's own: its cloud.arm_url
+ARM_RESOURCE = "https://management.azure.com/"  # the public cloud's; a connection's own: resolve_resource("arm", cloud)
 ENV_ARM_URL = "MI_NOTEBOOK_ARM_URL"
 ENV_ARM_CA_BUNDLE = "MI_NOTEBOOK_ARM_CA_BUNDLE"
 
@@ -165,13 +169,18 @@ def segment(value: str | None, name: str) -> str:
 
 
 def locate(connection: Any) -> tuple[str, bool | str | None]:
-    """ARM's URL and TLS verification for a connection: the emulator's own, the environment's, or Azure's.
+    """ARM's URL and TLS verification for a connection: the emulator's own, the environment's, or its
+    cloud's (the connection's ``cloud``, which a VM learns from IMDS; the public cloud without one).
 
     Example::
 
         >>> from types import SimpleNamespace
+        >>> from mi_notebook.clouds import cloud
         >>> locate(SimpleNamespace(chosen="probed", endpoint="http://169.254.169.254", emulator=None))
         ('https://management.azure.com', None)
+        >>> locate(SimpleNamespace(chosen="probed", endpoint="http://169.254.169.254", emulator=None,
+        ...                        cloud=cloud("AzureUSGovernmentCloud")))
+        ('https://management.usgovcloudapi.net', None)
     """
     emulator = getattr(connection, "emulator", None)
     arm_url = getattr(emulator, "arm_url", None) if emulator is not None else None
@@ -191,7 +200,8 @@ def locate(connection: Any) -> tuple[str, bool | str | None]:
             f"set {ENV_ARM_URL} (and {ENV_ARM_CA_BUNDLE}) to the ARM and CA lines `mi-notebook emulator` "
             "printed, or pass url=... explicitly"
         )
-    return ARM_URL, None
+    cloud = getattr(connection, "cloud", None)  # a VM asks its IMDS, once
+    return (cloud.arm_url if isinstance(cloud, Cloud) else ARM_URL), None
 
 
 def _origin(scheme: str, host: str | None, port: int | None) -> tuple[str, str, int]:

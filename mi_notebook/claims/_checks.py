@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..clouds import CLOUDS, Cloud, WrongCloudError
+from ..clouds import cloud as _cloud
 from ..identity import Identity
 from ..resources import resolve_resource
 from ..timefmt import as_epoch, format_relative, format_utc
@@ -39,6 +41,7 @@ __all__ = [
     "check_audience",
     "check_expires_on",
     "check_identity",
+    "check_issuer",
     "check_signature",
     "check_validity",
     "checks_frame",
@@ -123,16 +126,19 @@ def worst(checks: Iterable[Check]) -> str:
     return next((s for s in ("problem", "warning", "ok") if s in statuses), "skipped")
 
 
-def requested_resource(resource: str) -> str:
-    """An alias or ``.default`` scope -> the resource URI IMDS would have been sent; else unchanged.
+def requested_resource(resource: str, cloud: Cloud | str | None = None) -> str:
+    """An alias or ``.default`` scope -> the resource URI IMDS would have been sent (in ``cloud``, default
+    the public cloud's table); else unchanged.
 
     Example::
 
         >>> requested_resource("arm"), requested_resource("api://my-app")
         ('https://management.azure.com/', 'api://my-app')
+        >>> requested_resource("arm", "AzureChinaCloud")
+        'https://management.chinacloudapi.cn/'
     """
     try:
-        return resolve_resource(resource)
+        return resolve_resource(resource, cloud)
     except ValueError:
         return resource
 
@@ -155,13 +161,20 @@ def check_signature(verified: bool, verification: str) -> Check:
     )
 
 
-def check_audience(aud: Any, resource: str | None) -> Check:
+def check_audience(aud: Any, resource: str | None, cloud: Cloud | str | None = None) -> Check:
     """Is ``aud`` the requested ``resource`` (an alias, URI or ``.default`` scope)? Near misses warn.
+
+    ``cloud``: the cloud the token should be for (aliases resolve there; another cloud's audience is a
+    problem that names the right one). Without it, an alias matches its form in any cloud.
 
     Example::
 
         >>> check_audience("https://management.azure.com", "https://management.azure.com/").status
         'warning'
+        >>> check_audience("https://management.usgovcloudapi.net/", "arm").explanation
+        "aud 'https://management.usgovcloudapi.net/' is the requested resource 'arm' in Azure Government"
+        >>> check_audience("https://management.azure.com/", "arm", cloud="AzureUSGovernmentCloud").status
+        'problem'
     """
     if aud is None:
         return Check("audience", "problem", "the token has no aud claim: no resource will accept it")
@@ -169,10 +182,14 @@ def check_audience(aud: Any, resource: str | None) -> Check:
     shown = " / ".join(repr(a) for a in auds)
     if resource is None:
         return Check("audience", "skipped", f"no requested resource to compare with; aud is {shown}")
-    wanted = requested_resource(resource)
+    wanted = requested_resource(resource, cloud)
     asked = repr(resource) + (f" (= {wanted!r})" if wanted != resource else "")
     if wanted in auds:
         return Check("audience", "ok", f"aud {wanted!r} is exactly the requested resource {asked}")
+    for other in CLOUDS.values() if cloud is None else ():
+        form = requested_resource(resource, other)
+        if form != wanted and form in auds:
+            return Check("audience", "ok", f"aud {form!r} is the requested resource {resource!r} in {other.title}")
     for a in auds:
         if a.rstrip("/") == wanted.rstrip("/"):
             has, lacks = (repr(a), repr(wanted)) if a.endswith("/") else (repr(wanted), repr(a))
@@ -200,8 +217,46 @@ def check_audience(aud: Any, resource: str | None) -> Check:
         "audience",
         "problem",
         f"aud is {shown}{what}, not the requested resource {asked}: this token is for another resource, "
-        f"which will answer {answer}.",
+        f"which will answer {answer}.{_other_cloud(auds, cloud)}",
     )
+
+
+def _other_cloud(auds: list[str], cloud: Cloud | str | None) -> str:
+    """`` <why>`` when one of ``auds`` is another cloud's audience, else ``""``."""
+    for a in auds if cloud is not None else ():
+        try:
+            resolve_resource(a, cloud)
+        except WrongCloudError as exc:
+            return f" Besides, {exc}"
+        except ValueError:
+            continue
+    return ""
+
+
+def check_issuer(iss: Any, cloud: Cloud | str) -> Check:
+    """Was the token issued by ``cloud``'s Entra ID (its v1 ``https://sts.../<tenant>/``, or a v2 issuer on
+    its authority host)? The public and Government clouds share the v1 issuer ``https://sts.windows.net/``.
+
+    Example::
+
+        >>> check_issuer("https://sts.chinacloudapi.cn/t/", "AzureChinaCloud").status
+        'ok'
+        >>> check_issuer("https://sts.windows.net/t/", "AzureChinaCloud").explanation[:62]
+        "iss 'https://sts.windows.net/t/' is not Azure China (21Vianet)"
+    """
+    where = _cloud(cloud)
+    if not isinstance(iss, str) or not iss:
+        return Check("issuer", "problem", "the token has no iss claim: no service will accept it")
+    prefixes = (where.issuer_prefix, *(f"https://{h}/" for h in (where.authority_host, *where.other_authority_hosts)))
+    if iss.lower().startswith(tuple(p.lower() for p in prefixes)):
+        shared = [c.title for c in CLOUDS.values() if c != where and c.issuer_prefix == where.issuer_prefix]
+        also = f" (an issuer {where.title} shares with {', '.join(shared)})" if shared and iss.startswith(
+            where.issuer_prefix) else ""
+        return Check("issuer", "ok", f"iss {iss!r} is {where.title}'s Entra ID{also}")
+    owners = [c.title for c in CLOUDS.values() if iss.lower().startswith(c.issuer_prefix)]
+    whose = f", it is {' or '.join(owners)}'s" if owners else ""
+    return Check("issuer", "problem", f"iss {iss!r} is not {where.title}'s Entra ID (expected it to start with "
+                                      f"{' or '.join(prefixes)}){whose}: the token is from another cloud or tenant")
 
 
 def _selector(identity: Any) -> tuple[str, str | None, str | None]:

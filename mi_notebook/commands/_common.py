@@ -47,6 +47,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--imds-url", metavar="URL", help="an IMDS-compatible base URL, e.g. http://127.0.0.1:8080")
     group.add_argument("--mode", choices=("auto", "imds", "emulator"),
                        help="auto: real IMDS if this is an Azure VM, else the embedded emulator")
+    group.add_argument("--cloud", metavar="NAME", help="the Azure cloud (AzureUSGovernment, AzureChinaCloud, ...; "
+                       "default: a VM's IMDS says, elsewhere AZURE_AUTHORITY_HOST); the emulator plays it")
 
 
 def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,11 +81,46 @@ def connection_from_args(ns: argparse.Namespace) -> Connection:
     """
     from ..connection import connect
 
+    cloud = getattr(ns, "cloud", None)
     if getattr(ns, "imds_url", None):
-        return _said(connect(ns.imds_url), "--imds-url gave it")
-    mode = getattr(ns, "mode", None)
-    conn = connect(mode=mode)
-    return _said(conn, f"--mode {mode} was given") if mode not in (None, "auto") else conn
+        conn = _said(connect(ns.imds_url, cloud=cloud), "--imds-url gave it")
+    else:
+        mode = getattr(ns, "mode", None)
+        conn = connect(mode=mode, cloud=cloud)
+        conn = _said(conn, f"--mode {mode} was given") if mode not in (None, "auto") else conn
+    if cloud is not None:  # in the command's words
+        conn.cloud_slot.set(conn.cloud.because("--cloud said so"))
+    return conn
+
+
+def cloud_line(conn: Connection) -> str:
+    """The connection's cloud and how it was learnt, if known (a display never makes a VM ask IMDS).
+
+    Example::
+
+        >>> from types import SimpleNamespace
+        >>> from mi_notebook.clouds import cloud
+        >>> from mi_notebook.clouds import CloudSlot
+        >>> slot = CloudSlot()
+        >>> cloud_line(SimpleNamespace(cloud_slot=slot))
+        "not asked yet (a VM's IMDS is asked once, when an alias or ARM needs it)"
+        >>> slot.set(cloud("AzureChinaCloud").because("--cloud said so"))
+        >>> cloud_line(SimpleNamespace(cloud_slot=slot))
+        'Azure China (21Vianet) (AzureChinaCloud): --cloud said so'
+    """
+    known = conn.cloud_slot.known
+    return f"{known}: {known.learnt}" if known is not None else (
+        "not asked yet (a VM's IMDS is asked once, when an alias or ARM needs it)")
+
+
+def learn_cloud(conn: Connection, resource: str, on_attempt: Callable[..., None]) -> None:
+    """Learn ``conn``'s cloud now if ``resource`` needs it, reporting the attempts as a token's would
+    (a VM's IMDS is then asked once, before the token)."""
+    from ..clouds import ask_imds
+    from ..resources import depends_on_cloud
+
+    if depends_on_cloud(resource):
+        conn.cloud_slot.get(lambda: ask_imds(conn.client, conn.cloud_slot, on_attempt=on_attempt))
 
 
 def _said(conn: Connection, why: str) -> Connection:

@@ -46,6 +46,7 @@ from ._common import (
     connection_from_args,
     guarded,
     identity_from_args,
+    learn_cloud,
 )
 from .token import progress_printer
 
@@ -105,6 +106,7 @@ def run(ns: argparse.Namespace) -> int:
     progress = progress_printer()  # retries of a struggling endpoint are reported on stderr
     for ident in identities:
         for resource in RESOURCES:
+            learn_cloud(conn, resource, progress)  # a VM's IMDS names its cloud once, reported like a token
             tok = conn.get_token(resource, identity=ident, on_attempt=progress)
             tokens.append(tok)
             claims = tok.claims

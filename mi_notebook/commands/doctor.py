@@ -30,6 +30,7 @@ from ._common import (
     EXIT_OK,
     add_connection_arguments,
     claims_judge_user_tokens,
+    cloud_line,
     connection_from_args,
     given_url,
     guarded,
@@ -143,7 +144,7 @@ def run(ns: argparse.Namespace) -> int:
     from ..identity import Identity
     from ..resources import resolve_resource
 
-    resource = resolve_resource(ns.resource)
+    resolve_resource(ns.resource)  # bad input fails before any connection is made
     extra = [Identity.user(client_id=c) for c in ns.client_id]  # validated before connecting
     for url in (ns.arm_url, ns.entra_url) if ns.network else ():
         Request("GET", url)  # a bad URL is a ValueError before anything is sent
@@ -151,6 +152,7 @@ def run(ns: argparse.Namespace) -> int:
     conn = connection_from_args(ns)
     found = Diagnosis()
     found.section("Endpoint").extend(endpoint_lines(conn))
+    resource = _in_cloud(conn, ns.resource)
     if conn.host == "workload":
         from ._doctor_workload import workload_report
 
@@ -164,6 +166,7 @@ def run(ns: argparse.Namespace) -> int:
     rows += [(i, "") for i in extra]
     rows += [(Identity.user(client_id=c), f" {name!r}") for name, c in listed if c and c not in named]
     first_token = _identities(conn, rows, resource, has_system, found, given=given_url(ns))
+    found.section("Endpoint").append(f"cloud: {cloud_line(conn)}")  # known once a token or ARM needed it
     found.section("Proxy variables").extend(proxy_lines())
     if ns.network:
         lines = found.section("Network (outbound reach)")
@@ -202,6 +205,28 @@ def endpoint_lines(conn: Connection) -> list[str]:
     elif conn.emulated:
         lines.append("its tokens are NOT Azure's: they work only against the emulator's own services")
     return lines
+
+
+def _in_cloud(conn: Connection, asked: str) -> str:
+    """``asked`` as the connection's cloud names it; a VM's IMDS asked once, quickly (the doctor does not
+    wait out an outage: if it cannot say, the public cloud is assumed, and the Endpoint section says so)."""
+    import copy
+
+    from ..clouds import CLOUDS, PUBLIC, ask_imds
+    from ..errors import ManagedIdentityError
+    from ..resources import depends_on_cloud, resolve_resource
+    from ..retry import RetryPolicy
+
+    if not depends_on_cloud(asked):
+        return resolve_resource(asked)
+    client = copy.copy(conn.client)
+    client.retry = RetryPolicy.no_retry()
+    try:
+        cloud = conn.cloud_slot.get(lambda: ask_imds(client, conn.cloud_slot))
+    except ManagedIdentityError as exc:
+        cloud = CLOUDS[PUBLIC].because(f"assumed: IMDS could not say ({type(exc).__name__})")
+        conn.cloud_slot.set(cloud)
+    return resolve_resource(asked, cloud)
 
 
 def _identities(conn: Connection, rows: list[tuple[Identity, str]], resource: str, has_system: bool | None,

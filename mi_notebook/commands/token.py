@@ -35,10 +35,12 @@ from ._common import (
     add_connection_arguments,
     add_identity_arguments,
     claims_judge_user_tokens,
+    cloud_line,
     connection_from_args,
     given_url,
     guarded,
     identity_from_args,
+    learn_cloud,
 )
 from ._errors import stop_when_nothing_listens
 from ._identity import CliProblem, identity_problem
@@ -198,12 +200,13 @@ def run(ns: argparse.Namespace) -> int:
     from ..resources import resolve_resource
 
     identity = identity_from_args(ns)
-    resource = resolve_resource(ns.resource)  # bad input fails before any connection is made
+    resolve_resource(ns.resource)  # bad input fails before any connection is made; the cloud's form comes later
     conn = connection_from_args(ns)
     progress = stop_when_nothing_listens(conn, progress_printer(label=endpoint_label(conn.host)),
                                          given=given_url(ns) or "--imds-url")
+    learn_cloud(conn, ns.resource, progress)  # a VM's IMDS names its cloud (once), with the same progress lines
     with claims_judge_user_tokens():
-        token = conn.get_token(resource, identity=identity, on_attempt=progress)
+        token = conn.get_token(ns.resource, identity=identity, on_attempt=progress)
     if token.emulated:
         print(f"NOT an Azure token: issued by the mi-notebook emulator. {conn.reason}", file=sys.stderr)
     who = token_identity(token)
@@ -235,6 +238,7 @@ def card_lines(token: AccessToken, conn: Connection, *, show_token: bool = False
         f"Token for {token.resource} ({label})" if "(" not in label else f"Token for {token.resource}: {label}",
         f"  identity     {token_identity(token).describe(token.identity)}",
         f"  endpoint     {conn.endpoint} ({conn.host}, {conn.chosen})",
+        f"  cloud        {cloud_line(conn)}",
         f"  expires_on   {token.expires_on} = {format_utc(token.expires_on)} "
         f"({format_relative(token.expires_on, time.time())})",
         f"  issued by    {token.issuer_label}",

@@ -47,6 +47,15 @@ def _where() -> str:
     return panels.where(current())
 
 
+def _cloud_note() -> str:
+    """The current connection's cloud and how it was learnt, when known (never asks IMDS for it)."""
+    from ..connection import current
+
+    conn = current()
+    known = conn.cloud_slot.known if conn is not None else None
+    return panels.note(f"Cloud: {known}: {known.learnt}.") if known is not None else ""
+
+
 class TokenExplorer:
     """Pickers, a "Get token" button, live retry progress, then the token explained (or the error).
 
@@ -188,7 +197,7 @@ class TokenExplorer:
             chart.layout.display = "none"
 
     def _show_token(self, token: Any) -> None:
-        self.token_card.value = token._repr_html_()
+        self.token_card.value = token._repr_html_() + _cloud_note()
         try:
             claims = token.claims
         except TokenDecodeError as exc:  # an opaque (non-JWT) token: still a token, nothing to decode
