@@ -1,4 +1,4 @@
-"""Your data with your identity: the data-plane helpers (Blob Storage, Azure SQL's token struct, the errors).
+"""Your data with your identity: the data-plane helpers (``abfs://`` options, Azure SQL's token struct).
 
 Example::
 
@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+from .abfs import abfs_options, trust_ca
 from .sql import SQL_COPT_SS_ACCESS_TOKEN, SQL_RESOURCE, sql_token_struct
 
-__all__ = ["SQL_COPT_SS_ACCESS_TOKEN", "SQL_RESOURCE", "sql_token_struct"]
+__all__ = ["SQL_COPT_SS_ACCESS_TOKEN", "SQL_RESOURCE", "abfs_options", "sql_token_struct", "trust_ca"]

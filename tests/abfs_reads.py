@@ -1,0 +1,79 @@
+"""Read ``abfs://`` CSVs from Azurite with a managed-identity token: pandas, or Dask on a local cluster.
+
+Run by tests/test_data_abfs.py (and bench/bench_dask.py) in a fresh interpreter, because aiohttp (adlfs'
+HTTP client) reads its trust store once, when imported: this process trusts Azurite's certificate
+authority before anything imports aiohttp. The loopback guard comes from the caller's environment
+(``tests/_guard`` on PYTHONPATH, ``MI_NOTEBOOK_LOOPBACK_GUARD=1``), and Dask's worker processes inherit
+it. Prints one JSON line: what was read, and by which processes.
+
+    python tests/abfs_reads.py --imds-url URL --account-url URL --ca FILE --container lake [--workers 4 --share]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ACCOUNT = "devstoreaccount1"
+
+
+def worker_facts() -> dict[str, object]:
+    """What a worker process runs with: its pid, whether the loopback guard is installed, its trust store."""
+    guard = sys.modules.get("loopback_guard")
+    return {"pid": os.getpid(), "guard": bool(guard is not None and guard._installed),
+            "ssl_cert_file": os.environ.get("SSL_CERT_FILE", ""), "share": os.environ.get("MI_NOTEBOOK_SHARE", "")}
+
+
+def tag_with_pid(frame):  # runs in the worker that read the partition
+    return frame.assign(pid=os.getpid())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--imds-url", required=True)
+    parser.add_argument("--account-url", default=None, help="omit: adlfs' default <account>.blob.core.windows.net")
+    parser.add_argument("--ca", default=None)
+    parser.add_argument("--container", required=True)
+    parser.add_argument("--workers", type=int, default=0, help="0: pandas in this process; N: Dask, N processes")
+    parser.add_argument("--share", action="store_true", help="share tokens through the agent (agent dir: --agent-dir)")
+    parser.add_argument("--agent-dir", default=None)
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(HERE))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])  # for the workers
+    from _abfs_support import async_credential
+
+    from mi_notebook.data import abfs_options
+
+    credential = async_credential(args.imds_url, share=args.share, agent_dir=args.agent_dir)
+    options = abfs_options(ACCOUNT, credential=credential, account_url=args.account_url, ca_bundle=args.ca)
+    started = time.monotonic()
+    if not args.workers:
+        import pandas as pd
+
+        frame = pd.read_csv(f"abfs://{args.container}/part-00.csv", storage_options=options)
+        result = {"rows": len(frame), "total": int(frame["units"].sum()), "pids": [os.getpid()]}
+    else:
+        import dask.dataframe as dd
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+            frame = dd.read_csv(f"abfs://{args.container}/part-*.csv", storage_options=options, blocksize=None)
+            computed = frame.map_partitions(tag_with_pid).compute()
+            result = {"rows": len(computed), "total": int(computed["units"].sum()),
+                      "partitions": frame.npartitions, "pids": sorted({int(p) for p in computed["pid"]}),
+                      "workers": list(client.run(worker_facts).values())}
+    result["seconds"] = round(time.monotonic() - started, 2)
+    result["parent"] = os.getpid()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""``abfs://`` paths with a managed identity: pandas and Dask through fsspec's adlfs, on Azurite over HTTPS.
+
+The reads run in a fresh interpreter (tests/abfs_reads.py): aiohttp, adlfs' HTTP client, reads its
+trust store once, at import, so that process trusts Azurite's certificate authority before anything
+imports aiohttp. The loopback guard is on in it and in every Dask worker it starts (they inherit
+``PYTHONPATH`` and ``MI_NOTEBOOK_LOOPBACK_GUARD``), and Azurite runs under the Node guard: anything
+that tries a public name fails the test through the guard's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("adlfs")
+pytest.importorskip("distributed")
+
+from azure.storage.blob import BlobServiceClient  # noqa: E402
+from test_agent_support import agent_dir, token_requests  # noqa: E402
+
+import mi_notebook as mi  # noqa: E402
+from mi_notebook.data import abfs_options  # noqa: E402
+from mi_notebook.emulator import Emulator  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+READS = HERE / "abfs_reads.py"
+PARTITIONS = 16
+#: a local cluster of spawned worker processes on a loaded 2-core machine: generous on purpose
+CLUSTER_TIMEOUT = 240
+
+pytestmark = pytest.mark.usefixtures("clean_connection")
+
+
+class AsyncCredential:
+    async def get_token(self, *scopes: str, **kwargs: object) -> None:
+        return None
+
+
+@pytest.fixture
+def emu():
+    with Emulator(throttle=False) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def lake(azurite, emu):
+    """A fresh container holding ``part-00.csv`` ... ``part-15.csv`` (``units`` 0+1, 1+2, ...), uploaded
+    with a token from ``emu``; the emulator's log is emptied afterwards, so only the reads count."""
+    container = f"lake-{uuid.uuid4().hex[:8]}"
+    conn = mi.connect(emu.imds_url)
+    with BlobServiceClient(azurite.account_url, credential=mi.credential(connection=conn),
+                           connection_verify=azurite.ca_bundle) as service:
+        blobs = service.create_container(container)
+        for i in range(PARTITIONS):
+            blobs.upload_blob(f"part-{i:02d}.csv", f"region,units\nnorth,{i}\nsouth,{i + 1}\n".encode())
+    mi.disconnect()
+    emu.requests.clear()
+    return container
+
+
+def read(emu, azurite, container, *extra, env=None, ca=True, account_url=True, timeout=CLUSTER_TIMEOUT):
+    argv = [sys.executable, str(READS), "--imds-url", emu.imds_url, "--container", container, *extra]
+    if account_url:
+        argv += ["--account-url", azurite.account_url]
+    if ca:
+        argv += ["--ca", azurite.ca_bundle]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE.parent)
+
+
+def result_of(proc: subprocess.CompletedProcess[str]) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- the options ------------------------------------------------------------------------------------
+def test_options_on_azure_are_the_account_and_the_async_credential():
+    cred = AsyncCredential()
+    assert abfs_options("mydatalake", credential=cred) == {"account_name": "mydatalake", "credential": cred}
+    # adlfs' own default host needs no account_host
+    assert "account_host" not in abfs_options("mydatalake", credential=cred,
+                                              account_url="https://mydatalake.blob.core.windows.net/")
+
+
+def test_options_for_another_cloud_and_for_azurite_name_the_host_adlfs_builds_its_url_from():
+    cred = AsyncCredential()
+    gov = abfs_options("mydatalake", credential=cred, account_url="https://mydatalake.blob.core.usgovcloudapi.net")
+    assert gov["account_host"] == "mydatalake.blob.core.usgovcloudapi.net"
+    azurite = abfs_options("devstoreaccount1", credential=cred, account_url="https://127.0.0.1:10000/devstoreaccount1")
+    assert azurite["account_host"] == "127.0.0.1:10000/devstoreaccount1"  # adlfs: https://{account_host}
+
+
+@pytest.mark.parametrize(("kwargs", "error", "words"), [
+    ({"account_name": "My_Lake"}, ValueError, "3 to 24 lowercase letters and digits"),
+    ({"account_name": "ab"}, ValueError, "3 to 24 lowercase letters and digits"),
+    ({"account_name": "lake", "account_url": "http://127.0.0.1:10000/lake"}, ValueError, "must be an https URL"),
+    ({"account_name": "lake", "account_url": "https://127.0.0.1:10000/other"}, ValueError, "names the account 'other'"),
+    ({"account_name": "lake", "account_url": "https://lake.blob.core.windows.net/?sv=x"}, ValueError, "without a query"),
+    ({"account_name": "lake", "ca_bundle": "/nonexistent/ca.pem"}, ValueError, "no certificate authority at"),
+])
+def test_bad_input_is_refused_before_any_request(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        abfs_options(credential=AsyncCredential(), **kwargs)
+
+
+def test_a_sync_credential_is_refused_with_the_name_of_the_async_one():
+    with pytest.raises(TypeError) as caught:
+        abfs_options("mydatalake", credential=mi.credential())
+    assert "mi_notebook.aio.credential()" in str(caught.value) and "sync" in str(caught.value)
+
+
+def test_trust_ca_makes_a_private_bundle_and_refuses_once_aiohttp_has_read_its_trust(tmp_path, azurite):
+    script = """
+import os, stat, sys
+from mi_notebook.data import trust_ca
+path = trust_ca(sys.argv[1])
+assert os.environ["SSL_CERT_FILE"] == path and trust_ca(sys.argv[1]) == path  # again: nothing changes
+assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+text = open(path).read()
+assert open(sys.argv[1]).read().strip() in text and text.count("BEGIN CERTIFICATE") > 1  # the defaults stay
+import aiohttp  # noqa: F401 - reads SSL_CERT_FILE now
+assert trust_ca(sys.argv[1]) == path  # already trusted when aiohttp read it: fine
+del os.environ["SSL_CERT_FILE"]
+try:
+    trust_ca(sys.argv[1])
+except RuntimeError as err:
+    print("refused:", err)
+"""
+    proc = subprocess.run([sys.executable, "-c", script, azurite.ca_bundle], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: aiohttp was imported before the certificate authority was trusted" in proc.stdout
+
+
+# --- pandas -----------------------------------------------------------------------------------------
+def test_pandas_reads_an_abfs_path_from_azurite_with_a_managed_identity_token(emu, azurite, lake):
+    result = result_of(read(emu, azurite, lake, timeout=120))
+    assert result["rows"] == 2 and result["total"] == 1  # part-00.csv: units 0 and 1
+    tokens = emu.requests.filter(service="imds", endpoint="token")
+    assert [t.query["resource"] for t in tokens] == [["https://storage.azure.com/"]]
+
+
+def test_aiohttp_does_not_trust_requests_ca_bundle(emu, azurite, lake):
+    """The fact trust_ca() is built on: the CA in REQUESTS_CA_BUNDLE alone leaves adlfs unable to verify."""
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": azurite.ca_bundle}
+    env.pop("SSL_CERT_FILE", None)
+    proc = read(emu, azurite, lake, env=env, ca=False, timeout=120)
+    assert proc.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in proc.stderr
+
+
+def test_without_account_url_adlfs_asks_a_public_name_and_the_guard_refuses_it(emu, azurite, lake, tmp_path):
+    """adlfs' default is https://<account>.blob.core.windows.net: the guard refuses even the name lookup."""
+    log = tmp_path / "guard.log"  # this child's own log: the refusal is what the test expects
+    proc = read(emu, azurite, lake, env={**os.environ, "MI_NOTEBOOK_GUARD_LOG": str(log)}, account_url=False,
+                timeout=120)
+    assert proc.returncode != 0
+    assert "name lookup of 'devstoreaccount1.blob.core.windows.net'" in log.read_text()
+
+
+# --- Dask ---------------------------------------------------------------------------------------------
+@pytest.mark.timeout(CLUSTER_TIMEOUT + 60)
+def test_dask_workers_read_sixteen_partitions_each_asking_its_own_token(emu, azurite, lake):
+    result = result_of(read(emu, azurite, lake, "--workers", "4"))
+    assert result["partitions"] == PARTITIONS and result["rows"] == 2 * PARTITIONS
+    assert result["total"] == sum(2 * i + 1 for i in range(PARTITIONS))
+    workers = result["workers"]
+    assert len(workers) == 4 and all(w["guard"] for w in workers), workers  # the guard reached every worker
+    assert len(result["pids"]) >= 2 and result["parent"] not in result["pids"]  # read in worker processes
+    # not shared: the parent (listing the files) and each worker that read asked the emulator once
+    assert token_requests(emu) == 1 + len(result["pids"])
+
+
+@pytest.mark.timeout(CLUSTER_TIMEOUT + 60)
+def test_dask_workers_sharing_through_the_agent_make_one_token_request_between_them(emu, azurite, lake):
+    with agent_dir() as directory:
+        result = result_of(read(emu, azurite, lake, "--workers", "4", "--share", "--agent-dir", directory))
+        assert result["partitions"] == PARTITIONS and result["total"] == sum(2 * i + 1 for i in range(PARTITIONS))
+        assert len(result["pids"]) >= 2 and all(w["guard"] for w in result["workers"])
+        assert token_requests(emu) == 1  # the parent and every worker, one request through the agent
+        status = mi.AgentClient(directory, start=False).status()
+        assert status["stats"]["requests_made"] == 1 and status["stats"]["clients_seen"] >= 1 + len(result["pids"])
