@@ -52,8 +52,8 @@ TOKENS_COLUMNS = (
 def planned_refresh(token: AccessToken, cache: TokenCache | None = None) -> float:
     """When the cache plans to replace ``token`` (epoch s).
 
-    The cache's own plan when it has one for this token (``cache.refresh_at(token)``, or its
-    ``entries()``), else :func:`mi_notebook.cache.refresh_at`: half-way through a token that had
+    The cache's plan when given one (``cache.refresh_at(token)``, which for a token it does not hold
+    is the formula), else :func:`mi_notebook.cache.refresh_at`: half-way through a token that had
     2 h or more left when fetched, otherwise 5 minutes before expiry but not before half-way.
 
     Example::
@@ -65,11 +65,7 @@ def planned_refresh(token: AccessToken, cache: TokenCache | None = None) -> floa
         60.0
     """
     if cache is not None:
-        if callable(getattr(cache, "refresh_at", None)):
-            return float(cache.refresh_at(token))
-        for entry in cache.entries() if callable(getattr(cache, "entries", None)) else ():
-            if entry.get("token") is token and entry.get("refresh_at") is not None:
-                return float(entry["refresh_at"])
+        return float(cache.refresh_at(token))
     from .cache import refresh_at
 
     return refresh_at(token)

@@ -46,7 +46,7 @@ def emu():
 def served():
     """An agent serving in this process's threads, in a fresh directory."""
     with agent_dir() as directory:
-        server = AgentServer(directory, idle_timeout=30, read_timeout=0.5, heartbeat=0.05).start()
+        server = AgentServer(directory, idle_timeout=30, heartbeat=0.05).start()
         try:
             yield server
         finally:
@@ -181,7 +181,7 @@ def test_an_agent_of_another_version_is_treated_as_absent(emu):
         def old_agent():
             conn, _ = listener.accept()
             with conn:
-                recv_frame(conn, timeout=1)
+                recv_frame(conn, timeout=30)
                 send_frame(conn, {"v": VERSION + 1, "ok": True})
 
         thread = threading.Thread(target=old_agent)
@@ -204,7 +204,8 @@ def test_a_hung_agent_costs_a_bounded_time(emu):
         started = time.monotonic()
         with pytest.warns(AgentUnavailableWarning, match="did not answer properly"):
             tok = conn.get_token("arm")
-        assert time.monotonic() - started < 1.0 and tok.from_cache is False
+        # the read time-out, then the fetch itself: far from the 150 s an unbounded wait would cost
+        assert time.monotonic() - started < 10 and tok.from_cache is False
         listener.close()
 
 
@@ -233,7 +234,7 @@ def test_a_second_agent_in_the_same_directory_refuses_to_start(served):
 def test_an_idle_agent_exits_and_removes_its_socket():
     with agent_dir() as directory:
         server = AgentServer(directory, idle_timeout=0.2).start()
-        assert server._stopped.wait(2)
+        assert server._stopped.wait(30)
         assert not os.path.exists(server.paths.socket)
 
 
@@ -292,7 +293,7 @@ def test_status_shows_a_hold(emu):
         thread = threading.Thread(target=lambda: got.append(client.token(upstream, "arm", Identity.system())))
         thread.start()
         try:
-            deadline = time.monotonic() + 2
+            deadline = time.monotonic() + 30
             while not server.status()["holds"] and time.monotonic() < deadline:
                 time.sleep(0.01)
             holds = server.status()["holds"]
@@ -300,7 +301,7 @@ def test_status_shows_a_hold(emu):
             assert "holding back requests to" in format_status(server.status())
         finally:
             released.set()
-            thread.join(5)
+            thread.join(30)
             server.stop()
     assert got and got[0].timeline.statuses == ["429", "200"]
 
@@ -343,11 +344,32 @@ def test_the_status_command_shows_fingerprints_never_tokens(served, emu):
 
 
 def test_the_stop_command_stops_it(served):
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert cli_main(["agent", "stop", "--dir", served.paths.directory]) == 0
-    assert served._stopped.wait(2)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert cli_main(["agent", "status", "--dir", served.paths.directory]) == 1
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert cli_main(["agent", "stop", "--dir", served.paths.directory]) == 0, err.getvalue()
+    assert out.getvalue() == f"stopped the agent (pid {os.getpid()})\n"
+    assert served._stopped.wait(30)
+    for action in ("status", "stop"):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+            assert cli_main(["agent", action, "--dir", served.paths.directory]) == 1
+        assert err.getvalue().startswith(f"mi-notebook agent: no agent answers at {served.paths.socket} (")
+
+
+def test_stop_is_answered_before_the_agent_begins_to_stop(served):
+    """The worst interleaving, made certain: the instant the agent's stopping flag is set, its accept
+    loop shuts every open connection, the one that asked to stop included. The answer must be out by then."""
+    closing = served._close
+
+    class ClosesAtOnce(threading.Event):
+        def set(self) -> None:
+            super().set()
+            closing()
+
+    served._stopping = ClosesAtOnce()
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        assert cli_main(["agent", "stop", "--dir", served.paths.directory]) == 0, err.getvalue()
+    assert served._stopped.wait(30) and not os.path.exists(served.paths.socket)
 
 
 def test_an_unusable_agent_directory_means_no_sharing_not_a_failure(tmp_path, emu):

@@ -21,7 +21,7 @@ from mi_notebook.agent.protocol import MAX_FRAME, VERSION, ProtocolError, agent_
 from mi_notebook.agent.server import AgentServer
 from mi_notebook.identity import Identity
 
-READ_TIMEOUT = 0.2
+READ_TIMEOUT = 2.0  # the agents' frame deadline: long enough for a loaded machine to send a whole frame
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -117,9 +117,10 @@ def test_slow_clients_are_cut_off_and_do_not_hold_up_the_others(server):
         sock.sendall(b"\x00\x00")
         slow.append(sock)
     try:
-        started = time.monotonic()
         still_serving(server)
-        assert time.monotonic() - started < 0.1
+        for sock in slow:  # the ping was answered while every one of them was still held
+            with pytest.raises(BlockingIOError):
+                sock.recv(1, socket.MSG_DONTWAIT)
         for sock in slow:  # the agent answers the broken frame and closes, after its read time-out
             sock.settimeout(READ_TIMEOUT * 10)
             data = b""
@@ -131,17 +132,23 @@ def test_slow_clients_are_cut_off_and_do_not_hold_up_the_others(server):
             sock.close()
 
 
-def test_a_trickling_client_is_cut_off_at_the_deadline_for_the_whole_frame(server):
-    body = json.dumps({"v": VERSION, "op": "ping"}).encode()
+def test_a_trickling_client_is_cut_off_at_the_deadline_for_the_whole_frame():
+    body = json.dumps({"v": VERSION, "op": "ping", "pad": "x" * 200}).encode()
     frame = struct.pack(">I", len(body)) + body
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(server.paths.socket)
-        started = time.monotonic()
-        with pytest.raises((BrokenPipeError, ConnectionResetError)):
-            for byte in frame:  # one byte every 40 ms: each read is quick, the whole is too slow
-                sock.sendall(bytes([byte]))
-                time.sleep(0.04)
-        assert time.monotonic() - started < READ_TIMEOUT * 4
+    with agent_dir() as directory:
+        agent = AgentServer(directory, idle_timeout=60, read_timeout=0.2).start()  # the deadline under test
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(agent.paths.socket)
+                sent = 0
+                with pytest.raises((BrokenPipeError, ConnectionResetError)):
+                    for byte in frame:  # one byte every 40 ms: each read is quick, the whole takes 9 s
+                        sock.sendall(bytes([byte]))
+                        sent += 1
+                        time.sleep(0.04)
+                assert sent < len(frame)  # cut off mid-frame, however slow the machine
+        finally:
+            agent.stop()
 
 
 @pytest.fixture(scope="module")
@@ -191,14 +198,14 @@ def test_a_client_never_hangs_on_a_broken_agent(answer):
             conn, _ = listener.accept()
             with conn:
                 try:
-                    recv_frame(conn, timeout=1)
+                    recv_frame(conn, timeout=30)
                     conn.sendall(answer)
                 except (OSError, ProtocolError):
                     pass
 
         thread = threading.Thread(target=broken_agent)
         thread.start()
-        client = AgentClient(directory, start=False, read_timeout=0.2)
+        client = AgentClient(directory, start=False)
         started = time.monotonic()
         try:
             reply = client.token({"host": "vm", "endpoint": "http://127.0.0.1:9"}, "arm", Identity.system())
@@ -206,7 +213,7 @@ def test_a_client_never_hangs_on_a_broken_agent(answer):
             pass
         else:  # garbage that happens to be a well-formed token answer: not reachable from random bytes
             pytest.fail(f"a token from garbage: {reply!r}")
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < client.read_timeout  # at the agent's close, not a time-out
         thread.join()
         listener.close()
 

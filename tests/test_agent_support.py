@@ -12,8 +12,9 @@ import time
 
 
 def token_requests(emu, settle: float = 0.05) -> int:
-    """Token requests the emulator logged, once its log has been still for ``settle`` seconds (it logs
-    just after answering, so a client can hold its token a moment before the record exists)."""
+    """Token requests the emulator logged, once its log has been still for ``settle`` seconds. The
+    emulator logs a request before answering it, so every request a client has its answer to is
+    counted; the wait only lets a late extra one (a duplicate fetch) show up too."""
     count, still_since, deadline = -1, 0.0, time.monotonic() + 2
     while time.monotonic() < deadline:
         now = len(emu.requests.filter(service="imds", endpoint="token"))
@@ -62,9 +63,9 @@ def agent_dir():
         yield directory
     finally:
         pid = agent_pid(directory)
-        AgentClient(directory, start=False, read_timeout=0.5).stop()
+        AgentClient(directory, start=False).stop()
         if pid is not None and pid != os.getpid():
-            deadline = time.monotonic() + 2
+            deadline = time.monotonic() + 10
             while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
             if alive(pid):

@@ -105,7 +105,7 @@ def test_a_managed_identity_token_through_the_agent_stays_plain(agent_process):
 
 
 def test_the_wire_keeps_the_marker():
-    plain = AccessToken(user_jwt(idtyp="user"), resource="api://x", expires_on=FAR, fetched_at=1, source="cloudshell")
+    plain = AccessToken(user_jwt(idtyp="user"), resource="api://x", expires_on=FAR, fetched_at=1, host="cloudshell")
     marked = as_user_token(plain, "Cloud Shell hands out the signed-in user's token.")
     again = token_from_wire(token_to_wire(marked))
     assert isinstance(again, UserAccessToken) and again.user_token_reason == marked.user_token_reason
@@ -126,7 +126,7 @@ class _Told(AgentClient):
 
 def test_the_kernel_rechecks_the_claims_itself(tmp_path):
     unmarked = AccessToken(user_jwt(idtyp="user", upn="ada@contoso.com"), resource="https://management.azure.com/",
-                           expires_on=FAR, source="azureml")
+                           expires_on=FAR, host="azureml")
     cache = SharedCache(_Told(str(tmp_path), unmarked), {"host": "azureml", "endpoint": "http://127.0.0.1:9"})
     key = CacheKey("http://127.0.0.1:9", Identity.system(), "https://management.azure.com/")
     token, seen = recorded(lambda: cache.get(key, lambda: pytest.fail("asked the endpoint")))
@@ -139,7 +139,7 @@ def test_the_kernel_rechecks_the_claims_itself(tmp_path):
 
 def test_a_managed_identity_token_from_the_agent_is_not_flagged(tmp_path):
     mi_token = AccessToken(user_jwt(idtyp="app", xms_mirid="/subscriptions/s/x/userAssignedIdentities/id"),
-                           resource="https://management.azure.com/", expires_on=FAR, source="azureml")
+                           resource="https://management.azure.com/", expires_on=FAR, host="azureml")
     cache = SharedCache(_Told(str(tmp_path), mi_token), {"host": "azureml", "endpoint": "http://127.0.0.1:9"})
     key = CacheKey("http://127.0.0.1:9", Identity.system(), "https://management.azure.com/")
     token, seen = recorded(lambda: cache.get(key, lambda: pytest.fail("asked the endpoint")))
@@ -217,7 +217,7 @@ def test_a_directory_swapped_for_one_others_can_write_is_refused_and_nothing_is_
     os.mkdir(directory)
     os.chmod(directory, 0o777)  # what the review's other uid put in its place
     with pytest.raises(AgentUnavailable, match="mode 0700"):
-        client.token({"host": "vm", "endpoint": "http://127.0.0.1:9", "source": "emulator"}, "arm", Identity.system())
+        client.token({"host": "vm", "endpoint": "http://127.0.0.1:9"}, "arm", Identity.system())
     assert os.listdir(directory) == []  # no lock file, no agent started into it
 
 

@@ -30,6 +30,13 @@ EMULATOR_USERS = {"connection", "cli", "tutorial"}
 THIRD_PARTY_NOT_IN_CORE = {"requests", "urllib3", "pandas", "matplotlib", "ipywidgets", "IPython"}
 
 
+def public_names() -> dict[str, str]:
+    """The package's lazy table: each ``mi.NAME`` -> the module that defines it (``mi_notebook/__init__.py``)."""
+    from mi_notebook import _LAZY
+
+    return dict(_LAZY)
+
+
 def modules() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
 
@@ -57,17 +64,25 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
 
 
 def imports_of(path: Path) -> set[str]:
-    """Absolute names this module imports (package-relative imports resolved), TYPE_CHECKING excluded."""
+    """Absolute names this module imports (package-relative imports resolved), TYPE_CHECKING excluded.
+
+    A public name taken from the package (``from mi_notebook import connect``, ``from .. import connect``,
+    or ``mi.connect`` after ``import mi_notebook as mi``) counts as an import of the module defining it."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     skip = _type_checking_lines(tree)
     here = dotted(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
+    public = public_names()
     found: set[str] = set()
+    package_names: set[str] = set()  # what the package itself is bound to in this module
     for node in ast.walk(tree):
         if getattr(node, "lineno", None) in skip:
             continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
+            for alias in node.names:  # import mi_notebook [as mi], or import mi_notebook.x (binds mi_notebook)
+                if alias.name == "mi_notebook" or (alias.name.startswith("mi_notebook.") and not alias.asname):
+                    package_names.add(alias.asname or "mi_notebook")
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - node.level + 1]
@@ -76,8 +91,15 @@ def imports_of(path: Path) -> set[str]:
                     found.update(f"{mod}.{alias.name}" for alias in node.names)
                 found.add(mod)
             else:
-                found.add(node.module or "")
+                mod = node.module or ""
+                found.add(mod)
                 found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            if mod == "mi_notebook":
+                found.update(f"mi_notebook.{public[alias.name]}" for alias in node.names if alias.name in public)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in package_names
+                and node.attr in public and node.lineno not in skip):
+            found.add(f"mi_notebook.{public[node.attr]}")
     return found
 
 
@@ -108,6 +130,31 @@ def test_no_module_reaches_a_lower_layer(path):
         elif theirs != 4 and theirs > mine:
             wrong.append(f"layer {mine} module {me} imports layer {theirs} module {other}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("name, source, complaint", [
+    ("identity", "from mi_notebook import connect\n", "layer 1 module identity imports layer 2 module connection"),
+    ("identity", "def f():\n    from . import get_token\n", "layer 1 module identity imports layer 2 module connection"),
+    ("tokens", "import mi_notebook as mi\n\ndef f():\n    return mi.arm()\n",
+     "layer 1 module tokens imports layer 2 module arm_client"),
+    ("retry", "import mi_notebook.clock\n\nmi_notebook.connect()\n", "layer 1 module retry imports layer 2 module connection"),
+    ("claims", "from . import TokenExplorer\n", "layer 1 module claims imports layer 3 module widgets"),
+    ("emulator/imds", "from .. import Identity\n", "the emulator imports the client module identity"),
+    ("widgets/panels", "from .. import AgentClient\n", None),  # presentation may use transport
+    ("tokens", "from mi_notebook import Identity, __version__\nimport mi_notebook as mi\nmi.Identity\n", None),
+], ids=["from-package", "from-dot-in-a-function", "alias-attribute", "package-attribute", "layer-3-name",
+        "emulator", "allowed-downward", "allowed-same-layer"])
+def test_public_names_taken_through_the_package_are_checked_too(tmp_path, monkeypatch, name, source, complaint):
+    fake = tmp_path / "mi_notebook"
+    path = fake / f"{name}.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(source)
+    monkeypatch.setitem(globals(), "PACKAGE", fake)  # dotted() names the synthetic module as if it were ours
+    if complaint is None:
+        test_no_module_reaches_a_lower_layer(path)
+    else:
+        with pytest.raises(AssertionError, match=complaint):
+            test_no_module_reaches_a_lower_layer(path)
 
 
 @pytest.mark.parametrize("path", [p for p in modules() if LAYER.get(top(dotted(p))) == 1],

@@ -238,7 +238,7 @@ def test_doctor_reports_endpoint_identities_and_clock(transport_emu, capsys, mon
     code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url,
                        "--client-id", user.client_id, "--client-id", UNKNOWN_GUID)
     assert code == 1  # a named identity failed
-    assert f"(given): {transport_emu.imds_url}" in out
+    assert f"given: {transport_emu.imds_url}" in out
     assert "none set" in out
     assert re.search(r"OK\s+system-assigned", out)
     assert re.search(rf"OK\s+user-assigned \(client_id={user.client_id}\)", out)
@@ -311,6 +311,18 @@ def test_real_subprocess_token_arm():
     assert "Token for https://management.azure.com/ (system-assigned)" in proc.stdout
     assert "Using the embedded emulator" in proc.stderr
     assert not JWT.search(proc.stdout + proc.stderr) and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["agent", "--help"], ["emulator", "--help"], ["token", "arm"]],
+                         ids=" ".join)
+def test_the_command_runs_without_docstrings(argv):
+    """``python -OO`` strips docstrings: nothing the command does may need one."""
+    env = dict(os.environ, MI_NOTEBOOK_MODE="emulator")
+    env.pop("MI_NOTEBOOK_IMDS_URL", None)
+    proc = subprocess.run([sys.executable, "-OO", "-m", "mi_notebook", *argv], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "usage: mi-notebook" in proc.stdout or "Token for https://management.azure.com/" in proc.stdout
 
 
 def test_doctor_on_an_azure_ml_host_names_it_and_hides_the_secret(capsys, monkeypatch):

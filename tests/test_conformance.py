@@ -128,6 +128,9 @@ def authorization(emu: Emulator, mode: str) -> str | None:
     now = int(emu.clock())
     if mode.startswith("token:"):
         return "Bearer " + emu.issuer.get(ident, mode[6:]).access_token
+    if mode == "tampered":  # one of this emulator's ARM tokens with its signature reversed
+        head, payload, signature = emu.issuer.get(ident, "https://management.azure.com/").access_token.split(".")
+        return f"Bearer {head}.{payload}.{signature[::-1]}"
     arm = "https://management.azure.com/"
     if mode == "expired":
         claims = emu.issuer.claims(ident, arm, iat=now - 90_000, nbf=now - 90_000, exp=now - 3_600)

@@ -106,7 +106,7 @@ def test_every_chart_says_where_its_data_came_from(tmp_path, capsys, monkeypatch
     assert code == 0, err
     assert seen["plot_retry_timeline"] == ("data: simulated (scripted answers, no endpoint) · virtual time"
                                            " · not a real incident")
-    assert seen["plot_token_lifetimes"] == "data: the mi-notebook emulator (not Azure)"  # the tokens' own issuer
+    assert seen["plot_token_lifetimes"] == "data: the mi-notebook emulator (not Azure) playing Azure VM (IMDS)"  # the tokens' own issuer
 
 
 def test_demo_against_an_explicit_emulator_url_injects_over_http(transport_emu, tmp_path, capsys, monkeypatch):

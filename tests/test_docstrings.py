@@ -20,7 +20,7 @@ MODULES = sorted(
 def test_docstring_examples(name, clean_connection):
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for test in finder.find(module, name, globs=dict(vars(module))):
         runner.run(test)
     results = runner.summarize(verbose=False)

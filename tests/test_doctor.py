@@ -42,7 +42,7 @@ def test_explicit_url_mode_says_one_thing_about_the_endpoint(transport_emu, caps
     code, out, _ = run(capsys, "doctor", "--imds-url", transport_emu.imds_url)
     assert code == 0 and out.startswith(f"OK: 1 identity answered at {transport_emu.imds_url}\n")
     endpoint = out.split("Endpoint\n")[1].split("Identities")[0]
-    assert f"explicit: {transport_emu.imds_url}" in endpoint and "because --imds-url gave it" in endpoint
+    assert f"given: {transport_emu.imds_url}" in endpoint and "because --imds-url gave it" in endpoint
     assert "Azure VM" not in out and "emulator serves" not in out and not PYTHON_ADVICE.search(out)
 
 

@@ -9,7 +9,8 @@ import pytest
 
 import mi_notebook as mi
 from mi_notebook.agent.upstream import build_source
-from mi_notebook.imds import ImdsClient
+from mi_notebook.connection import current
+from mi_notebook.sources import ImdsClient
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
 
@@ -27,7 +28,7 @@ def test_imds_client_refuses_user_info(url):
 def test_connect_refuses_user_info(url):
     with pytest.raises(ValueError, match="user info"):
         mi.connect(url)
-    assert mi.current() is None
+    assert current() is None
 
 
 def test_the_imds_url_variable_with_user_info_is_refused():
@@ -37,4 +38,4 @@ def test_the_imds_url_variable_with_user_info_is_refused():
 
 def test_an_agent_description_with_user_info_is_refused():
     with pytest.raises(ValueError, match="user info"):
-        build_source({"host": "vm", "endpoint": USER_INFO[0] + "/", "source": "imds"})
+        build_source({"host": "vm", "endpoint": USER_INFO[0] + "/"})

@@ -16,7 +16,8 @@ from mi_notebook.claims import (
     mirid_kind,
 )
 
-# section 2 of imds-and-arm.md: every claim of a v1 managed-identity token, and the v2 differences
+# every claim of a v1 managed-identity token (docs/emulator.md's claim rows), and the v2 differences
+# (https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference)
 REFERENCE_V1 = ["aud", "iss", "iat", "nbf", "exp", "aio", "appid", "appidacr", "idp", "idtyp", "oid", "rh",
                 "sub", "tid", "uti", "ver", "xms_mirid", "xms_az_rid", "xms_tcdt"]
 REFERENCE_V2 = ["azp", "azpacr"]

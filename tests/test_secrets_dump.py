@@ -265,6 +265,10 @@ def collect(profile: str, agent: tuple[str, str], monkeypatch: pytest.MonkeyPatc
         monkeypatch.delenv("MI_NOTEBOOK_MODE", raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        if profile == "arc":  # the CLI reads Arc's keys where a real agent keeps them: here, the emulator's directory
+            import mi_notebook.sources.arc as arc_source
+
+            monkeypatch.setattr(arc_source, "default_key_dir", lambda *a, **k: emu.arc_key_dir)
         for argv in (["token", "arm"], ["token", "vault", "-o", "json"], ["token", "arm", "-o", "tsv"], ["doctor"]):
             seen.add("cli", _cli(argv)[1])
         monkeypatch.setenv("MI_NOTEBOOK_SHARE", "1")

@@ -1,8 +1,10 @@
 """Managed-identity-shaped tokens for the claims, checks, glossary and JWKS tests (signed locally).
 
-The payloads follow section 2 of imds-and-arm.md: every claim of a v1 managed-identity token, and
-the v2 differences; system-assigned tokens name the VM in ``xms_mirid``, user-assigned ones the
-identity (and the VM in ``xms_az_rid``).
+The payloads follow the claim rows of docs/emulator.md (each with its public source): every claim of
+a v1 managed-identity token; and the v2 differences of Microsoft's access token claims reference
+(https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference).
+System-assigned tokens name the VM in ``xms_mirid``, user-assigned ones the identity (and the VM in
+``xms_az_rid``).
 """
 
 from __future__ import annotations

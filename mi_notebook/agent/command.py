@@ -29,6 +29,12 @@ from .server import AgentAlreadyRunning, AgentServer
 
 __all__ = ["add_parser", "format_status", "run"]
 
+# `mi-notebook agent --help` says this; a literal, not the docstring (which `python -OO` strips)
+_DESCRIPTION = ("mi-notebook agent run [--idle S] [--dir D] serves in the foreground (a kernel that shares starts "
+                "it detached); mi-notebook agent status prints its tokens by identity and resource with time left "
+                "and fingerprints (never the token), requests made and saved, and clients; mi-notebook agent stop "
+                "asks it to exit.")
+
 
 def add_parser(subparsers: Any) -> None:
     """Register ``agent`` with its ``run``, ``status`` and ``stop`` actions.
@@ -41,7 +47,7 @@ def add_parser(subparsers: Any) -> None:
         60.0
     """
     parser = subparsers.add_parser("agent", help="share tokens between this user's processes (run, status, stop)",
-                                   description=__doc__.split("\n\n")[1])
+                                   description=_DESCRIPTION)
     parser.add_argument("action", choices=("run", "status", "stop"), help="what to do")
     parser.add_argument("--dir", default=None, help="the agent's private directory (default: under $XDG_RUNTIME_DIR)")
     parser.add_argument("--idle", type=float, default=1800.0, help="run: exit after this many seconds without a request")
@@ -63,8 +69,8 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
         ...     "clients_seen": 16, "clients_alive": 2, "refused": 0}}, now=600))
         mi-notebook agent 0.1.0, pid 7, at /run/a.sock, up 10 min
         requests made 1, saved 15; clients 16 seen, 2 alive; refused 0; failures 0
-        identity         resource                 time left  refresh in  fingerprint      issued by
-        system-assigned  https://vault.azure.net  1 h 50 min 50 min      sha256:0011aabb  the emulator, as vm
+        identity         resource                 time left   refresh in  fingerprint      issued by
+        system-assigned  https://vault.azure.net  1 h 50 min  50 min      sha256:0011aabb  the emulator, as vm
     """
     when = time.time() if now is None else now
     s = status["stats"]
@@ -114,16 +120,16 @@ def run(ns: argparse.Namespace) -> int:
             return 1
         return 0
     client = AgentClient(ns.dir, start=False)
-    if ns.action == "stop":
-        stopped = client.stop()
-        print("stopped the agent" if stopped else f"no agent answers at {client.paths.socket}")
-        return 0 if stopped else 1
     try:
-        status = client.status()
-    except AgentUnavailable as exc:
-        print(f"mi-notebook agent: {exc}. A kernel that shares (mi.connect(share=True) or MI_NOTEBOOK_SHARE=1) "
-              "starts one.", file=sys.stderr)
+        status = client.request({"op": ns.action})
+    except AgentUnavailable as exc:  # what went wrong: no socket, refused, timed out, another version
+        hint = "" if ns.action == "stop" else (" A kernel that shares (mi.connect(share=True) or "
+                                                "MI_NOTEBOOK_SHARE=1) starts one.")
+        print(f"mi-notebook agent: {exc}.{hint}", file=sys.stderr)
         return 1
+    if ns.action == "stop":
+        print(f"stopped the agent (pid {status.get('pid')})")
+        return 0
     status.pop("v", None)
     status.pop("ok", None)
     print(json.dumps(status, indent=2) if ns.json else format_status(status))

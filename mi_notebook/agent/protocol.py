@@ -187,10 +187,6 @@ class AgentPaths:
         self.pid = os.path.join(directory, "agent.pid")
         self.log = os.path.join(directory, "agent.log")
 
-    def files(self) -> list[str]:
-        """The regular files the agent and its starters write (the socket aside)."""
-        return [self.lock, self.pid, self.log]
-
     def __repr__(self) -> str:
         return f"AgentPaths({self.directory!r})"
 

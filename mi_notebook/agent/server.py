@@ -8,7 +8,8 @@ left silent for ``connection_idle`` seconds is closed). Each frame, once begun, 
 :class:`~mi_notebook.cache.TokenCache` (refresh-ahead, single-flight across every client) and one
 :class:`~mi_notebook.agent.upstream.Upstream` per endpoint (a 429 or 410 holds back every client).
 While a fetch is in flight the client gets a ``{"op": "wait"}`` frame every ``heartbeat`` seconds,
-so a client tells a busy agent from a hung one.
+so a client tells a busy agent from a hung one. A ``stop`` request is answered before the agent
+begins to stop (stopping shuts every open connection).
 
 Only one agent runs per directory: it holds an exclusive ``flock`` on ``agent.pid`` for its life,
 and removes a socket file left behind by a dead one before binding. It exits after ``idle_timeout``
@@ -289,7 +290,12 @@ class AgentServer:
                     with self._lock:
                         self._busy -= 1
                         self._last_request = time.monotonic()
-                self._reply(conn, send_lock, answer)
+                stop_asked = request.get("op") == "stop" and answer.get("ok") is True
+                try:
+                    self._reply(conn, send_lock, answer)
+                finally:
+                    if stop_asked:  # only now: a stopping agent shuts every connection, this one too
+                        self._stopping.set()
         except OSError:
             pass  # the client went away
         except Exception:  # never let one client take the agent down
@@ -301,6 +307,8 @@ class AgentServer:
                 self._open.discard(conn)
 
     def _reply(self, conn: socket.socket, send_lock: threading.Lock, message: dict[str, Any]) -> None:
+        """Send ``message`` whole: on a Unix socket ``sendall`` returns once every byte is queued at the
+        peer, where a later shutdown or close of this end leaves it to be read."""
         with send_lock:
             conn.settimeout(self.read_timeout)
             send_frame(conn, message)
@@ -313,8 +321,7 @@ class AgentServer:
             return {"v": VERSION, "ok": True, "pid": os.getpid(), "version": __version__}
         if op == "status":
             return {"v": VERSION, "ok": True, **self.status()}
-        if op == "stop":
-            self._stopping.set()
+        if op == "stop":  # the caller sets the stopping flag once this answer is sent
             return {"v": VERSION, "ok": True, "pid": os.getpid()}
         if op != "token":
             return _failure("ProtocolError", f"unknown op {str(op)[:40]!r}")

@@ -188,7 +188,8 @@ def endpoint_lines(conn: Connection) -> list[str]:
         ...                           reason="Using http://127.0.0.1:9 because --imds-url gave it."))
         ['given: http://127.0.0.1:9', 'Using http://127.0.0.1:9 because --imds-url gave it.', 'spoken to as IMDS; host detection was not used (--verbose shows what it would decide)']
     """
-    lines = [f"{conn.chosen}: {conn.endpoint}", conn.reason]
+    how = "given" if conn.chosen == "given" else "emulator" if conn.emulated else f"{conn.label} ({conn.chosen})"
+    lines = [f"{how}: {conn.endpoint}", conn.reason]
     if conn.chosen == "given":
         lines.append("spoken to as IMDS; host detection was not used (--verbose shows what it would decide)")
     elif conn.emulated:

@@ -233,7 +233,7 @@ def card_lines(token: AccessToken, conn: Connection, *, show_token: bool = False
     lines = [
         f"Token for {token.resource} ({label})" if "(" not in label else f"Token for {token.resource}: {label}",
         f"  identity     {token_identity(token).describe(token.identity)}",
-        f"  endpoint     {conn.endpoint} ({conn.label}, {conn.chosen})",
+        f"  endpoint     {conn.endpoint} ({conn.host}, {conn.chosen})",
         f"  expires_on   {token.expires_on} = {format_utc(token.expires_on)} "
         f"({format_relative(token.expires_on, time.time())})",
         f"  issued by    {token.issuer_label}",

@@ -1,4 +1,10 @@
-"""Your data with your identity: the data-plane helpers (``abfs://`` options, Azure SQL's token struct).
+"""Your data with your identity: ``abfs://`` options for pandas and Dask (:mod:`.abfs`), and the
+access-token struct ``pyodbc`` needs for Azure SQL (:mod:`.sql`).
+
+Blob Storage and Key Vault need no other helper here: their official SDK clients (``BlobServiceClient``,
+``SecretClient``) take ``mi.credential()`` as their credential and handle the services' protocols
+(challenge authentication, retries, paging) themselves; notebook 9 uses both. adlfs (``abfs://``) needs
+an *async* credential and, off Azure, the emulator's host and certificate authority: :func:`abfs_options`.
 
 Example::
 

@@ -148,11 +148,12 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def redact(body: bytes | str, limit: int = 120) -> str:
+def redact(body: bytes | str, limit: int = 120, *, one_line: bool = True) -> str:
     """The start of a body for an error message, with anything token-like redacted.
 
     A body cut off in transit may still hold most of a token, so both a JSON ``access_token`` value
-    and anything shaped like a JWT are replaced.
+    and anything shaped like a JWT are replaced. ``one_line=False`` keeps the text's own line breaks
+    (a service's ``error_description``, whose layout its readers rely on).
 
     Example::
 
@@ -160,7 +161,8 @@ def redact(body: bytes | str, limit: int = 120) -> str:
         '{"access_token": "<redacted>", "expires_on": "1"}'
     """
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
+    if one_line:
+        text = " ".join(text.split())
     text = _JWT_LIKE.sub("<redacted>", _TOKEN_VALUE.sub(r'\1"<redacted>"', text))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

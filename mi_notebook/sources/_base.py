@@ -84,7 +84,9 @@ logger = logging.getLogger("mi_notebook.sources")
 
 OnAttempt = Callable[[Attempt, "float | None", int], None]
 _NOT_RETRIED_5XX = frozenset({501, 505})
-_DESCRIPTION_LIMIT = 300
+_DESCRIPTION_LIMIT = 300  # a text body (a proxy's page, a host's own words)
+#: a JSON error_description: the service's own words, whole (AADSTS texts run to ~500 characters)
+_JSON_DESCRIPTION_LIMIT = 1000
 _BODY_PROBLEMS = {"html": "an HTML page", "empty": "an empty body", "text": "a body that is not JSON",
                   "invalid-json": "malformed or truncated JSON"}
 _CLOCK_HINT = "Check this machine's clock (timedatectl); if it is right, the token service is misbehaving."
@@ -474,7 +476,7 @@ def _error_fields(answer: Answer) -> tuple[str | None, str | None]:
         if error is None and document.get("statusCode") is not None:
             error = f"statusCode {document['statusCode']}"
         return (str(error) if error is not None else None,
-                redact(str(description), _DESCRIPTION_LIMIT) if description is not None else None)
+                redact(str(description), _JSON_DESCRIPTION_LIMIT, one_line=False) if description is not None else None)
     text = redact(answer.body, _DESCRIPTION_LIMIT)
     return None, text or None
 
