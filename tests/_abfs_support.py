@@ -18,7 +18,7 @@ from typing import Any
 
 
 class ThreadedAsyncCredential:
-    def __init__(self, imds_url: str, *, share: bool = False, agent_dir: str | None = None) -> None:
+    def __init__(self, imds_url: str, *, share: bool = False, agent_dir: str | None = None) -> None:  # agent_dir None: $XDG_RUNTIME_DIR
         self.imds_url, self.share, self.agent_dir = imds_url, share, agent_dir
         self._lock = threading.Lock()
         self._sync: Any = None

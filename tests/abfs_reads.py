@@ -7,6 +7,12 @@ authority before anything imports aiohttp. The loopback guard comes from the cal
 it. Prints one JSON line: what was read, and by which processes.
 
     python tests/abfs_reads.py --imds-url URL --account-url URL --ca FILE --container lake [--workers 4 --share]
+
+``--credential``: ``mi`` (mi-notebook's async credential), or azure-identity's ``ManagedIdentityCredential``
+(``azure-identity``: the sync one, ``azure-identity-aio``), pointed at the emulator by the caller's
+``AZURE_POD_IDENTITY_AUTHORITY_HOST`` (bench/bench_dask.py compares them). A failed read prints
+``{"error": ...}`` and exits 1. With ``--share`` the agent's directory is the default one, under
+``$XDG_RUNTIME_DIR`` (the workers inherit it).
 """
 
 from __future__ import annotations
@@ -40,39 +46,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca", default=None)
     parser.add_argument("--container", required=True)
     parser.add_argument("--workers", type=int, default=0, help="0: pandas in this process; N: Dask, N processes")
-    parser.add_argument("--share", action="store_true", help="share tokens through the agent (agent dir: --agent-dir)")
-    parser.add_argument("--agent-dir", default=None)
+    parser.add_argument("--share", action="store_true", help="share tokens through the agent")
+    parser.add_argument("--credential", choices=("mi", "azure-identity", "azure-identity-aio"), default="mi")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(HERE))
     os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])  # for the workers
-    from _abfs_support import async_credential
+    from mi_notebook.data import abfs_options, trust_ca
 
-    from mi_notebook.data import abfs_options
-
-    credential = async_credential(args.imds_url, share=args.share, agent_dir=args.agent_dir)
-    options = abfs_options(ACCOUNT, credential=credential, account_url=args.account_url, ca_bundle=args.ca)
     started = time.monotonic()
-    if not args.workers:
-        import pandas as pd
+    try:
+        if args.credential == "mi":
+            from _abfs_support import async_credential
 
-        frame = pd.read_csv(f"abfs://{args.container}/part-00.csv", storage_options=options)
-        result = {"rows": len(frame), "total": int(frame["units"].sum()), "pids": [os.getpid()]}
-    else:
-        import dask.dataframe as dd
-        from distributed import Client, LocalCluster
-
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
-            frame = dd.read_csv(f"abfs://{args.container}/part-*.csv", storage_options=options, blocksize=None)
-            computed = frame.map_partitions(tag_with_pid).compute()
-            result = {"rows": len(computed), "total": int(computed["units"].sum()),
-                      "partitions": frame.npartitions, "pids": sorted({int(p) for p in computed["pid"]}),
-                      "workers": list(client.run(worker_facts).values())}
+            credential = async_credential(args.imds_url, share=args.share)
+            options = abfs_options(ACCOUNT, credential=credential, account_url=args.account_url, ca_bundle=args.ca)
+        else:  # written the way people write it, without mi-notebook's checks
+            if args.ca:
+                trust_ca(args.ca)  # before anything imports aiohttp
+            if args.credential == "azure-identity":
+                from azure.identity import ManagedIdentityCredential
+            else:
+                from azure.identity.aio import ManagedIdentityCredential
+            options = {"account_name": ACCOUNT, "credential": ManagedIdentityCredential()}
+            if args.account_url:
+                options["account_host"] = args.account_url.removeprefix("https://")
+        result = read(args, options)
+    except Exception as exc:  # the bench reports what happened; the tests read it
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}), flush=True)
+        raise
     result["seconds"] = round(time.monotonic() - started, 2)
     result["parent"] = os.getpid()
     print(json.dumps(result), flush=True)
     return 0
+
+
+def read(args: argparse.Namespace, options: dict[str, object]) -> dict[str, object]:
+    if not args.workers:
+        import pandas as pd
+
+        frame = pd.read_csv(f"abfs://{args.container}/part-00.csv", storage_options=options)
+        return {"rows": len(frame), "total": int(frame["units"].sum()), "pids": [os.getpid()]}
+    import dask.dataframe as dd
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+        frame = dd.read_csv(f"abfs://{args.container}/part-*.csv", storage_options=options, blocksize=None)
+        computed = frame.map_partitions(tag_with_pid).compute()
+        return {"rows": len(computed), "total": int(computed["units"].sum()), "partitions": frame.npartitions,
+                "pids": sorted({int(p) for p in computed["pid"]}), "workers": list(client.run(worker_facts).values())}
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -22,7 +24,7 @@ pytest.importorskip("adlfs")
 pytest.importorskip("distributed")
 
 from azure.storage.blob import BlobServiceClient  # noqa: E402
-from test_agent_support import agent_dir, token_requests  # noqa: E402
+from test_agent_support import agent_dir, agent_pid, alive, token_requests  # noqa: E402
 
 import mi_notebook as mi  # noqa: E402
 from mi_notebook.data import abfs_options  # noqa: E402
@@ -145,12 +147,26 @@ def test_pandas_reads_an_abfs_path_from_azurite_with_a_managed_identity_token(em
     assert [t.query["resource"] for t in tokens] == [["https://storage.azure.com/"]]
 
 
-def test_aiohttp_does_not_trust_requests_ca_bundle(emu, azurite, lake):
-    """The fact trust_ca() is built on: the CA in REQUESTS_CA_BUNDLE alone leaves adlfs unable to verify."""
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": azurite.ca_bundle}
-    env.pop("SSL_CERT_FILE", None)
-    proc = read(emu, azurite, lake, env=env, ca=False, timeout=120)
-    assert proc.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in proc.stderr
+@pytest.mark.parametrize(("variable", "verified"), [("REQUESTS_CA_BUNDLE", False), ("SSL_CERT_FILE", True)])
+def test_aiohttp_trusts_ssl_cert_file_not_requests_ca_bundle(azurite, variable, verified):
+    """The fact trust_ca() is built on, asked of aiohttp's default context (what adlfs' client uses)."""
+    script = """
+import asyncio, sys, aiohttp
+async def main():
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(sys.argv[1]) as answer:
+                print("HTTP", answer.status)
+        except aiohttp.ClientConnectorCertificateError as err:
+            print("not verified:", err.certificate_error.reason)
+asyncio.run(main())
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
+    env[variable] = azurite.ca_bundle
+    proc = subprocess.run([sys.executable, "-c", script, azurite.account_url + "?comp=list"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("HTTP 4" if verified else "not verified: CERTIFICATE_VERIFY_FAILED"), proc.stdout
 
 
 def test_without_account_url_adlfs_asks_a_public_name_and_the_guard_refuses_it(emu, azurite, lake, tmp_path):
@@ -177,10 +193,26 @@ def test_dask_workers_read_sixteen_partitions_each_asking_its_own_token(emu, azu
 
 @pytest.mark.timeout(CLUSTER_TIMEOUT + 60)
 def test_dask_workers_sharing_through_the_agent_make_one_token_request_between_them(emu, azurite, lake):
-    with agent_dir() as directory:
-        result = result_of(read(emu, azurite, lake, "--workers", "4", "--share", "--agent-dir", directory))
-        assert result["partitions"] == PARTITIONS and result["total"] == sum(2 * i + 1 for i in range(PARTITIONS))
-        assert len(result["pids"]) >= 2 and all(w["guard"] for w in result["workers"])
-        assert token_requests(emu) == 1  # the parent and every worker, one request through the agent
-        status = mi.AgentClient(directory, start=False).status()
-        assert status["stats"]["requests_made"] == 1 and status["stats"]["clients_seen"] >= 1 + len(result["pids"])
+    with agent_dir() as runtime:  # the agent's directory is the default one, $XDG_RUNTIME_DIR/mi-notebook,
+        directory = os.path.join(runtime, "mi-notebook")  # in the parent and in every worker it starts
+        env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+        try:
+            result = result_of(read(emu, azurite, lake, "--workers", "4", "--share", env=env))
+            assert result["partitions"] == PARTITIONS and result["total"] == sum(2 * i + 1 for i in range(PARTITIONS))
+            assert len(result["pids"]) >= 2 and all(w["guard"] for w in result["workers"])
+            assert token_requests(emu) == 1  # the parent and every worker, one request through the agent
+            stats = mi.AgentClient(directory, start=False).status()["stats"]
+            assert stats["requests_made"] == 1 and stats["clients_seen"] >= 1 + len(result["pids"])
+        finally:
+            stop_agent(directory)
+
+
+def stop_agent(directory: str) -> None:
+    """Stop the agent the read started in ``directory`` (asked first, killed if it does not go)."""
+    pid = agent_pid(directory)
+    mi.AgentClient(directory, start=False, read_timeout=0.5).stop()
+    deadline = time.monotonic() + 5
+    while pid is not None and alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid is not None and alive(pid):
+        os.kill(pid, signal.SIGKILL)
