@@ -62,6 +62,7 @@ _LAZY: dict[str, str] = {
     "disconnect": "connection",
     "credential": "sdk_credential",
     "ManagedIdentityTokenCredential": "sdk_credential",
+    "aio": "aio",  # a submodule: mi.aio.credential() is the async credential
     "ArmClient": "arm_client",
     "arm": "arm_client",
     "AgentClient": "agent.client",
@@ -110,6 +111,7 @@ __all__ = [
     "UnsupportedHostError",
     "VirtualClock",
     "WELL_KNOWN_RESOURCES",
+    "aio",
     "arm",
     "connect",
     "connect_or_carry_on",
@@ -133,7 +135,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'mi_notebook' has no attribute {name!r}")
     module = importlib.import_module(f".{module_name}", __name__)
-    value = getattr(module, name)
+    value = module if module_name == name else getattr(module, name)  # a lazy submodule, or a name in one
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
@@ -143,6 +145,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and editors see for the lazy names
+    from . import aio
     from .agent.client import AgentClient
     from .arm_client import ArmClient, arm
     from .cache import TokenCache, default_cache

@@ -67,6 +67,11 @@ class VirtualClock(Clock):
         1800000000.0
     """
 
+    _now: float
+    start: float
+    slept: list[float]
+    _lock: threading.Lock
+
     def __init__(self, start: float = 0.0, *, seed: int | None = 7) -> None:
         object.__setattr__(self, "_now", float(start))
         object.__setattr__(self, "start", float(start))

@@ -484,7 +484,7 @@ def announce_emulator(conn: Connection) -> None:
     _announced.set()
     text = f"mi-notebook: NOT Azure: every token now comes from the embedded emulator. {conn.reason}"
     try:
-        from IPython import get_ipython
+        from IPython.core.getipython import get_ipython
         from IPython.display import display
     except ImportError:
         shell = None

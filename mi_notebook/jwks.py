@@ -29,13 +29,15 @@ import re
 import time
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .claims import Claims, check_validity, requested_resource, token_text
-from .claims import decode as decode_unverified
+from .claims import Claims, check_validity, decode_unverified, requested_resource, token_text
 from .errors import TokenVerificationError
-from .http import USER_AGENT, Request, Transport, default_verify, describe_failure, exchange
+from .http import USER_AGENT, Request, Transport, default_verify, describe_failure, exchange, timeout_pair
 from .identity import is_guid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jwt.types import Options
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "decode", "entra_jwks_url", "fetch_jwks"]
 
@@ -64,7 +66,7 @@ def _fetch_json(url: str, timeout: Timeout, what: str, transport: Transport | No
     """GET ``url`` as a JSON object; any failure -> :class:`~mi_notebook.errors.TokenVerificationError`
     whose ``endpoint`` is ``url`` (the keys could not be had; nothing was verified)."""
     request = Request("GET", url, headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-                      timeout=timeout, proxies=True, verify=default_verify())
+                      timeout=timeout_pair(timeout), proxies=True, verify=default_verify())
     answer = exchange(request, transport=transport)
     if not answer.answered or answer.kind in ("truncated", "timeout"):
         name = f" ({type(answer.exception).__name__})" if answer.exception is not None else ""
@@ -151,7 +153,7 @@ def _verify(raw: str, claims: Claims, jwks: Any, *, audience: str | None, issuer
             "the token comes from another issuer (emulator tokens verify only against the emulator's JWKS)."
         )
     audience = requested_resource(audience) if audience is not None else None
-    options = {"verify_signature": True, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
+    options: Options = {"verify_signature": True, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
                "verify_aud": audience is not None, "verify_iss": issuer is not None}  # times: below, at `now`
     for key_data in candidates:
         try:

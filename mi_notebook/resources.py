@@ -222,8 +222,8 @@ def resolve_resource(text: str) -> str:
                 f"unknown resource alias {value!r}; {hint}known aliases: {', '.join(WELL_KNOWN_RESOURCES)}. "
                 f"Or pass an App ID URI such as 'https://management.azure.com/'"
             )
-        known = alias_for("https://" + value)
-        meant = WELL_KNOWN_RESOURCES[known].uri if known else next(iter(suggest_resources("https://" + value)), None)
+        alias = alias_for("https://" + value)
+        meant = WELL_KNOWN_RESOURCES[alias].uri if alias else next(iter(suggest_resources("https://" + value)), None)
         hint = f"did you mean {meant!r}? " if meant else ""
         raise ValueError(f"resource {_short(value)!r} is not a URI; {hint}expected {ACCEPTED_FORMS}")
     _refuse_permission_scope(value)

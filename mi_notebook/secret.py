@@ -29,11 +29,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from typing import Any
 
 from .errors import HostConfigurationError
 
-__all__ = ["Secret", "fingerprint"]
+__all__ = ["REDACTED", "Secret", "fingerprint", "redact_text"]
+
+#: what stands where a secret was
+REDACTED = "<redacted>"
+# a JSON value that is a credential (a token, a refresh token, a client assertion), with or without its closing quote
+_SECRET_VALUE = re.compile(r'("(?:access_token|refresh_token|id_token|client_assertion|client_secret)"\s*:\s*)"[^"]*"?')
+# anything shaped like a JWT (whole, or its start after a cut), and a bearer credential in free text
+_JWT_LIKE = re.compile(r"eyJ[\w-]*(?:\.[\w-]*)*")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
+# the same in a form or a query string (a client assertion is POSTed as a form field)
+_FORM_VALUE = re.compile(r"\b(access_token|refresh_token|id_token|client_assertion|client_secret)=[^&\s\"']+")
 
 #: the key of every fingerprint, new in each process: a fingerprint cannot be tested against guesses
 #: of a short secret anywhere else, and says nothing once the process is gone
@@ -54,6 +65,31 @@ def fingerprint(*parts: str) -> str:
     """
     mac = hmac.new(_FINGERPRINT_KEY, "\0".join(parts).encode("utf-8", "surrogatepass"), hashlib.sha256)
     return "hmac-sha256:" + mac.hexdigest()[:32]
+
+
+def redact_text(text: str, limit: int | None = None, *, one_line: bool = False) -> str:
+    """``text`` with every token-like thing replaced by ``<redacted>``: the package's one redaction (error
+    bodies, widget panels, CLI output all use it).
+
+    Replaced: a JSON credential value (``"access_token": "..."`` and its kin, even cut short), the same
+    as a form or query field (``client_assertion=...``), anything shaped like a JWT (a cut one too), and
+    the credential after ``Bearer`` in free text. ``one_line``
+    folds whitespace; ``limit`` cuts the result (with ``…``).
+
+    Example::
+
+        >>> redact_text('{"access_token": "opaque-value-123", "expires_on": "1"}')
+        '{"access_token": "<redacted>", "expires_on": "1"}'
+        >>> redact_text("sent Authorization: Bearer abcdefgh12345678 and eyJhbGciOi.eyJhdWQ")
+        'sent Authorization: Bearer <redacted> and <redacted>'
+    """
+    if one_line:
+        text = " ".join(text.split())
+    text = _SECRET_VALUE.sub(r'\1"<redacted>"', text)
+    text = _BEARER.sub(r"\1 <redacted>", text)
+    text = _FORM_VALUE.sub(r"\1=<redacted>", text)
+    text = _JWT_LIKE.sub(REDACTED, text)
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Secret:

@@ -329,10 +329,10 @@ class AccessToken:
 
     @property
     def claims(self) -> Claims:
-        """The decoded claims (unverified), decoded on first use with :func:`mi_notebook.claims.decode`."""
+        """The decoded claims (unverified), decoded on first use with :func:`mi_notebook.claims.decode_unverified`."""
         cached = self._claims_view
         if cached is None:
-            from .claims import decode
+            from .claims import decode_unverified as decode
 
             cached = decode(self)
             object.__setattr__(self, "_claims_view", cached)

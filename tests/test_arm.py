@@ -317,6 +317,16 @@ def test_instance_metadata_read_once_per_client(make_conn, clock):
     assert clock.slept == []
 
 
+def test_instance_metadata_needs_a_vm_connection_and_says_so_before_any_request():
+    from mi_notebook.connection import Connection
+    from mi_notebook.sources import CloudShellSource
+
+    url = "http://127.0.0.1:9/oauth2/token"  # nothing listens: a request would fail differently
+    conn = Connection(url, "cloudshell", CloudShellSource(url))
+    with pytest.raises(errors.UnsupportedHostError, match=r"VM's IMDS.*127\.0\.0\.1:9/oauth2/token \(cloudshell\)"):
+        ArmClient("http://127.0.0.1:9/", connection=conn).metadata()
+
+
 def test_explicit_loopback_imds_needs_to_be_told_where_arm_is(clean_connection, monkeypatch):
     # An emulator in another process (`mi-notebook emulator`) reached by URL: its tokens mean nothing to
     # Azure's ARM, so the client must ask for MI_NOTEBOOK_ARM_URL instead of calling management.azure.com.

@@ -27,7 +27,8 @@ from token_samples import (
     status_of,
 )
 
-from mi_notebook.claims import CLAIM_MEANINGS, CLAIMS_COLUMNS, Claims, decode
+from mi_notebook.claims import CLAIM_MEANINGS, CLAIMS_COLUMNS, Claims
+from mi_notebook.claims import decode_unverified as decode
 from mi_notebook.errors import TokenDecodeError
 from mi_notebook.timefmt import format_duration, format_relative, format_utc
 
@@ -321,3 +322,19 @@ def test_a_time_claim_sent_as_a_string_is_explained_as_a_time():
     claims = Claims({}, {"xms_tcdt": "1289241547", "aud": "api://x"})
     value = dict((name, shown) for name, shown, _ in claims.rows())["xms_tcdt"]
     assert value.startswith("1289241547 = 2010-11-08")
+
+
+def test_one_name_one_contract_for_decoding():
+    """Issue 19: two public ``decode`` functions had different contracts. ``mi.decode`` may verify (with
+    keys); the claims package's never does, and its name says so now; the old name warns for a release."""
+    import warnings
+
+    import mi_notebook as mi
+    from mi_notebook import claims as claims_package
+
+    raw = jwt.encode({"aud": "api://x"}, "k" * 32)
+    assert mi.decode is not claims_package.decode_unverified and not claims_package.decode_unverified(raw).verified
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert claims_package.decode(raw).audience == "api://x"
+    assert [w.category for w in seen] == [DeprecationWarning] and "decode_unverified" in str(seen[0].message)

@@ -147,7 +147,7 @@ def collect_secret_surfaces() -> SecretsReport:
     """
     from mi_notebook.arm_client import ArmClient
     from mi_notebook.cache import default_cache
-    from mi_notebook.claims import decode
+    from mi_notebook.claims import decode_unverified as decode
     from mi_notebook.emulator import Emulator
     from mi_notebook.identity import Identity
     from mi_notebook.sdk_credential import credential

@@ -547,7 +547,7 @@ class SharedCache(TokenCache):
             warnings.warn(message, AgentUnavailableWarning, stacklevel=5)
 
     # --- views: the agent's tokens ------------------------------------------------------------------
-    def tokens(self) -> list[Any]:  # type: ignore[override]
+    def tokens(self) -> list[Any]:
         """Every token the agent holds (all this user's processes), as :class:`AgentTokenInfo`;
         this process's own tokens when the agent does not answer."""
         try:

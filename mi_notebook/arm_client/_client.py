@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import builtins  # in ArmClient, `list` is its method: annotations there say builtins.list
 import logging
 import os
 import threading
@@ -237,10 +238,17 @@ class ArmClient:
             >>> disconnect()
         """
         from ..metadata import instance_metadata
+        from ..sources.imds import ImdsSource
 
         if self._metadata is not None:  # which VM this is does not change: ask IMDS (5 requests/s) once
             return self._metadata
-        md = instance_metadata(self.connection.client)
+        client = self.connection.client
+        if not isinstance(client, ImdsSource):
+            raise errors.UnsupportedHostError(
+                f"Instance metadata comes from a VM's IMDS; this client's connection is to "
+                f"{self.connection.endpoint} ({self.connection.host}), which has none.",
+                hint="Pass the VM's resource id to get(), or connect to a VM's IMDS.")
+        md = instance_metadata(client)
         if not md.resource_id:
             raise errors.UnexpectedResponseError(
                 "instance metadata names no resource id for this VM", endpoint=self.connection.endpoint,
@@ -340,7 +348,7 @@ class ArmClient:
             )
         return token
 
-    def _request(self, url: str, query: list[tuple[str, str]], *,
+    def _request(self, url: str, query: builtins.list[tuple[str, str]], *,
                  on_attempt: Callable[..., None] | None = None) -> tuple[dict[str, Any], Timeline]:
         correlation_id = str(uuid.uuid4())
         state: dict[str, Any] = {"refresh": False, "refreshed": False, "answers": {}}
@@ -382,7 +390,7 @@ class ArmClient:
         raise arm_error(outcome, answer, timeline=timeline, endpoint=self.url, path=urlsplit(url).path,
                         who=self._who(token), refreshed=state["refreshed"], correlation_id=correlation_id)
 
-    def _send(self, url: str, query: list[tuple[str, str]], token: AccessToken,
+    def _send(self, url: str, query: builtins.list[tuple[str, str]], token: AccessToken,
               correlation_id: str) -> tuple[AttemptOutcome, Answer]:
         client_request_id = str(uuid.uuid4())
         headers = {"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json",

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["FRAME_LAYOUTS", "ArmList"]
 
 
-class ArmList(list):
+class ArmList(list[dict[str, Any]]):
     """ARM's list items (plain dicts) in order, all pages followed; ``.to_frame()`` for pandas.
 
     ``timelines`` holds one :class:`~mi_notebook.retry.Timeline` per page fetched; ``pages`` is how

@@ -1,6 +1,6 @@
 """Decode an access token without verifying it, and look at it: the :class:`Claims` view.
 
-A notebook usually wants to *look* at a token it just got from IMDS, so :func:`decode` reads header
+A notebook usually wants to *look* at a token it just got from IMDS, so :func:`decode_unverified` reads header
 and payload (strictly: every malformed part is named) and every view says the signature was not
 verified. Verifying is :func:`mi_notebook.jwks.decode` (``mi.decode``), which returns the same view.
 
@@ -13,7 +13,7 @@ Example::
 
     >>> import jwt
     >>> raw = jwt.encode({"aud": "https://management.azure.com/", "exp": 1767225600, "ver": "1.0"}, "k" * 32)
-    >>> claims = decode(raw)
+    >>> claims = decode_unverified(raw)
     >>> claims["aud"], claims.verified
     ('https://management.azure.com/', False)
     >>> [c.status for c in claims.checks(resource="arm", now=1767222000)][:3]
@@ -43,6 +43,7 @@ from ._decode import (
     CLAIMS_COLUMNS,
     Claims,
     decode,
+    decode_unverified,
     token_text,
 )
 from ._glossary import (
@@ -84,6 +85,7 @@ __all__ = [
     "check_validity",
     "checks_frame",
     "decode",
+    "decode_unverified",
     "emulator_evidence",
     "explain_claim",
     "explain_header",

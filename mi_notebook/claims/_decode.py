@@ -2,8 +2,8 @@
 
 Example::
 
-    >>> from mi_notebook.claims._decode import decode
-    >>> decode("eyJhbGciOiJub25lIn0.eyJhdWQiOiJ4In0.").payload["aud"]
+    >>> from mi_notebook.claims import decode_unverified
+    >>> decode_unverified("eyJhbGciOiJub25lIn0.eyJhdWQiOiJ4In0.").payload["aud"]
     'x'
 """
 
@@ -28,7 +28,7 @@ from ._glossary import CLAIM_MEANINGS, TIME_CLAIMS, explain_claim, explain_heade
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["CLAIMS_COLUMNS", "Claims", "decode", "token_text"]
+__all__ = ["CLAIMS_COLUMNS", "Claims", "decode", "decode_unverified", "token_text"]
 
 CLAIMS_COLUMNS = ("claim", "value", "meaning")
 
@@ -51,7 +51,7 @@ class Claims:
     Example::
 
         >>> import jwt
-        >>> c = decode(jwt.encode({"oid": "x", "custom": 1}, "k" * 32))
+        >>> c = decode_unverified(jwt.encode({"oid": "x", "custom": 1}, "k" * 32))
         >>> c.unknown_claims, c.verified
         (['custom'], False)
     """
@@ -467,7 +467,7 @@ def token_text(token: Any) -> str:
     return _raw_token(token)[0]
 
 
-def decode(token: Any, *, now: float | None = None) -> Claims:
+def decode_unverified(token: Any, *, now: float | None = None) -> Claims:
     """Decode an access token (a string, or an ``AccessToken``) into :class:`Claims`, without verifying it.
 
     ``now`` pins "now" for the relative times of the views. Anything that is not a decodable JWT ->
@@ -477,9 +477,9 @@ def decode(token: Any, *, now: float | None = None) -> Claims:
     Example::
 
         >>> import jwt
-        >>> decode(jwt.encode({"aud": "api://x"}, "k" * 32)).audience
+        >>> decode_unverified(jwt.encode({"aud": "api://x"}, "k" * 32)).audience
         'api://x'
-        >>> decode("not-a-token")
+        >>> decode_unverified("not-a-token")
         Traceback (most recent call last):
         ...
         mi_notebook.errors.TokenDecodeError: The token is not a JWT: it has no '.'; a JWT has 3 (header.payload.signature).
@@ -491,3 +491,22 @@ def decode(token: Any, *, now: float | None = None) -> Claims:
     return Claims(header, payload, fingerprint=_fingerprint(raw), resource=context.get("resource"),
                   identity=context.get("identity"), now=now,
                   expires_on=int(expires_on) if expires_on is not None else None)
+
+
+def decode(token: Any, *, now: float | None = None) -> Claims:
+    """Deprecated: :func:`decode_unverified` (this name never verified, while ``mi.decode`` may; one name,
+    one contract). Kept for one release; warns with a ``DeprecationWarning``.
+
+    Example::
+
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     decode("eyJhbGciOiJub25lIn0.eyJhdWQiOiJ4In0.").audience
+        'x'
+    """
+    import warnings
+
+    warnings.warn("mi_notebook.claims.decode is deprecated: it never verifies; call decode_unverified() (or "
+                  "mi.decode(token, jwks=...) to verify the signature)", DeprecationWarning, stacklevel=2)
+    return decode_unverified(token, now=now)

@@ -176,7 +176,7 @@ def _payload(token: Any) -> Mapping[str, Any] | None:
     if isinstance(payload, Mapping):
         return payload
     from ..errors import TokenDecodeError
-    from ._decode import decode
+    from ._decode import decode_unverified as decode
 
     try:  # an AccessToken keeps its decoded claims; anything else (a string, a look-alike) is decoded here
         claims = token.claims if hasattr(token, "reveal") and hasattr(token, "claims") else decode(token)

@@ -20,7 +20,7 @@ import contextlib
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..connection import Connection
@@ -203,6 +203,5 @@ def claims_judge_user_tokens() -> Iterator[None]:
         yield
 
 
-def redact(value: Any) -> str:
-    """What is printed instead of a token."""
-    return "<redacted: use --show-token to print it>"
+#: what the CLI prints where a token would be (``--show-token`` prints the token itself)
+TOKEN_HIDDEN = "<redacted: use --show-token to print it>"

@@ -38,7 +38,7 @@ EMULATOR_JWKS_PATH = "/__emulator__/jwks"
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``decode`` on the ``mi-notebook`` parser."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "decode",
         help="explain every claim of an access token; --verify checks its signature",
         description="Decode a JWT access token and explain every claim and header parameter. Reads stdin "
@@ -72,7 +72,7 @@ def keys_for(ns: argparse.Namespace, environ: Any = None) -> str | None:
     """
     env = os.environ if environ is None else environ
     if ns.jwks:
-        return ns.jwks
+        return str(ns.jwks)
     if not ns.verify:
         return None
     base = ns.imds_url or env.get("MI_NOTEBOOK_IMDS_URL")
@@ -108,8 +108,7 @@ def claim_lines(claims: Claims, width: int = 100) -> list[str]:
 
 def run(ns: argparse.Namespace) -> int:
     """Decode (and, when asked, verify) and print; an emulator token says so on every output."""
-    from ..claims import decode as decode_unverified
-    from ..claims import emulator_evidence
+    from ..claims import decode_unverified, emulator_evidence
     from ..errors import TokenVerificationError
     from ..jwks import decode
 

@@ -50,6 +50,8 @@ from ._common import (
 from .token import progress_printer
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+
     from ..connection import Connection
     from ..identity import Identity
     from ..retry import Timeline
@@ -67,7 +69,7 @@ ADMIN_TOKEN_ENV = "MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN"
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``demo`` on the ``mi-notebook`` parser."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "demo",
         help="tokens, claims, a retry episode, ARM and two charts, in a few seconds (emulator off Azure)",
         description=(
@@ -162,7 +164,7 @@ def _identities(conn: Connection, chosen: Identity) -> list[Identity]:
     return found
 
 
-def _fault_injector(conn: Connection) -> Callable[..., None] | None:
+def _fault_injector(conn: Connection) -> Callable[..., object] | None:
     """How to inject faults into this endpoint, or None for real IMDS (never injected into)."""
     if conn.emulator is not None:
         return conn.emulator.inject
@@ -211,7 +213,7 @@ def _admin_json(endpoint: str, route: str) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def _retry_episode(conn: Connection, inject: Callable[..., None] | None) -> Timeline:
+def _retry_episode(conn: Connection, inject: Callable[..., object] | None) -> Timeline:
     """A 503 then a 429 (Retry-After: 3 s) against the emulator, retried in virtual time."""
     from ..retry import AttemptOutcome, RetryPolicy, simulate
     from ..sources import ImdsClient
@@ -294,7 +296,7 @@ def _write_charts(directory: Path, timeline: Timeline, tokens: list[AccessToken]
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    charts = {
+    charts: dict[str, Callable[[Axes], object]] = {
         CHART_FILES[0]: lambda ax: plot_retry_timeline(timeline, ax=ax, provenance=sources[0]),
         CHART_FILES[1]: lambda ax: plot_token_lifetimes(tokens, ax=ax, provenance=sources[1] or None),
     }

@@ -61,7 +61,7 @@ CLOCK_FIX = "sync this machine's clock (timedatectl set-ntp true, or your NTP se
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``doctor`` on the ``mi-notebook`` parser."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "doctor",
         help="why doesn't it work? the verdict first: endpoint, every identity, proxies, --network, clock",
         description="Say whether tokens can be had here (OK, or each problem with its fix), then the evidence: "
@@ -317,11 +317,13 @@ def _try_identity(conn: Connection, identity: Identity,
 
     from ..errors import ManagedIdentityError
     from ..retry import RetryPolicy
+    from ..sources import TokenSource
 
     # One quick attempt each, through the connection's own source: the doctor diagnoses, it does not
     # wait out an outage. The copy shares the source's transport, so it is not closed here.
     client = copy.copy(conn.client)
-    client.retry = RetryPolicy.no_retry()
+    if isinstance(client, TokenSource):  # Service Fabric's source has no retry: it never sends
+        client.retry = RetryPolicy.no_retry()
     try:
         with claims_judge_user_tokens():
             token = client.request_token(resource, identity)

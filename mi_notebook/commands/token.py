@@ -31,6 +31,7 @@ from ..timefmt import format_relative, format_utc
 from ._common import (
     EXIT_ERROR,
     EXIT_OK,
+    TOKEN_HIDDEN,
     add_connection_arguments,
     add_identity_arguments,
     claims_judge_user_tokens,
@@ -38,7 +39,6 @@ from ._common import (
     given_url,
     guarded,
     identity_from_args,
-    redact,
 )
 from ._errors import stop_when_nothing_listens
 from ._identity import CliProblem, identity_problem
@@ -54,7 +54,7 @@ OUTPUTS = ("text", "json", "tsv", "raw")
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``token`` on the ``mi-notebook`` parser."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "token",
         help="get a managed-identity access token (redacted unless --show-token)",
         description="Get a managed-identity access token from IMDS (or the emulator).",
@@ -169,7 +169,7 @@ def token_json(token: AccessToken, *, show_token: bool = False, problem: CliProb
     who = token_identity(token)
     expires = dt.datetime.fromtimestamp(token.expires_on)  # local time, as az prints it
     return {
-        "accessToken": token.reveal() if show_token else redact(token),
+        "accessToken": token.reveal() if show_token else TOKEN_HIDDEN,
         "expiresOn": expires.strftime("%Y-%m-%d %H:%M:%S.%f"),
         "expires_on": int(token.expires_on),
         "resource": token.resource,
@@ -244,7 +244,7 @@ def card_lines(token: AccessToken, conn: Connection, *, show_token: bool = False
         lines.append(f"  client_id    {token.client_id}")
     if token.timeline is not None:
         lines.append(f"  attempts     {token.timeline.summary()}")
-    lines.append(f"  access_token {token.reveal() if show_token else redact(token)}")
+    lines.append(f"  access_token {token.reveal() if show_token else TOKEN_HIDDEN}")
     return lines
 
 

@@ -41,6 +41,9 @@ from .clouds import CLOUD_NAMES, cloud
 from .hosts.profiles import PROFILES
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+
     from . import Emulator
 
 __all__ = ["build_parser", "exports", "main"]
@@ -142,7 +145,7 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
 
     if stop is None:
         stop = threading.Event()
-    previous: dict[int, object] = {}
+    previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
     if threading.current_thread() is threading.main_thread():
         event = stop
         previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

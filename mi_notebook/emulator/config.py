@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,11 @@ def load_config(source: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     path = Path(source)
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".toml":
-        try:
+        if sys.version_info < (3, 11):
+            raise ValueError("TOML config files need Python 3.11+; use JSON")
+        else:
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise ValueError("TOML config files need Python 3.11+; use JSON") from None
-        data = tomllib.loads(text)
+            data = tomllib.loads(text)
     else:
         try:
             data = json.loads(text)

@@ -302,8 +302,9 @@ class ImdsService:
         for name in SELECTORS:
             if name in query:
                 key = {"msi_res_id": "resource_id", "mi_res_id": "resource_id"}.get(name, name)
+                selector: dict[str, Any] = {key: query[name]}  # one of find_identity's str keywords
                 with contextlib.suppress(LookupError, ValueError):
-                    identity = self.vm.find_identity(**{key: query[name]})
+                    identity = self.vm.find_identity(**selector)
                 break
         if identity is None:
             identity = self.vm.system_identity or (self.vm.identities[0] if self.vm.identities else None)

@@ -17,11 +17,12 @@ import email.utils
 import ipaddress
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+
+from ..secret import redact_text
 
 __all__ = [
     "EMULATOR_HEADER",
@@ -51,8 +52,6 @@ EMULATOR_HEADER = "X-Mi-Notebook-Emulator"
 USER_AGENT = "mi-notebook"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
-_TOKEN_VALUE = re.compile(r'("access_token"\s*:\s*)"[^"]*"?')
-_JWT_LIKE = re.compile(r"eyJ[\w-]*(?:\.[\w-]*)*")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -161,10 +160,7 @@ def redact(body: bytes | str, limit: int = 120, *, one_line: bool = True) -> str
         '{"access_token": "<redacted>", "expires_on": "1"}'
     """
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    if one_line:
-        text = " ".join(text.split())
-    text = _JWT_LIKE.sub("<redacted>", _TOKEN_VALUE.sub(r'\1"<redacted>"', text))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return redact_text(text, limit, one_line=one_line)
 
 
 @dataclass(frozen=True)

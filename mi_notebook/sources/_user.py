@@ -51,10 +51,10 @@ def token_user_evidence(token: AccessToken) -> str | None:
         >>> token_user_evidence(AccessToken("opaque", resource="api://x", expires_on=1)) is None
         True
     """
-    from ..claims import decode
+    from ..claims import decode_unverified
 
     try:
-        return user_token_evidence(decode(token).payload)
+        return user_token_evidence(decode_unverified(token).payload)
     except TokenDecodeError:
         return None
 

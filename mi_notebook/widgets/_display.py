@@ -32,7 +32,7 @@ def widget_bundle(owner: object, widget: Any, **kwargs: Any) -> dict[str, Any] |
         >>> widget_bundle(Panel(), w.Label("hi"))["text/plain"]
         'Panel()'
     """
-    data = widget._repr_mimebundle_(**kwargs)
+    data: dict[str, Any] | None = widget._repr_mimebundle_(**kwargs)
     if data is not None:
         data["text/plain"] = repr(owner)
     return data

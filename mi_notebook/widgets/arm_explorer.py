@@ -79,7 +79,7 @@ class ArmExplorer:
         self._client_factory = client_factory or _default_client
         self._lock = threading.Lock()
         self.running = False
-        self.future: Future | None = None
+        self.future: Future[None] | None = None
         self.subscriptions: list[Any] = []
         self.groups: list[Any] = []
         self.resources: list[Any] = []
@@ -123,7 +123,7 @@ class ArmExplorer:
         self.list_button.disabled = self.running or not self.identity_picker.valid
         self.group.disabled = self.running or not self.groups
 
-    def _submit(self, fn: Callable[..., None], *args: Any) -> Future | None:
+    def _submit(self, fn: Callable[..., None], *args: Any) -> Future[None] | None:
         with self._lock:
             if self.running:
                 return self.future
@@ -145,7 +145,7 @@ class ArmExplorer:
             self._update_buttons()
 
     # --- handlers ------------------------------------------------------------------------------------
-    def on_list(self, _button: Any = None) -> Future | None:
+    def on_list(self, _button: Any = None) -> Future[None] | None:
         """List subscriptions and resource groups (on the executor). Returns the job's future."""
         identity = self.identity_picker.identity
         if identity is None:
@@ -155,7 +155,7 @@ class ArmExplorer:
         self.title.value = _title()  # the connection may have been chosen since the widget was made
         return self._submit(self._list, identity)
 
-    def on_group(self, change: dict | None = None) -> Future | None:
+    def on_group(self, change: dict[str, Any] | None = None) -> Future[None] | None:
         """List the chosen group's resources (on the executor). Returns the job's future."""
         name = self.group.value
         if not name or self._identity is None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import html as _h
 from ..errors import ArmError, ManagedIdentityError
+from ..secret import redact_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -51,7 +52,6 @@ _AMBER = "border:1px solid #9a6700;border-left:5px solid #9a6700;background:#fff
 _HINT = "margin:6px 0;padding:6px 10px;background:#ffffff;border:1px dashed #d0d7de;border-radius:4px"
 
 # JWTs (three base64url parts, the first starting like a JSON header) and bearer headers
-_SECRET = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{16,}")
 
 #: a headline per error type, most specific first
 HEADLINES: tuple[tuple[str, str], ...] = (
@@ -76,7 +76,7 @@ def redact(text: object) -> str:
     >>> redact("got eyJhbGciOi.eyJhdWQiOiJ4.c2lnbmF0dXJl back")
     'got <redacted> back'
     """
-    return _SECRET.sub("<redacted>", str(text))
+    return redact_text(str(text))
 
 
 def _esc(text: object) -> str:
@@ -298,9 +298,9 @@ def legend_outside(ax: Axes) -> Axes:
     legend = ax.get_legend()
     if legend is None:
         return ax
-    handles, labels = list(legend.legend_handles), [t.get_text() for t in legend.get_texts()]
+    kept = [(h, t.get_text()) for h, t in zip(legend.legend_handles, legend.get_texts(), strict=True) if h is not None]
     legend.remove()
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    ax.legend([h for h, _ in kept], [label for _, label in kept], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     return ax
 
 

@@ -193,7 +193,7 @@ class IdentityPicker:
             self._syncing = False
         self._on_input()
 
-    def _on_input(self, change: dict | None = None) -> None:
+    def _on_input(self, change: dict[str, Any] | None = None) -> None:
         kind = self.kind.value
         self.text.layout.display = "none" if kind == "system" else ""
         self.text.placeholder = _PLACEHOLDERS.get(kind, "")
@@ -258,7 +258,7 @@ class IdentityPicker:
         self.known.layout.display = ""
         self.note.value = ""
 
-    def _on_known(self, change: dict) -> None:
+    def _on_known(self, change: dict[str, Any]) -> None:
         if self._syncing or not change["new"]:
             return
         self.set_identity(change["new"])
@@ -312,7 +312,8 @@ class ResourcePicker:
         """The text to pass to ``get_token`` (an alias or the custom URI), or ``None`` while invalid."""
         if self._resource is None:
             return None
-        return self.custom.value.strip() if self.choice.value == CUSTOM else self.choice.value
+        chosen: str | None = self.custom.value.strip() if self.choice.value == CUSTOM else self.choice.value
+        return chosen
 
     @property
     def resource(self) -> str | None:
@@ -341,7 +342,7 @@ class ResourcePicker:
             self.choice.value = CUSTOM
         self._on_input()
 
-    def _on_input(self, change: dict | None = None) -> None:
+    def _on_input(self, change: dict[str, Any] | None = None) -> None:
         custom = self.choice.value == CUSTOM
         self.custom.layout.display = "" if custom else "none"
         text = self.custom.value.strip() if custom else self.choice.value

@@ -77,7 +77,7 @@ class TokenExplorer:
         self._lock = threading.Lock()
         self.token: Any = None
         self.error: BaseException | None = None
-        self.future: Future | None = None
+        self.future: Future[None] | None = None
         self.running = False
 
         self.identity_picker = IdentityPicker(identity, list_identities=list_identities, executor=executor)
@@ -129,7 +129,7 @@ class TokenExplorer:
         self.button.disabled = self.running or not (self.identity_picker.valid and self.resource_picker.valid)
 
     # --- the request ---------------------------------------------------------------------------------
-    def on_get(self, _button: Any = None) -> Future | None:
+    def on_get(self, _button: Any = None) -> Future[None] | None:
         """The button's handler: validate, then fetch on the executor. Returns the job's future."""
         with self._lock:
             if self.running:
@@ -245,9 +245,10 @@ class TokenExplorer:
         from ..charts import plot_retry_timeline
 
         self._show_problem(exc, panels.error_panel(exc))
-        if exc.timeline is not None and len(exc.timeline):
+        timeline = exc.timeline
+        if timeline is not None and len(timeline):
             self.timeline_chart.value = panels.figure_png(
-                lambda ax: panels.legend_outside(plot_retry_timeline(exc.timeline, ax=ax)), figsize=(7.0, 3.0))
+                lambda ax: panels.legend_outside(plot_retry_timeline(timeline, ax=ax)), figsize=(7.0, 3.0))
             self.timeline_chart.layout.display = ""
 
     def _show_problem(self, exc: BaseException, panel_html: str) -> None:

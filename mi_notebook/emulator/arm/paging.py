@@ -82,9 +82,10 @@ def page(request: HttpRequest, query: dict[str, str], items: list[dict[str, Any]
     offset = 0
     token = query.get("$skiptoken")
     if token is not None:
-        offset = decode_skiptoken(token)
-        if offset is None:
+        decoded = decode_skiptoken(token)
+        if decoded is None:
             return arm_error(400, "InvalidSkipToken", f"The $skiptoken '{token}' is invalid.")
+        offset = decoded
     body: dict[str, Any] = {"value": items[offset:offset + size]}
     if offset + size < len(items):
         params = [(k, v) for k, v in parse_qsl(request.query, keep_blank_values=True) if k != "$skiptoken"]

@@ -55,7 +55,7 @@ class ArmServer:
         host = self.emulator.host
         context = None
         if self.options.tls:
-            hosts = ("localhost", "127.0.0.1", "::1")
+            hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
             if host not in hosts:
                 hosts = (*hosts, host)
             self.tls = TlsMaterial.generate(hosts)

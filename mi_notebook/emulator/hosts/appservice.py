@@ -96,7 +96,7 @@ class AppServiceService(HostService):
             return self.error(400, f"{IDENTITY_NOT_LOADED} Only one of client_id, principal_id (object_id), "
                               f"mi_res_id may be given; the request has {', '.join(given)}.")
         try:
-            selector = {SELECTORS[given[0]]: query[given[0]]} if given else {}
+            selector: dict[str, Any] = {SELECTORS[given[0]]: query[given[0]]} if given else {}
             ident = self.vm.find_identity(**selector)
         except LookupError:
             return self.error(400, IDENTITY_NOT_LOADED)

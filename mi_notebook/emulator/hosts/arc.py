@@ -127,7 +127,8 @@ class ArcService(HostService):
     def _identity(self, name: str, value: str) -> VmIdentity | None:
         """A user-assigned identity named by a selector (a selector naming the system-assigned one is refused)."""
         try:
-            ident = self.vm.find_identity(**{SELECTORS[name]: value})
+            selector: dict[str, Any] = {SELECTORS[name]: value}  # one of find_identity's str keywords
+            ident = self.vm.find_identity(**selector)
         except LookupError:
             return None
         return ident if ident.kind == "user" else None
