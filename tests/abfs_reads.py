@@ -8,7 +8,7 @@ it. Prints one JSON line: what was read, and by which processes.
 
     python tests/abfs_reads.py --imds-url URL --account-url URL --ca FILE --container lake [--workers 4 --share]
 
-``--credential``: ``mi`` (mi-notebook's async credential), or azure-identity's ``ManagedIdentityCredential``
+``--credential``: ``mi`` (mi-notebook's async credential, ``mi.aio.credential()``), or azure-identity's ``ManagedIdentityCredential``
 (``azure-identity``: the sync one, ``azure-identity-aio``), pointed at the emulator by the caller's
 ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` (bench/bench_dask.py compares them). A failed read prints
 ``{"error": ...}`` and exits 1. With ``--share`` the agent's directory is the default one, under
@@ -22,9 +22,7 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 ACCOUNT = "devstoreaccount1"
 
 
@@ -50,17 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--credential", choices=("mi", "azure-identity", "azure-identity-aio"), default="mi")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(HERE))
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])  # for the workers
     from mi_notebook.data import abfs_options, trust_ca
 
     started = time.monotonic()
     try:
         if args.credential == "mi":
-            from _abfs_support import async_credential
+            import mi_notebook as mi
 
-            credential = async_credential(args.imds_url, share=args.share)
-            options = abfs_options(ACCOUNT, credential=credential, account_url=args.account_url, ca_bundle=args.ca)
+            mi.connect(args.imds_url, share=args.share)  # the credential travels as this endpoint (and sharing)
+            options = abfs_options(ACCOUNT, account_url=args.account_url, ca_bundle=args.ca)  # mi.aio.credential()
         else:  # written the way people write it, without mi-notebook's checks
             if args.ca:
                 trust_ca(args.ca)  # before anything imports aiohttp

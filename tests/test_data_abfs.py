@@ -27,6 +27,7 @@ from azure.storage.blob import BlobServiceClient  # noqa: E402
 from test_agent_support import agent_dir, agent_pid, alive, token_requests  # noqa: E402
 
 import mi_notebook as mi  # noqa: E402
+from mi_notebook.aio import AsyncManagedIdentityTokenCredential  # noqa: E402
 from mi_notebook.data import abfs_options  # noqa: E402
 from mi_notebook.emulator import Emulator  # noqa: E402
 
@@ -37,11 +38,6 @@ PARTITIONS = 16
 CLUSTER_TIMEOUT = 240
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
-
-
-class AsyncCredential:
-    async def get_token(self, *scopes: str, **kwargs: object) -> None:
-        return None
 
 
 @pytest.fixture
@@ -79,7 +75,11 @@ def result_of(proc: subprocess.CompletedProcess[str]) -> dict:
 
 # --- the options ------------------------------------------------------------------------------------
 def test_options_on_azure_are_the_account_and_the_async_credential():
-    cred = AsyncCredential()
+    default = abfs_options("mydatalake")
+    assert sorted(default) == ["account_name", "credential"] and default["account_name"] == "mydatalake"
+    assert isinstance(default["credential"], AsyncManagedIdentityTokenCredential)
+    assert default["credential"].identity.kind == "system"
+    cred = mi.aio.credential("client_id=4b3a2f61-9c2e-4d5b-8f0a-1e2d3c4b5a69")
     assert abfs_options("mydatalake", credential=cred) == {"account_name": "mydatalake", "credential": cred}
     # adlfs' own default host needs no account_host
     assert "account_host" not in abfs_options("mydatalake", credential=cred,
@@ -87,7 +87,7 @@ def test_options_on_azure_are_the_account_and_the_async_credential():
 
 
 def test_options_for_another_cloud_and_for_azurite_name_the_host_adlfs_builds_its_url_from():
-    cred = AsyncCredential()
+    cred = mi.aio.credential()
     gov = abfs_options("mydatalake", credential=cred, account_url="https://mydatalake.blob.core.usgovcloudapi.net")
     assert gov["account_host"] == "mydatalake.blob.core.usgovcloudapi.net"
     azurite = abfs_options("devstoreaccount1", credential=cred, account_url="https://127.0.0.1:10000/devstoreaccount1")
@@ -104,7 +104,7 @@ def test_options_for_another_cloud_and_for_azurite_name_the_host_adlfs_builds_it
 ])
 def test_bad_input_is_refused_before_any_request(kwargs, error, words):
     with pytest.raises(error, match=words):
-        abfs_options(credential=AsyncCredential(), **kwargs)
+        abfs_options(credential=mi.aio.credential(), **kwargs)
 
 
 def test_a_sync_credential_is_refused_with_the_name_of_the_async_one():

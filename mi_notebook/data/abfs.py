@@ -15,13 +15,10 @@ emulator's own authority (Azurite's, on loopback); on Azure nothing is needed.
 
 Example::
 
-    >>> class AsyncCredential:                       # e.g. mi_notebook.aio.credential()
-    ...     async def get_token(self, *scopes, **kwargs): ...
-    >>> options = abfs_options("mydatalake", credential=AsyncCredential())
-    >>> sorted(options)
-    ['account_name', 'credential']
-    >>> abfs_options("devstoreaccount1", credential=AsyncCredential(),
-    ...              account_url="https://127.0.0.1:10000/devstoreaccount1")["account_host"]
+    >>> options = abfs_options("mydatalake")   # pd.read_csv("abfs://sales/q1.csv", storage_options=options)
+    >>> sorted(options), type(options["credential"]).__name__
+    (['account_name', 'credential'], 'AsyncManagedIdentityTokenCredential')
+    >>> abfs_options("devstoreaccount1", account_url="https://127.0.0.1:10000/devstoreaccount1")["account_host"]
     '127.0.0.1:10000/devstoreaccount1'
 """
 
@@ -60,10 +57,13 @@ def abfs_options(account_name: str, *, credential: Any = None, account_url: str 
 
     Example::
 
-        >>> abfs_options("My_Lake", credential=None)
+        >>> import mi_notebook as mi
+        >>> abfs_options("mydatalake", credential=mi.aio.credential("client_id=4b3a2f61-9c2e-4d5b-8f0a-1e2d3c4b5a69"))[
+        ...     "credential"].identity.kind
+        'user'
+        >>> abfs_options("My_Lake")
         Traceback (most recent call last):
         ValueError: a storage account name is 3 to 24 lowercase letters and digits; got 'My_Lake'
-        >>> import mi_notebook as mi
         >>> abfs_options("mydatalake", credential=mi.credential())
         Traceback (most recent call last):
         TypeError: adlfs needs an async credential (azure-core's AsyncTokenCredential), and ManagedIdentityTokenCredential is a sync one: pass mi_notebook.aio.credential() instead of mi.credential()
