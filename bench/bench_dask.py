@@ -192,12 +192,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"dask.dataframe.read_csv('abfs://...'): {args.partitions} partitions, LocalCluster of {args.workers} worker "
           "processes, Azurite and the IMDS emulator on loopback")
-    print(f"  {'credential':<21} {'token requests':>14}  {'processes read':>14}  {'wall':>7}  pickled after one token / result")
+    print(f"  {'credential':<21} {'token requests':>14}  {'processes read':>14}  {'wall':>7}  pickle after one token")
     for row in rows:
         credential = next(c for label, c, _ in VARIANTS if label == row["label"])
-        outcome = pickles[credential] if "error" not in row else row["error"]
         read = len(row.get("pids", [])) or "-"
-        print(f"  {row['label']:<21} {row['tokens']:>14}  {read:>14}  {row['seconds']:5.1f} s  {outcome}")
+        print(f"  {row['label']:<21} {row['tokens']:>14}  {read:>14}  {row['seconds']:5.1f} s  {pickles[credential]}")
+        if "error" in row:
+            print(f"  {'':<21} the read failed: {row.get('cause') or row['error']}")
     print(f"cached token, median of 5 x {args.calls} calls: sync get_token {sync_ns:,.0f} ns, "
           f"await aio get_token {async_ns:,.0f} ns ({async_ns / sync_ns:.1f}x)")
     return 0

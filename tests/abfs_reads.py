@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
                 options["account_host"] = args.account_url.removeprefix("https://")
         result = read(args, options)
     except Exception as exc:  # the bench reports what happened; the tests read it
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}), flush=True)
+        causes = [exc]
+        while causes[-1].__cause__ is not None or causes[-1].__context__ is not None:
+            causes.append(causes[-1].__cause__ or causes[-1].__context__)
+        root = causes[-1]  # e.g. Dask's TokenizationError over pickle's "cannot pickle ..."
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                          "cause": f"{type(root).__name__}: {root}".splitlines()[0][:300]}), flush=True)
         raise
     result["seconds"] = round(time.monotonic() - started, 2)
     result["parent"] = os.getpid()
