@@ -113,7 +113,7 @@ def test_a_sync_credential_is_refused_with_the_name_of_the_async_one():
     assert "mi_notebook.aio.credential()" in str(caught.value) and "sync" in str(caught.value)
 
 
-def test_trust_ca_makes_a_private_bundle_and_refuses_once_aiohttp_has_read_its_trust(tmp_path, azurite):
+def test_trust_ca_makes_a_private_bundle_for_the_processes_started_afterwards(azurite):
     script = """
 import os, stat, sys
 from mi_notebook.data import trust_ca
@@ -122,18 +122,40 @@ assert os.environ["SSL_CERT_FILE"] == path and trust_ca(sys.argv[1]) == path  # 
 assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
 text = open(path).read()
 assert open(sys.argv[1]).read().strip() in text and text.count("BEGIN CERTIFICATE") > 1  # the defaults stay
-import aiohttp  # noqa: F401 - reads SSL_CERT_FILE now
-assert trust_ca(sys.argv[1]) == path  # already trusted when aiohttp read it: fine
-del os.environ["SSL_CERT_FILE"]
-try:
-    trust_ca(sys.argv[1])
-except RuntimeError as err:
-    print("refused:", err)
+print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", script, azurite.ca_bundle], capture_output=True, text=True,
                           timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "refused: aiohttp was imported before the certificate authority was trusted" in proc.stdout
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+TRUST_AFTER_IMPORT = """
+import asyncio, sys
+import azure.storage.blob, aiohttp  # noqa: F401 - the sync Storage SDK imports aiohttp: its trust is read now
+from mi_notebook.data import trust_ca
+if sys.argv[2] == "no-context":  # an aiohttp without the default context trust_ca adds to
+    del aiohttp.connector._SSL_CONTEXT_VERIFIED
+try:
+    trust_ca(sys.argv[3])
+except RuntimeError as err:
+    sys.exit(f"refused: {err}")
+async def main():
+    async with aiohttp.ClientSession() as session, session.get(sys.argv[1]) as answer:
+        print("HTTP", answer.status)
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("case", ["context", "no-context"])
+def test_trust_ca_after_aiohttp_was_imported_adds_to_its_context_or_says_what_to_do(azurite, case):
+    env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}
+    proc = subprocess.run([sys.executable, "-c", TRUST_AFTER_IMPORT, azurite.account_url + "?comp=list", case,
+                           azurite.ca_bundle], capture_output=True, text=True, timeout=60, env=env)
+    if case == "context":
+        assert proc.returncode == 0 and proc.stdout.startswith("HTTP 4"), proc.stderr  # verified: Azurite answered
+    else:
+        assert "refused: aiohttp was imported before the certificate authority was trusted" in proc.stderr
+        assert "restarting the kernel" in proc.stderr
 
 
 # --- pandas -----------------------------------------------------------------------------------------

@@ -107,8 +107,9 @@ def trust_ca(ca_bundle: str) -> str:
 
     Writes this machine's default trusted authorities plus ``ca_bundle`` to a private file and points
     ``SSL_CERT_FILE`` at it (the one setting aiohttp honours; ``REQUESTS_CA_BUNDLE`` is not), so Dask
-    workers started afterwards trust it as well. aiohttp reads its trust once, when it is imported:
-    if it already was, without this file, ``RuntimeError`` says to call this first (or restart the
+    workers started afterwards trust it as well. aiohttp reads that trust once, when it is imported; if
+    it already was (azure-storage-blob imports it), the authority is also added to the default context
+    aiohttp built then (``RuntimeError`` if a future aiohttp has none: call this first, or restart the
     kernel). Returns the file's path; calling again with the same authority changes nothing.
 
     Example::
@@ -128,11 +129,17 @@ def trust_ca(ca_bundle: str) -> str:
     bundle = _trusted.get(digest)
     if bundle is None:
         bundle = _trusted[digest] = _write_bundle(ca)
-    if os.environ.get("SSL_CERT_FILE") != bundle and "aiohttp.connector" in sys.modules:
-        raise RuntimeError(
-            "aiohttp was imported before the certificate authority was trusted, and it reads its trust store "
-            "once, when imported: call mi_notebook.data.trust_ca() (or abfs_options(..., ca_bundle=...)) before "
-            "anything imports aiohttp (adlfs, an async Azure SDK client), e.g. after restarting the kernel")
+    connector = sys.modules.get("aiohttp.connector")
+    if connector is not None and os.environ.get("SSL_CERT_FILE") != bundle:
+        # aiohttp built its default context at import (azure-storage-blob imports it, even the sync client),
+        # before this trust existed: add the authority to that context, the one adlfs' requests use
+        context = getattr(connector, "_SSL_CONTEXT_VERIFIED", None)
+        if not isinstance(context, ssl.SSLContext):
+            raise RuntimeError(
+                "aiohttp was imported before the certificate authority was trusted, and it reads its trust store "
+                "once, when imported: call mi_notebook.data.trust_ca() (or abfs_options(..., ca_bundle=...)) "
+                "before anything imports aiohttp (adlfs, an Azure Storage SDK client), e.g. after restarting the kernel")
+        context.load_verify_locations(cafile=ca_bundle)
     os.environ["SSL_CERT_FILE"] = bundle
     return bundle
 
