@@ -243,3 +243,28 @@ def stop_agent(directory: str) -> None:
         time.sleep(0.05)
     if pid is not None and alive(pid):
         os.kill(pid, signal.SIGKILL)
+
+
+# --- notebook 10's helper -------------------------------------------------------------------------
+def test_lake_targets_on_azure_are_your_account_and_nothing_else():
+    from mi_notebook.tutorial import lake_targets
+
+    conn = mi.connect("http://127.0.0.1:9")  # a given endpoint: what a VM's notebook sees
+    lake = lake_targets("mydatalake", "sales", connection=conn)
+    assert lake.azurite is None and lake.url("day-*.csv") == "abfs://sales/day-*.csv"
+    assert lake.storage_options["account_name"] == "mydatalake" and "account_host" not in lake.storage_options
+    assert isinstance(lake.storage_options["credential"], AsyncManagedIdentityTokenCredential)
+    assert lake_targets(connection=conn).container is None  # not given: the notebook skips its reads
+
+
+def test_lake_targets_without_azurite_say_how_to_install_it(monkeypatch):
+    from mi_notebook.emulator import Azurite, AzuriteUnavailable
+    from mi_notebook.tutorial import lake_targets
+
+    def unavailable(self):
+        raise AzuriteUnavailable("Node.js is not installed, so Azurite cannot run: install Node.js")
+
+    monkeypatch.setattr(Azurite, "start", unavailable)
+    lake = lake_targets(connection=mi.connect(mode="emulator"))
+    assert lake.container is None and lake.storage_options == {}
+    assert str(lake) == "abfs://: none here (Node.js is not installed, so Azurite cannot run: install Node.js)"
