@@ -86,7 +86,7 @@ ENV_IMDS_URL = "MI_NOTEBOOK_IMDS_URL"
 ENV_MODE = "MI_NOTEBOOK_MODE"
 MODES = ("auto", "imds", "emulator")
 #: the hosts ``connect(host=...)`` can be told to use (``"vm"``: the VM's IMDS)
-CONNECTABLE = tuple(h for h in HOSTS if h != "workload")
+CONNECTABLE = HOSTS
 DMI_ROOT = "/sys/class/dmi/id"
 IMDS_URL = "http://169.254.169.254"
 
@@ -446,8 +446,8 @@ def _emulator_connection(profile: str, why: str, factory: Callable[[], Emulator]
     played: str = getattr(emu, "profile", "vm")  # a stand-in emulator in tests plays a VM
     environ = emu.environment if played != "vm" else {}
     found = detect(environ, sysfs_root="/nonexistent", himds_path="/nonexistent")
-    if played == "arc":
-        options = {**options, "key_dir": emu.arc_key_dir}
+    if played in ("arc", "workload"):  # Arc's key directory; the CA of the emulated Entra ID's HTTPS
+        options = {**options, **({"key_dir": emu.arc_key_dir} if played == "arc" else {"verify": emu.ca_bundle})}
     if played == "vm":
         return _host_connection(found, "vm", "", url, options, chosen="emulator", emulator=emu,
                                 reason=f"Using the embedded emulator at {url} because {why}.")

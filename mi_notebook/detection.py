@@ -12,7 +12,8 @@ Arc check by the ``himds`` binary added at Arc's place:
  4    ``azureml``          MSI_ENDPOINT + MSI_SECRET
  5    ``cloudshell``       MSI_ENDPOINT without MSI_SECRET
  6    ``workload``         AZURE_AUTHORITY_HOST + AZURE_TENANT_ID + AZURE_FEDERATED_TOKEN_FILE
-                           (AKS; azure-identity's own list; not spoken by mi-notebook yet)
+                           (AKS workload identity: azure-identity's own list; AZURE_CLIENT_ID
+                           names the identity; tokens come from Entra ID at the authority)
  7    ``vm``               none of the above: the VM's IMDS (AZURE_POD_IDENTITY_AUTHORITY_HOST
                            overrides its base URL)
 ====  ===================  ===================================================================
@@ -41,7 +42,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from .errors import UnsupportedHostError
 from .hosts import HOST_LABELS
 from .secret import Secret
 
@@ -184,9 +184,8 @@ class Detection:
 
     def build_source(self, **options: Any) -> Source:
         """The winning host's source (``options``: ``retry``, ``clock``, ``timeout``, ``transport``,
-        Arc's ``key_dir``); for ``"vm"`` IMDS's at :attr:`endpoint`. ``UnsupportedHostError`` for
-        workload identity; Service Fabric's source is built (it names the host) but its
-        ``request_token`` raises.
+        Arc's ``key_dir``, workload identity's ``verify``); for ``"vm"`` IMDS's at :attr:`endpoint`.
+        Service Fabric's source is built (it names the host) but its ``request_token`` raises.
 
         Example::
 
@@ -194,15 +193,12 @@ class Detection:
             ...        sysfs_root="/nonexistent", himds_path="/nonexistent").build_source().host
             'appservice'
         """
-        if self.host == "workload":
-            raise UnsupportedHostError(
-                "This process is set up for AKS workload identity (" + ", ".join(_RULE[self.host].needs) + " are set); "
-                "mi-notebook does not speak it yet, and the node's IMDS would give the node's identity, not the pod's.",
-                hint="Use azure-identity's WorkloadIdentityCredential (or DefaultAzureCredential) here.")
         from .sources import source_class
 
         if self.host != "arc":
             options.pop("key_dir", None)  # only Arc reads key files
+        if self.host != "workload":
+            options.pop("verify", None)  # only workload identity speaks HTTPS to Entra ID
         cls: Any = source_class(self.host)  # each class its own constructor
         # the sources' secret_from takes a Secret as it takes a string
         environ = cast("Mapping[str, str]", self._environ)
@@ -254,6 +250,9 @@ def detect(environ: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys/
                      "managed identity here at all; mi-notebook goes on down the list as MSAL does.")
     elif ours_ai != host:
         notes.append(f"azure-identity 1.27 does not look for the himds binary: it would use {_RULE[ours_ai].label} here.")
+    if host != "workload" and _RULE["workload"].matches(env):
+        notes.append(f"AKS workload identity's variables are set too: DefaultAzureCredential tries "
+                     f"WorkloadIdentityCredential before any managed identity, so it would not use {rule.label} here.")
     if host == "vm" and not is_vm:
         notes.append(f"This does not look like an Azure VM ({vm_evidence}): IMDS will most likely not answer; "
                      "use mi.connect(mode='emulator') to try things out.")
@@ -274,7 +273,18 @@ def _endpoint(host: str, env: Mapping[str, str], rule: HostRule, himds: bool) ->
         from .sources.arc import DEFAULT_ENDPOINT
 
         return DEFAULT_ENDPOINT
-    return env.get(rule.needs[0]) if host != "workload" else None
+    if host == "workload":
+        return _workload_endpoint(env)
+    return env.get(rule.needs[0])
+
+
+def _workload_endpoint(env: Mapping[str, str]) -> str | None:
+    """Entra ID's token URL the pod's variables name (``None`` when they do not make one)."""
+    authority = env.get("AZURE_AUTHORITY_HOST", "").strip().rstrip("/")
+    if authority and "://" not in authority:
+        authority = "https://" + authority
+    tenant = env.get("AZURE_TENANT_ID", "").strip()
+    return f"{authority}/{tenant}/oauth2/v2.0/token" if authority and tenant else None
 
 
 def _reason(host: str, rule: HostRule, env: Mapping[str, str], shown: Mapping[str, str], himds_path: str,
@@ -301,6 +311,9 @@ def _reason(host: str, rule: HostRule, env: Mapping[str, str], shown: Mapping[st
     extra = {"cloudshell": "; tokens here are the signed-in user's, not a managed identity's"}.get(host, "")
     if host == "azureml" and env.get("DEFAULT_IDENTITY_CLIENT_ID"):
         extra = f"; DEFAULT_IDENTITY_CLIENT_ID={shown['DEFAULT_IDENTITY_CLIENT_ID']}"
+    if host == "workload":
+        extra = (f"; AZURE_CLIENT_ID={shown['AZURE_CLIENT_ID']}" if env.get("AZURE_CLIENT_ID") else
+                 "; AZURE_CLIENT_ID is not set (each request must name the identity's client id)")
     verb = "is" if len(names) == 1 else "are"
     return f"{rule.label}: {listed} {verb} set{tail}{extra}."
 

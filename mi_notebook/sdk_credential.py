@@ -69,8 +69,8 @@ def _warn_if_emulator(token: AccessToken) -> None:
         _warned.set()
         warnings.warn(
             "mi.credential() is handing Azure SDK clients tokens from the mi-notebook emulator, not from "
-            "Azure: they work only against the emulator's own services (its ARM and Key Vault, or "
-            "Azurite), never against Azure (warned once).",
+            "Azure: they work only against the emulator's own services (its ARM, Key Vault and Azure OpenAI, "
+            "or Azurite), never against Azure (warned once).",
             EmulatorTokenWarning,
             stacklevel=4,
         )
@@ -435,13 +435,13 @@ class Travel:
         """
         agent = sys.modules.get("mi_notebook.agent.client")  # loaded whenever a connection shares
         shared = agent is not None and isinstance(conn.cache, agent.SharedCache)
-        common = {"share": shared, "origin": os.getpid()}
+        pid = os.getpid()
         if conn.chosen == "given" or (conn.chosen == "emulator" and conn.host == "vm"):
-            return cls("url", conn.endpoint, emulator=conn.emulated, **common)
+            return cls("url", conn.endpoint, emulator=conn.emulated, share=shared, origin=pid)
         probe = conn.endpoint if conn.host == "vm" else _connection.IMDS_URL
         if conn.chosen == "requested" or (conn.chosen == "emulator" and conn.host in _connection.CONNECTABLE):
-            return cls("host", probe, host=conn.host, **common)
-        return cls("auto", probe, **common)  # detected or probed: each machine finds its own
+            return cls("host", probe, host=conn.host, share=shared, origin=pid)
+        return cls("auto", probe, share=shared, origin=pid)  # detected or probed: each machine finds its own
 
     def __str__(self) -> str:
         if self.how == "url":

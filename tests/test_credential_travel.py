@@ -245,3 +245,15 @@ def test_one_credential_across_a_spawned_process_pool(second):
     assert {sha for _, sha in results} <= issued_hashes(second)
     # each worker asked once, then its own cache answered (one connection per description and process)
     assert token_requests(second) - before == len(workers)
+
+
+def test_sharing_travels_and_the_receiving_process_uses_its_own_agent(second, tmp_path):
+    conn = mi.connect(second.imds_url, share=True, agent_dir=str(tmp_path / "parent"))
+    assert type(conn.cache).__name__ == "SharedCache"
+    travel = pickle.loads(pickle.dumps(mi.credential(connection=conn)))._travel
+    assert travel == Travel("url", second.imds_url, share=True, origin=os.getpid())
+    arrived = travel.connect()  # through this machine's agent, at its default place (not the parent's directory)
+    assert type(arrived.cache).__name__ == "SharedCache" and "token agent at" in arrived.reason
+    assert str(tmp_path / "parent") not in arrived.reason
+    unshared = pickle.loads(pickle.dumps(mi.credential(connection=mi.connect(second.imds_url))))._travel
+    assert unshared.share is False

@@ -155,7 +155,11 @@ REASONS = [
      f"Azure Cloud Shell: MSI_ENDPOINT={CS_URL} is set, MSI_SECRET is not; tokens here are the signed-in user's, "
      "not a managed identity's."),
     (WORKLOAD, "AKS workload identity: AZURE_AUTHORITY_HOST=https://login.microsoftonline.com/, AZURE_TENANT_ID=t "
-     "and AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/azure/tokens/azure-identity-token are set."),
+     "and AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/azure/tokens/azure-identity-token are set; AZURE_CLIENT_ID is "
+     "not set (each request must name the identity's client id)."),
+    ({**WORKLOAD, "AZURE_CLIENT_ID": CLIENT_ID}, "AKS workload identity: AZURE_AUTHORITY_HOST=https://login."
+     "microsoftonline.com/, AZURE_TENANT_ID=t and AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/azure/tokens/"
+     f"azure-identity-token are set; AZURE_CLIENT_ID={CLIENT_ID}."),
     ({"IDENTITY_ENDPOINT": AS_URL},
      "No managed-identity host found: no host's variables are complete (set: IDENTITY_ENDPOINT), so the token would "
      "come from IMDS at http://169.254.169.254; no DMI chassis asset tag could be read under /nonexistent."),
@@ -243,9 +247,20 @@ def test_build_source_for_a_vm():
     client.close()
 
 
-def test_build_source_refuses_workload_identity():
-    with pytest.raises(errors.UnsupportedHostError, match="workload identity"):
-        detect(WORKLOAD, sysfs_root="/x", himds_path="/x").build_source()
+def test_build_source_speaks_workload_identity():
+    from mi_notebook.sources import WorkloadIdentitySource
+
+    found = detect({**WORKLOAD, "AZURE_CLIENT_ID": CLIENT_ID}, sysfs_root="/x", himds_path="/x")
+    source = found.build_source()
+    assert isinstance(source, WorkloadIdentitySource) and source.host == "workload"
+    assert source.endpoint == found.endpoint == "https://login.microsoftonline.com/t/oauth2/v2.0/token"
+    assert (source.client_id, source.token_file) == (CLIENT_ID, WORKLOAD["AZURE_FEDERATED_TOKEN_FILE"])
+
+
+def test_workload_variables_beside_another_hosts_say_what_default_azure_credential_would_do():
+    found = detect({**WORKLOAD, "MSI_ENDPOINT": CS_URL}, sysfs_root="/x", himds_path="/x")
+    assert found.host == "cloudshell"
+    assert any("tries WorkloadIdentityCredential before any managed identity" in note for note in found.notes)
 
 
 def test_build_source_with_a_bad_variable():

@@ -14,6 +14,7 @@ longer run over one VM (40-character pieces, ARM, widgets, charts, notebooks).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import dataclasses
@@ -211,6 +212,10 @@ def collect(profile: str, agent: tuple[str, str], monkeypatch: pytest.MonkeyPatc
             cred = mi.credential(connection=conn)
             for value in (cred, cred.get_token("https://management.azure.com/.default"),
                           cred.get_token_info("https://vault.azure.net/.default")):
+                seen.dump("credential", value)
+            acred = mi.aio.credential(connection=conn)
+            for value in (acred, asyncio.run(acred.get_token("https://management.azure.com/.default")),
+                          asyncio.run(acred.get_token_info("https://vault.azure.net/.default"))):
                 seen.dump("credential", value)
 
         own = mi.connect(**options)

@@ -33,14 +33,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Upstream", "build_source", "describe"]
 
-_HOSTS = ("vm", "azureml", "appservice", "arc", "cloudshell", "servicefabric")
+_HOSTS = ("vm", "azureml", "appservice", "arc", "cloudshell", "servicefabric", "workload")
 #: statuses whose wait applies to every request to the endpoint, not only to the one that met it
 _HOLDING = frozenset({429, 410})
 
 
 def describe(conn: Any) -> dict[str, Any]:
     """The description of ``conn`` (a :class:`~mi_notebook.connection.Connection`) an agent rebuilds it
-    from. It holds the host's variables, secrets included: it travels only to this user's agent.
+    from. It holds the host's variables, secrets included: it travels only to this user's agent. For
+    workload identity that is the token file's *path* (the agent reads the file itself, for every
+    request) and the CA bundle the source trusts, never the file's contents.
 
     Example::
 
@@ -56,6 +58,9 @@ def describe(conn: Any) -> dict[str, Any]:
     key_dir = getattr(conn.client, "key_dir", None)
     if key_dir is not None:
         desc["key_dir"] = key_dir
+    verify = getattr(conn.client, "verify", None) if conn.host == "workload" else None
+    if isinstance(verify, str):  # a CA bundle's path (the emulator's, a proxy's): the agent trusts the same
+        desc["verify"] = verify
     return desc
 
 
@@ -117,6 +122,8 @@ def _build(desc: Mapping[str, Any], clock: Clock) -> Source:
     options: dict[str, Any] = {"clock": clock}
     if host == "arc" and isinstance(desc.get("key_dir"), str):
         options["key_dir"] = desc["key_dir"]
+    if host == "workload" and isinstance(desc.get("verify"), str):
+        options["verify"] = desc["verify"]
     return found.build_source(**options)
 
 

@@ -151,6 +151,13 @@ def run(ns: argparse.Namespace) -> int:
     conn = connection_from_args(ns)
     found = Diagnosis()
     found.section("Endpoint").extend(endpoint_lines(conn))
+    if conn.host == "workload":
+        from ._doctor_workload import workload_report
+
+        lines, problems = workload_report(conn)
+        found.section("Workload identity (AKS: the pod's variables and service-account token)").extend(lines)
+        for problem in problems:
+            found.add(problem)
     listed, has_system = _arm_identities(conn, found)
     named = {i.client_id for i in extra}
     rows: list[tuple[Identity, str]] = [(Identity.system(), "")]

@@ -148,7 +148,8 @@ def endpoint_label(host: str | None) -> str:
         >>> endpoint_label("vm"), endpoint_label("azureml")
         ('IMDS', 'Azure ML endpoint')
     """
-    names = {"azureml": "Azure ML", "appservice": "App Service", "arc": "Azure Arc", "cloudshell": "Cloud Shell"}
+    names = {"azureml": "Azure ML", "appservice": "App Service", "arc": "Azure Arc", "cloudshell": "Cloud Shell",
+             "workload": "Entra ID (workload identity)"}
     return f"{names[host]} endpoint" if host in names else "IMDS"
 
 

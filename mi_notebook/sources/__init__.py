@@ -20,13 +20,15 @@ ArcSource              ``arc``             IDENTITY_ENDPOINT (IMDS_ENDPOINT), th
 CloudShellSource       ``cloudshell``      MSI_ENDPOINT (tokens are the signed-in user's)
 ServiceFabricSource    ``servicefabric``   IDENTITY_ENDPOINT, IDENTITY_HEADER, IDENTITY_SERVER_THUMBPRINT
                                            (named; ``request_token`` raises UnsupportedHostError)
+WorkloadIdentitySource ``workload``        AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE,
+                                           AZURE_AUTHORITY_HOST (AKS; tokens from Entra ID)
 =====================  ==================  ============================================================
 
 Example::
 
     >>> from mi_notebook.sources import SOURCE_CLASSES
     >>> sorted(SOURCE_CLASSES)
-    ['appservice', 'arc', 'azureml', 'cloudshell', 'servicefabric', 'vm']
+    ['appservice', 'arc', 'azureml', 'cloudshell', 'servicefabric', 'vm', 'workload']
 """
 
 from __future__ import annotations
@@ -50,22 +52,36 @@ _LAZY: dict[str, str] = {
     "ImdsClient": "imds",
     "ImdsSource": "imds",
     "ServiceFabricSource": "servicefabric",
+    "WorkloadIdentitySource": "workload",
+    "AssertionTimeError": "_entra",
+    "ClientNotFoundError": "_entra",
+    "EntraError": "_entra",
+    "EntraInvalidResourceError": "_entra",
+    "FederatedCredentialError": "_entra",
+    "OidcIssuerUnreachableError": "_entra",
 }
 
 __all__ = [
     "SOURCE_CLASSES",
     "AppServiceSource",
     "ArcSource",
+    "AssertionTimeError",
     "AzureMlSource",
+    "ClientNotFoundError",
     "CloudShellSource",
+    "EntraError",
+    "EntraInvalidResourceError",
+    "FederatedCredentialError",
     "ImdsClient",
     "ImdsSource",
+    "OidcIssuerUnreachableError",
     "Secret",
     "ServiceFabricSource",
     "Source",
     "TokenSource",
     "UserAccessToken",
     "UserTokenWarning",
+    "WorkloadIdentitySource",
     "host_retry_policy",
     "source_class",
     "user_token_evidence",
@@ -79,6 +95,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "arc": ("arc", "ArcSource"),
     "cloudshell": ("cloudshell", "CloudShellSource"),
     "servicefabric": ("servicefabric", "ServiceFabricSource"),
+    "workload": ("workload", "WorkloadIdentitySource"),
 }
 
 
@@ -115,6 +132,14 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - what type checkers see for the lazy names
     from ..claims import user_token_evidence
     from ._base import Source, TokenSource, host_retry_policy
+    from ._entra import (
+        AssertionTimeError,
+        ClientNotFoundError,
+        EntraError,
+        EntraInvalidResourceError,
+        FederatedCredentialError,
+        OidcIssuerUnreachableError,
+    )
     from ._settings import Secret
     from ._user import UserAccessToken, UserTokenWarning
     from .appservice import AppServiceSource
@@ -123,5 +148,6 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers see for the lazy name
     from .cloudshell import CloudShellSource
     from .imds import ImdsClient, ImdsSource
     from .servicefabric import ServiceFabricSource
+    from .workload import WorkloadIdentitySource
 
     SOURCE_CLASSES: dict[str, type[TokenSource] | type[ServiceFabricSource]]

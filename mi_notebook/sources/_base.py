@@ -8,9 +8,9 @@ identities it accepts (``_select``), and optionally how it exchanges (``_exchang
 challenge), what it checks in a good answer (``_check``: Arc's identity confirmation), what it does
 with a finished token (``_finish``: the user-token flag), which failures are worth another try
 (``_retryable``: ``None`` lets the retry policy's status table decide, as IMDS's documented one
-does) and how it explains a failure only it sends (``_explain``). Its class attributes name it
-(``host``, ``service``), say whether it answers failures in plain text (``text_errors``) and give
-the hints of its errors.
+does), how it reads a good answer (``_document``: Entra ID's ``expires_in``) and how it explains a
+failure only it sends (``_explain``). Its class attributes name it (``host``, ``service``), say
+whether it answers failures in plain text (``text_errors``) and give the hints of its errors.
 
 How each answer counts and ends (the host's own answers aside):
 
@@ -230,6 +230,11 @@ class TokenSource:
         """One attempt on the wire (Arc overrides it: challenge, then the authorised request)."""
         return exchange(request, transport=self.transport, clock=self.clock)
 
+    def _document(self, answer: Answer) -> Any:
+        """A 2xx answer's JSON as the one expiry check reads it (Entra ID's v2 answer has only
+        ``expires_in``: the workload source adds ``expires_on``)."""
+        return answer.document
+
     def _check(self, token: AccessToken, document: dict[str, Any], identity: Identity) -> None:
         """Raise a ``ManagedIdentityError`` if a good-looking answer must still be refused."""
 
@@ -324,7 +329,7 @@ class TokenSource:
             return facts.outcome(exception=UnexpectedAnswer(f"HTTP {status} with {problem}", problem=problem),
                                  retryable=False)
         if 200 <= status < 300:
-            document = answer.document
+            document = self._document(answer)
             if resource is None or identity is None:  # any JSON object will do
                 return facts.outcome(value=document)
             problem = _token_body_problem(document, self.clock.wall())
