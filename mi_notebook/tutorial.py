@@ -339,8 +339,12 @@ def lake_targets(account_name: str | None = None, container: str | None = None, 
     files = {f"day-{day:02d}.csv": b"region,units,revenue\n" + b"".join(
         f"{region},{units + day},{(units + day) * price:.1f}\n".encode() for region, units, price in _REGIONS)
         for day in range(1, days + 1)}
-    _upload_sample(account_url, {"connection_verify": azurite.ca_bundle}, conn, LAKE_CONTAINER, files)
-    options = abfs_options(ACCOUNT, account_url=account_url, ca_bundle=azurite.ca_bundle)
+    try:
+        _upload_sample(account_url, {"connection_verify": azurite.ca_bundle}, conn, LAKE_CONTAINER, files)
+        options = abfs_options(ACCOUNT, account_url=account_url, ca_bundle=azurite.ca_bundle)
+    except BaseException:
+        azurite.stop()  # nobody else holds it yet
+        raise
     return LakeTargets(LAKE_CONTAINER, options, azurite=azurite,
                        note=f"abfs://{LAKE_CONTAINER}/ on Azurite at {account_url} ({days} daily CSVs)")
 

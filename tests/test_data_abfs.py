@@ -268,3 +268,24 @@ def test_lake_targets_without_azurite_say_how_to_install_it(monkeypatch):
     lake = lake_targets(connection=mi.connect(mode="emulator"))
     assert lake.container is None and lake.storage_options == {}
     assert str(lake) == "abfs://: none here (Node.js is not installed, so Azurite cannot run: install Node.js)"
+
+
+def test_lake_targets_stop_the_azurite_they_started_when_the_set_up_fails(azurite, monkeypatch):  # skipped without Node
+    from mi_notebook import tutorial
+    from mi_notebook.emulator import Azurite
+
+    started: list[Azurite] = []
+    real_start = Azurite.start
+
+    def start(self):
+        started.append(self)
+        return real_start(self)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("aiohttp was imported before the certificate authority was trusted")
+
+    monkeypatch.setattr(Azurite, "start", start)
+    monkeypatch.setattr(tutorial, "_upload_sample", refuse)
+    with pytest.raises(RuntimeError, match="aiohttp was imported"):
+        tutorial.lake_targets(connection=mi.connect(mode="emulator"))
+    assert len(started) == 1 and not started[0].running and started[0].process is None
