@@ -15,6 +15,8 @@ as what you would write on Azure. Each is a no-op (or asks Azure's public API) o
   emulator's vault off Azure) and the client keywords the emulator needs (``{}`` on Azure);
 * :func:`openai_targets`: where notebook 11 calls Azure OpenAI (yours on Azure, the emulator's off
   Azure), the client keywords the emulator needs (``{}`` on Azure), and its log of token requests;
+* :func:`lake_targets`: where notebook 10 reads ``abfs://`` paths (yours on Azure; Azurite off Azure) and
+  the ``storage_options`` adlfs needs there;
 * :func:`user_identities`: the VM's user-assigned identities by name, as ARM lists them;
 * :func:`jwks_for`: where the keys that verify a token are (``"entra"`` on Azure);
 * :func:`private_connection`: a connection to an emulator a cell started to break on purpose, which
@@ -53,11 +55,13 @@ __all__ = [
     "SAMPLE_BLOB",
     "DataTargets",
     "OpenAITargets",
+    "LakeTargets",
     "arm_sdk_options",
     "connect_or_carry_on",
     "data_targets",
     "openai_targets",
     "jwks_for",
+    "lake_targets",
     "private_connection",
     "user_identities",
 ]
@@ -277,7 +281,93 @@ def data_targets(storage_url: str | None = None, blob: str | None = None, vault_
                        azurite=azurite)
 
 
-def _upload_sample(account_url: str, options: dict[str, Any], conn: Connection) -> None:
+#: the container notebook 10 reads on the emulator, and its daily files (``day-01.csv`` ...)
+LAKE_CONTAINER = "sales"
+_REGIONS = (("north", 120, 30.0), ("south", 95, 31.0), ("west", 143, 29.0))
+
+
+@dataclass
+class LakeTargets:
+    """Where notebook 10 reads ``abfs://`` paths (see :func:`lake_targets`).
+
+    ``container`` (``None``: not given, the reads are skipped), ``storage_options`` for pandas and Dask,
+    ``note``: one line saying where that is. ``url(path)`` is ``abfs://<container>/<path>``.
+
+    Example::
+
+        >>> LakeTargets("sales", {}, note="yours").url("2024/*.csv")
+        'abfs://sales/2024/*.csv'
+    """
+
+    container: str | None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    azurite: Any = field(default=None, repr=False)
+
+    def url(self, path: str) -> str:
+        """``abfs://<container>/<path>``, as pandas and Dask take it."""
+        return f"abfs://{self.container}/{path.lstrip('/')}"
+
+    def close(self) -> None:
+        """Stop Azurite if :func:`lake_targets` started it (its data lives in memory and goes with it)."""
+        if self.azurite is not None:
+            self.azurite.stop()
+            self.azurite = None
+
+    def __str__(self) -> str:
+        return self.note
+
+
+def lake_targets(account_name: str | None = None, container: str | None = None, *, days: int = 16,
+                 connection: Connection | None = None) -> LakeTargets:
+    """Where to read ``abfs://`` paths: your account on Azure; off Azure, Azurite holding ``days`` daily CSVs.
+
+    On Azure (any connection but the embedded emulator): ``abfs_options(account_name)``, this machine's
+    identity through the async credential, and nothing else. Only for the emulator: it starts Azurite,
+    uploads ``day-01.csv`` ... to the container :data:`LAKE_CONTAINER` (a colleague's uploads), and adds
+    what adlfs needs to reach it: Azurite's host (``account_host``) and its certificate authority
+    (``SSL_CERT_FILE``, see :func:`mi_notebook.data.trust_ca`). Without Node.js and Azurite, the note
+    says how to install them and the reads are skipped. Call ``close()`` at the end.
+
+    Example::
+
+        >>> lake = lake_targets("mydatalake", "sales", connection=connect("http://127.0.0.1:9"))
+        >>> sorted(lake.storage_options), lake.url("2024/day-01.csv")
+        (['account_name', 'credential'], 'abfs://sales/2024/day-01.csv')
+        >>> print(lake_targets(connection=connect("http://127.0.0.1:9")))
+        abfs://: not set (ACCOUNT and CONTAINER)
+    """
+    from .data import abfs_options
+
+    conn = connection if connection is not None else current_or_connect()
+    if conn.emulator is None:
+        if not (account_name and container):
+            return LakeTargets(None, note="abfs://: not set (ACCOUNT and CONTAINER)")
+        return LakeTargets(container, abfs_options(account_name),
+                           note=f"abfs://{container}/ in the storage account {account_name}")
+    from .emulator import Azurite, AzuriteUnavailable  # only off Azure
+    from .emulator.azurite import ACCOUNT
+
+    try:
+        azurite = Azurite().start()  # loopback, HTTPS, OAuth, --disableTelemetry
+    except AzuriteUnavailable as err:
+        return LakeTargets(None, note=f"abfs://: none here ({err})")
+    account_url = str(azurite.account_url)
+    files = {f"day-{day:02d}.csv": b"region,units,revenue\n" + b"".join(
+        f"{region},{units + day},{(units + day) * price:.1f}\n".encode() for region, units, price in _REGIONS)
+        for day in range(1, days + 1)}
+    try:
+        _upload_sample(account_url, {"connection_verify": azurite.ca_bundle}, conn, LAKE_CONTAINER, files)
+        options = abfs_options(ACCOUNT, account_url=account_url, ca_bundle=azurite.ca_bundle)
+    except BaseException:
+        azurite.stop()  # nobody else holds it yet
+        raise
+    return LakeTargets(LAKE_CONTAINER, options, azurite=azurite,
+                       note=f"abfs://{LAKE_CONTAINER}/ on Azurite at {account_url} ({days} daily CSVs)")
+
+
+def _upload_sample(account_url: str, options: dict[str, Any], conn: Connection, container: str | None = None,
+                   files: dict[str, bytes] | None = None) -> None:
     from azure.core.credentials import AccessToken as SdkToken
     from azure.storage.blob import BlobServiceClient
 
@@ -290,10 +380,13 @@ def _upload_sample(account_url: str, options: dict[str, Any], conn: Connection) 
             token = conn.get_token(scopes[0])
             return SdkToken(token.reveal(), int(token.expires_on))
 
-    container, _, name = SAMPLE_BLOB.partition("/")
+    if container is None or files is None:
+        container, _, name = SAMPLE_BLOB.partition("/")
+        files = {name: SAMPLE_CSV}
     with BlobServiceClient(account_url, credential=ConnectionCredential(), **options) as blobs:
         blobs.create_container(container)
-        blobs.get_blob_client(container, name).upload_blob(SAMPLE_CSV)
+        for name, data in files.items():
+            blobs.get_blob_client(container, name).upload_blob(data)
 
 
 #: the chat deployment the emulator serves (on Azure: yours, given to :func:`openai_targets`)
