@@ -107,7 +107,7 @@ def test_an_emulator_connections_detection_pickles_without_the_header():
 def test_a_detection_still_builds_its_source_and_shows_which_variables_were_seen():
     found = detect(ENVIRONS["azureml"], sysfs_root="/nonexistent", himds_path="/nonexistent")
     source = found.build_source()
-    assert source.kind == "azureml" and source._secret == Secret(MSI_SECRET)
+    assert source.host == "azureml" and source._secret == Secret(MSI_SECRET)
     assert found.variables["MSI_SECRET"] == "(value hidden)"
     assert "AZURE_CLIENT_SECRET" not in found.variables and "SOME_OTHER_SETTING" not in found.variables
 

@@ -71,7 +71,7 @@ def test_connect_refuses_a_non_ascii_secret_as_a_host_error():
     secret = NON_ASCII[0]
     env = {"MSI_ENDPOINT": "http://127.0.0.1:9/MSI/auth", "MSI_SECRET": secret}
     with pytest.raises(errors.HostConfigurationError) as caught:
-        mi.connect(source="azureml", environ=env).get_token("arm")
+        mi.connect(host="azureml", environ=env).get_token("arm")
     _shows_nothing(caught.value, secret)
 
 

@@ -290,11 +290,11 @@ def test_claims_are_decoded_lazily_once(monkeypatch, token, secret):
     calls = []
     fake = types.ModuleType("mi_notebook.claims")
 
-    def decode(raw):
+    def decode_unverified(raw):
         calls.append(raw)
         return {"decoded": True}
 
-    fake.decode = decode  # type: ignore[attr-defined]
+    fake.decode_unverified = decode_unverified  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "mi_notebook.claims", fake)
     assert calls == []
     assert token.claims == {"decoded": True}

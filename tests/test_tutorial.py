@@ -36,7 +36,7 @@ def test_connect_or_carry_on_says_why_and_goes_on_on_an_emulator(clean_connectio
         monkeypatch.setenv("MI_NOTEBOOK_IMDS_URL", no_identity.imds_url)
         conn = tutorial.connect_or_carry_on()
         said = capsys.readouterr().out
-        assert conn.kind == "emulator" and conn.endpoint != no_identity.imds_url and current() is conn
+        assert conn.emulated and conn.endpoint != no_identity.imds_url and current() is conn
         assert "az vm identity assign" in said and "continues on a private emulator: " + conn.endpoint in said
 
 
@@ -73,7 +73,7 @@ def test_jwks_for_names_entra_for_azure_tokens_and_the_emulators_keys_for_its_ow
 
     now = int(time.time())
     azure = AccessToken("a.b.c", resource="https://management.azure.com/", fetched_at=now, expires_on=now + 60)
-    assert azure.source == "imds" and tutorial.jwks_for(azure) == "entra"
+    assert (azure.host, azure.emulated) == ("vm", False) and tutorial.jwks_for(azure) == "entra"
     token = conn.get_token("arm")
     assert tutorial.jwks_for(token) == conn.emulator.jwks_url
     assert decode(token, jwks=tutorial.jwks_for(token)).verified
@@ -87,10 +87,10 @@ def test_jwks_for_names_entra_for_azure_tokens_and_the_emulators_keys_for_its_ow
 def test_a_private_connection_leaves_the_notebooks_own_alone(conn):
     with Emulator(throttle=False) as lab:
         private = tutorial.private_connection(lab)
-        assert private.get_token("arm").source == "emulator" and private.endpoint == lab.imds_url
+        assert private.get_token("arm").emulated and private.endpoint == lab.imds_url
         assert current() is conn and private is not conn
         private.client.close()
-    assert conn.emulator.running and conn.get_token("arm").source == "emulator"
+    assert conn.emulator.running and conn.get_token("arm").emulated
 
 
 def test_data_targets_on_azure_are_what_you_gave_with_no_extra_keywords(clean_connection):

@@ -219,8 +219,11 @@ def _in_cloud(conn: Connection, asked: str) -> str:
 
     if not depends_on_cloud(asked):
         return resolve_resource(asked)
+    from ..sources import TokenSource
+
     client = copy.copy(conn.client)
-    client.retry = RetryPolicy.no_retry()
+    if isinstance(client, TokenSource):  # one question, no retries: the doctor reports, it does not wait
+        client.retry = RetryPolicy.no_retry()
     try:
         cloud = conn.cloud_slot.get(lambda: ask_imds(client, conn.cloud_slot))
     except ManagedIdentityError as exc:
