@@ -1,11 +1,13 @@
 """Serves the emulated ARM (:class:`~.service.ArmService`) for an emulator on its own loopback port.
 
-Example::
+The control plane answers on the ARM port too, so a process that knows only that URL can inject faults::
 
+    >>> import requests
     >>> from mi_notebook.emulator import Emulator
     >>> with Emulator(keyvault=False) as emu:
-    ...     emu.arm_url.startswith("https://127.0.0.1:"), emu.ca_bundle == emu.arm.ca_bundle
-    (True, True)
+    ...     reply = requests.get(emu.arm_url + "/__emulator__/vm", headers=emu.admin_headers, verify=emu.ca_bundle)
+    >>> emu.arm_url is None, reply.status_code, reply.headers["Server"]
+    (True, 200, 'mi-notebook-arm-emulator')
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..server import HttpRequest, HttpResponse, HttpServer
-from ..tls import TlsMaterial
+from .._https_side import HttpsSide
+from ..server import HttpRequest, HttpResponse
 from .service import ArmOptions, ArmService
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,12 +25,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ArmServer"]
 
 
-class ArmServer:
+class ArmServer(HttpsSide):
     """Serves :class:`ArmService` for an emulator on its own loopback port (HTTPS by default).
 
     The emulator's admin routes (``/__emulator__/...``) answer here too, so a process that only knows
-    the ARM URL can inject faults. ``url`` and ``ca_bundle`` (None over plain http) are set by
-    :meth:`start`; :meth:`stop` removes the generated certificate files.
+    the ARM URL can inject faults. It makes its own CA (``tls``), which the other sides present too
+    (:class:`~.._https_side.HttpsSide` says how ``start``/``stop`` go).
 
     Example::
 
@@ -38,56 +40,17 @@ class ArmServer:
         (True, True, 3)
     """
 
+    service_name = "arm"
+    server_header = "mi-notebook-arm-emulator"
+
     def __init__(self, emulator: Emulator, options: Mapping[str, Any] | ArmOptions | None = None) -> None:
         self.options = ArmOptions.from_mapping(options if options is not None else emulator.options.arm)
-        self.emulator = emulator
+        super().__init__(emulator, port=self.options.port, https=self.options.tls)
         self.service = ArmService(emulator.vm, emulator.keys, emulator.faults, issuer=emulator.issuer_url,
                                   options=self.options, clock=emulator.clock, throttle=emulator.throttle,
                                   base_url=lambda: self.url or "https://management.azure.com")
-        self.tls: TlsMaterial | None = None
-        self._server: HttpServer | None = None
-        self.url: str | None = None
-        self.ca_bundle: str | None = None
 
-    def start(self) -> ArmServer:
-        if self._server is not None:
-            return self
-        host = self.emulator.host
-        context = None
-        if self.options.tls:
-            hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
-            if host not in hosts:
-                hosts = (*hosts, host)
-            self.tls = TlsMaterial.generate(hosts)
-            context = self.tls.server_context()
-        server = HttpServer(self._dispatch, host=host, port=self.options.port,
-                            server_header="mi-notebook-arm-emulator", request_log=self.emulator.requests,
-                            clock=self.emulator.clock, service="arm", ssl_context=context)
-        try:
-            server.start()
-        except BaseException:
-            if self.tls is not None:
-                self.tls.cleanup()
-            raise
-        self._server = server
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"{'https' if self.options.tls else 'http'}://{shown}:{server.port}"
-        self.ca_bundle = self.tls.ca_bundle if self.tls is not None else None
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        if self.tls is not None:
-            self.tls.cleanup()
-            self.tls = None
-
-    @property
-    def port(self) -> int | None:
-        return self._server.port if self._server is not None else None
-
-    def _dispatch(self, request: HttpRequest) -> HttpResponse:
+    def _handle(self, request: HttpRequest) -> HttpResponse:
         from ..admin import ADMIN_PREFIX
 
         if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):

@@ -1,19 +1,24 @@
 """Serves the emulated Azure OpenAI (:class:`~.service.OpenAIService`) on its own loopback port over HTTPS.
 
-Example::
+Example (a request without a token, told why in Azure OpenAI's words)::
 
+    >>> import json, ssl, urllib.error, urllib.request
     >>> from mi_notebook.emulator import Emulator
     >>> with Emulator(arm=False, keyvault=False) as emu:
-    ...     emu.openai_url.startswith("https://127.0.0.1:"), emu.openai_ca_bundle == emu.openai_server.ca_bundle
-    (True, True)
+    ...     trust = ssl.create_default_context(cafile=emu.openai_ca_bundle)
+    ...     try:
+    ...         urllib.request.urlopen(f"{emu.openai_url}/openai/deployments?api-version=2024-10-21", context=trust)
+    ...     except urllib.error.HTTPError as refused:
+    ...         print(refused.code, json.load(refused)["message"].split(".")[0])
+    401 Unauthorized
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..server import HttpServer
-from ..tls import TlsMaterial
+from .._https_side import HttpsSide
+from ..server import HttpRequest, HttpResponse
 from .auth import OpenAITokenCheck
 from .deployments import OpenAIOptions
 from .service import OpenAIService
@@ -24,12 +29,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["OpenAIServer"]
 
 
-class OpenAIServer:
+class OpenAIServer(HttpsSide):
     """Serves :class:`OpenAIService` for an emulator on its own loopback port over HTTPS.
 
-    :meth:`start` takes the certificate material to present (``tls``: the ARM side's, so one CA bundle
-    serves ARM, the vault and this); without it a fresh CA is made here and removed at :meth:`stop`.
-    ``url`` and ``ca_bundle`` are set by :meth:`start`.
+    The emulator starts it on first use of ``openai_url``, presenting the ARM side's certificate so one CA
+    bundle serves ARM, the vault and this (:class:`~.._https_side.HttpsSide` says how ``start``/``stop`` go).
 
     Example::
 
@@ -41,45 +45,16 @@ class OpenAIServer:
         True
     """
 
+    service_name = "openai"
+    server_header = "mi-notebook-openai-emulator"
+
     def __init__(self, emulator: Emulator, options: OpenAIOptions) -> None:
-        self.emulator = emulator
+        super().__init__(emulator, port=options.port)
         self.options = options
         check = OpenAITokenCheck(emulator.keys, tenant_id=emulator.vm.tenant_id, issuer=emulator.issuer_url,
                                  audiences=options.audiences, clock=emulator.clock)
         self.service = OpenAIService(emulator.vm, check=check, options=options, faults=emulator.faults,
                                      clock=emulator.clock)
-        self.tls: TlsMaterial | None = None  # only when made here
-        self._server: HttpServer | None = None
-        self.url: str | None = None
-        self.ca_bundle: str | None = None
 
-    def start(self, tls: TlsMaterial | None = None) -> OpenAIServer:
-        if self._server is not None:
-            return self
-        host = self.emulator.host
-        if tls is None:
-            hosts = ("localhost", "127.0.0.1", "::1")
-            self.tls = tls = TlsMaterial.generate(hosts if host in hosts else (*hosts, host))
-        server = HttpServer(self.service.handle, host=host, port=self.options.port,
-                            server_header="mi-notebook-openai-emulator", request_log=self.emulator.requests,
-                            clock=self.emulator.clock, service="openai", ssl_context=tls.server_context())
-        try:
-            server.start()
-        except BaseException:
-            self.stop()
-            raise
-        self._server = server
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"https://{shown}:{server.port}"
-        self.ca_bundle = tls.ca_bundle
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        if self.tls is not None:
-            self.tls.cleanup()
-            self.tls = None
-        self.url = None
-        self.ca_bundle = None
+    def _handle(self, request: HttpRequest) -> HttpResponse:
+        return self.service.handle(request)

@@ -1,11 +1,13 @@
 """Serves the emulated Key Vault (:class:`~.service.VaultService`) on its own loopback port over HTTPS.
 
-Example::
+Without a token, the vault challenges for one, naming its resource (as Key Vault does)::
 
+    >>> import requests
     >>> from mi_notebook.emulator import Emulator
-    >>> with Emulator(arm=False) as emu:
-    ...     emu.vault_url.startswith("https://127.0.0.1:"), emu.vault_ca_bundle == emu.keyvault.ca_bundle
-    (True, True)
+    >>> with Emulator(arm=False) as emu:  # no ARM side: the vault makes its own CA
+    ...     challenge = requests.get(emu.vault_url + "/secrets?api-version=7.4", verify=emu.vault_ca_bundle)
+    >>> challenge.status_code, challenge.headers["WWW-Authenticate"].endswith('resource="https://vault.azure.net"')
+    (401, True)
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .._https_side import HttpsSide
 from ..clouds import cloud
-from ..server import HttpServer
-from ..tls import TlsMaterial
+from ..server import HttpRequest, HttpResponse
 from .auth import VaultTokenCheck
 from .service import VaultService
 
@@ -25,12 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["VaultServer"]
 
 
-class VaultServer:
+class VaultServer(HttpsSide):
     """Serves :class:`VaultService` for an emulator on its own loopback port over HTTPS.
 
-    :meth:`start` takes the certificate material to present (``tls``: the ARM side's, so one CA bundle
-    serves both); without it a fresh CA is made here and removed at :meth:`stop`. ``url`` and
-    ``ca_bundle`` are set by :meth:`start`.
+    The emulator starts it on first use of ``vault_url``, presenting the ARM side's certificate so one CA
+    bundle serves both (:class:`~.._https_side.HttpsSide` says how ``start``/``stop`` go).
 
     Example::
 
@@ -40,46 +41,16 @@ class VaultServer:
         (True, True, True)
     """
 
+    service_name = "keyvault"
+    server_header = "mi-notebook-keyvault-emulator"
+
     def __init__(self, emulator: Emulator, *, secrets: Mapping[str, str] | None = None, port: int = 0) -> None:
-        self.emulator = emulator
+        super().__init__(emulator, port=port)
         check = VaultTokenCheck(emulator.keys, tenant_id=emulator.vm.tenant_id, issuer=emulator.issuer_url,
                                 clock=emulator.clock, cloud=emulator.vm.cloud)
         suffix = cloud(emulator.vm.cloud).vault_suffix
         self.service = VaultService(emulator.vm, check=check, secrets=secrets, clock=emulator.clock,
                                     base_url=lambda: self.url or f"https://{self.service.name}{suffix}")
-        self.tls: TlsMaterial | None = None  # only when made here
-        self._port = port
-        self._server: HttpServer | None = None
-        self.url: str | None = None
-        self.ca_bundle: str | None = None
 
-    def start(self, tls: TlsMaterial | None = None) -> VaultServer:
-        if self._server is not None:
-            return self
-        host = self.emulator.host
-        if tls is None:
-            hosts = ("localhost", "127.0.0.1", "::1")
-            self.tls = tls = TlsMaterial.generate(hosts if host in hosts else (*hosts, host))
-        server = HttpServer(self.service.handle, host=host, port=self._port, server_header="mi-notebook-keyvault-emulator",
-                            request_log=self.emulator.requests, clock=self.emulator.clock, service="keyvault",
-                            ssl_context=tls.server_context())
-        try:
-            server.start()
-        except BaseException:
-            self.stop()
-            raise
-        self._server = server
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"https://{shown}:{server.port}"
-        self.ca_bundle = tls.ca_bundle
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        if self.tls is not None:
-            self.tls.cleanup()
-            self.tls = None
-        self.url = None
-        self.ca_bundle = None
+    def _handle(self, request: HttpRequest) -> HttpResponse:
+        return self.service.handle(request)
