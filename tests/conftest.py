@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,35 @@ os.environ.pop("MI_NOTEBOOK_IMDS_URL", None)
 os.environ.pop("MI_NOTEBOOK_EMULATOR_ADMIN_TOKEN", None)  # a shell's emulator token must not reach the tests' emulators
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_proxy, None)
+
+# MSAL's Cloud Shell code posts to the fixed port 50342, which is also in the kernel's ephemeral range: under
+# a busy suite an outgoing loopback connection can hold it at the moment the Cloud Shell test binds it.
+# Reserve it for the whole session (no ephemeral port is handed out while a listener holds it) and give it
+# to that test only (cloud_shell_port()).
+CLOUD_SHELL_PORT = 50342
+_cloud_shell_holder: socket.socket | None = None
+try:
+    _cloud_shell_holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    _cloud_shell_holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    _cloud_shell_holder.bind(("127.0.0.1", CLOUD_SHELL_PORT))
+    _cloud_shell_holder.listen(1)
+except OSError:
+    _cloud_shell_holder = None
+
+
+@pytest.fixture
+def cloud_shell_port():
+    """Port 50342, released for this test (reserved since the session started); fails in CI if another
+    process already held it then, skips elsewhere."""
+    global _cloud_shell_holder
+    if _cloud_shell_holder is None:
+        message = f"port {CLOUD_SHELL_PORT} (Cloud Shell's fixed port, which MSAL hard-codes) was in use when the suite started"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    _cloud_shell_holder.close()
+    _cloud_shell_holder = None
+    return CLOUD_SHELL_PORT
 
 
 @pytest.fixture(autouse=True)

@@ -277,15 +277,12 @@ def test_cloudshell_azure_identity_gets_the_users_token(hosted):
     assert emu.requests.last.status == 400
 
 
-def test_cloudshell_msal_cloud_shell_code_on_its_fixed_port(monkeypatch):
+def test_cloudshell_msal_cloud_shell_code_on_its_fixed_port(monkeypatch, cloud_shell_port):
     """MSAL's Cloud Shell path (msal/cloudshell.py, behind PublicClientApplication's prompt="none") posts to
-    http://localhost:50342/oauth2/token: run the emulator there, if the port is free."""
+    http://localhost:50342/oauth2/token: run the emulator there (the suite reserved the port for this test)."""
     from msal.cloudshell import _obtain_token
 
-    try:
-        emu = Emulator(profile="cloudshell", port=50342, throttle=False, arm=False).start()
-    except OSError:
-        pytest.skip("port 50342 (Cloud Shell's fixed port, which MSAL hard-codes) is in use")
+    emu = Emulator(profile="cloudshell", port=cloud_shell_port, throttle=False, arm=False).start()
     try:
         with requests.Session() as session:
             result = _obtain_token(session, [ARM_SCOPE], client_id="04b07795-8ddb-461a-bbee-02f9e1bf7b46")
