@@ -37,14 +37,10 @@ from ..retry import AttemptOutcome, RetryPolicy, execute
 from ._answers import arm_error, judge
 from ._list import FRAME_LAYOUTS, ArmList
 from ._urls import (
-    API_VERSIONS,
-    ARM_RESOURCE,
-    ARM_URL,
     ENV_ARM_CA_BUNDLE,
     ENV_ARM_URL,
     SUBSCRIPTIONS_API_VERSION,
     check_base_url,
-    default_api_version,
     follow,
     locate,
     segment,
@@ -57,17 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..retry import Timeline
     from ..tokens import AccessToken
 
-__all__ = [
-    "API_VERSIONS",
-    "ARM_RESOURCE",
-    "ARM_URL",
-    "ENV_ARM_CA_BUNDLE",
-    "ENV_ARM_URL",
-    "ArmClient",
-    "ArmList",
-    "arm",
-    "default_api_version",
-]
+__all__ = ["ArmClient", "arm"]
 
 logger = logging.getLogger(__name__)
 
