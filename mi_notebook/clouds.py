@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from .addresses import is_loopback_host
+
 __all__ = [
     "CLOUDS",
     "ENV_AUTHORITY_HOST",
@@ -255,7 +257,7 @@ def from_environment(environ: Mapping[str, str]) -> Cloud:
         host = (urlsplit(authority if "://" in authority else "https://" + authority).hostname or "").lower()
         if host in _BY_AUTHORITY:
             return _BY_AUTHORITY[host].because(f"{ENV_AUTHORITY_HOST} is {authority}")
-        if not _loopback(host):
+        if not is_loopback_host(host):
             raise UnknownCloudError(
                 f"{ENV_AUTHORITY_HOST} is {authority}, an authority mi-notebook knows no cloud for (it knows "
                 f"{', '.join(sorted(_BY_AUTHORITY))}): pass mi.connect(cloud=...), or ask for App ID URIs")
@@ -267,10 +269,6 @@ def from_environment(environ: Mapping[str, str]) -> Cloud:
             raise UnknownCloudError(f"{ENV_SDK_CLOUD_CONF}: {exc}") from None
     return CLOUDS[PUBLIC].because(
         f"nothing in the environment names another cloud ({ENV_AUTHORITY_HOST}, {ENV_SDK_CLOUD_CONF})")
-
-
-def _loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def of_host(host: str, environ: Mapping[str, str], played: str | None = None) -> Cloud | UnknownCloudError | None:

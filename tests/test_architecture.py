@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mi_notebook"
 
 CORE = {"identity", "resources", "clock", "timefmt", "retry", "tokens", "cache", "claims", "errors", "html", "clouds",
-        "secret", "hosts"}
+        "secret", "hosts", "addresses"}
 TRANSPORT = {"http", "imds", "sources", "detection", "metadata", "arm_client", "jwks", "probe",
              "connection", "sdk_credential", "aio", "agent", "azure_openai"}
 PRESENTATION = {"frames", "charts", "widgets", "cli", "commands", "tutorial", "data", "__main__"}

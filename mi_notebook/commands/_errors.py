@@ -20,12 +20,12 @@ Example::
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ..addresses import is_loopback_host
 from ._identity import AZUREML_IDENTITY_WHERE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -228,10 +228,5 @@ def _is_loopback(url: str) -> bool:
         host = urlsplit(url).hostname or ""
     except ValueError:
         return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ..addresses import is_loopback_host
 from ..secret import redact_text
 
 __all__ = [
@@ -51,23 +51,6 @@ MAX_BODY = 1 << 20
 EMULATOR_HEADER = "X-Mi-Notebook-Emulator"
 USER_AGENT = "mi-notebook"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals (``127.0.0.0/8``, ``::1``); never resolves a name.
-
-    Example::
-
-        >>> is_loopback_host("127.0.0.1"), is_loopback_host("[::1]"), is_loopback_host("127.example.com")
-        (True, True, False)
-    """
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def proxy_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
