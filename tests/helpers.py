@@ -21,6 +21,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import io
+import re
 import socket
 import threading
 import time
@@ -207,3 +209,35 @@ def header_of(request: bytes, name: str) -> str | None:
             return value.strip()
     return None
 
+
+
+# --- the command line, run in this process ----------------------------------------------------------------
+#: a client id no emulator has
+UNKNOWN_GUID = "11111111-2222-3333-4444-555555555555"
+#: Python advice that a CLI message must not give (it speaks in flags and variables)
+PYTHON_ADVICE = re.compile(r"mi\.connect\(|Identity\.user\(|request_token\(|identity='|mi_notebook\.")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``mi-notebook ARGV`` in this process, its output captured by pytest's ``capsys``: ``(exit code, stdout,
+    stderr)``; a traceback in either fails the test."""
+    from mi_notebook.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def cli_output(argv: list[str]) -> tuple[int, str]:
+    """``mi-notebook ARGV`` in this process, without ``capsys`` (inside a longer test): ``(exit code,
+    stdout + stderr)``, argparse's ``SystemExit`` read as its code."""
+    from mi_notebook.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 2
+    return int(code or 0), out.getvalue() + err.getvalue()

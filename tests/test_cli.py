@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import VirtualClock, logged
+from helpers import VirtualClock, logged, run_cli
 
 from mi_notebook.cli import main
 from mi_notebook.sources.imds import ImdsClient
@@ -31,11 +31,7 @@ def virtual_time(monkeypatch):
     return clock
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
+run = run_cli
 
 
 # --- token ------------------------------------------------------------------------------------------------

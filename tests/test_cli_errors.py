@@ -8,21 +8,13 @@ import re
 import sys
 
 import pytest
+from helpers import PYTHON_ADVICE, UNKNOWN_GUID
+from helpers import run_cli as run
 from test_cli import virtual_time  # noqa: F401 - the fixture: clients sleep on a virtual clock
 
 from mi_notebook.cli import main
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
-
-UNKNOWN_GUID = "11111111-2222-3333-4444-555555555555"
-PYTHON_ADVICE = re.compile(r"mi\.connect\(|Identity\.user\(|request_token\(|identity='|mi_notebook\.")
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 # --- a typo'd App ID URI ---------------------------------------------------------------------------------------

@@ -11,8 +11,7 @@ import re
 import warnings
 
 import pytest
-
-from mi_notebook.cli import main
+from helpers import run_cli
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
 
@@ -42,9 +41,8 @@ def no_identity_named(host, monkeypatch):
 
 
 def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err and not JWT.search(out + err)
+    code, out, err = run_cli(capsys, *argv)
+    assert not JWT.search(out + err)
     return code, out, err
 
 

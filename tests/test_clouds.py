@@ -12,6 +12,7 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+from helpers import run_cli
 
 import mi_notebook as mi
 from mi_notebook import clouds
@@ -323,13 +324,7 @@ def test_the_issuer_check_knows_each_clouds_issuers():
 
 
 # ---- the command line ---------------------------------------------------------------------------------
-def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    from mi_notebook.cli import main
-
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
+_cli = run_cli
 
 
 def test_the_token_card_names_the_cloud_and_refuses_another_clouds_audience(capsys, clean_connection):

@@ -5,21 +5,18 @@ token agent, mi.credential(), the CLI (token, doctor), and the assertion on no s
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import pickle
 
 import jwt
 import pytest
-from helpers import VirtualClock
+from helpers import VirtualClock, cli_output
 
 import mi_notebook as mi
 from mi_notebook import connection, errors
 from mi_notebook.agent.client import AgentClient
 from mi_notebook.agent.upstream import build_source, describe
 from mi_notebook.cache import TokenCache
-from mi_notebook.cli import main as cli_main
 from mi_notebook.emulator import Emulator
 from mi_notebook.sources import (
     AssertionTimeError,
@@ -280,14 +277,7 @@ def test_shared_through_the_agent_and_handed_to_an_sdk_client(monkeypatch, tmp_p
 
 
 # ---- the command line -------------------------------------------------------------------------------------------------
-def cli(argv: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli_main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 2
-    return int(code or 0), out.getvalue() + err.getvalue()
+cli = cli_output
 
 
 def test_token_and_doctor_in_a_pod(monkeypatch, tmp_path):

@@ -6,22 +6,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers import PYTHON_ADVICE, UNKNOWN_GUID
+from helpers import run_cli as run
 
-from mi_notebook.cli import main
 from mi_notebook.commands.doctor import clock_problem
 from mi_notebook.tokens import AccessToken
 
 pytestmark = pytest.mark.usefixtures("clean_connection")
-
-UNKNOWN_GUID = "11111111-2222-3333-4444-555555555555"
-PYTHON_ADVICE = re.compile(r"mi\.connect\(|Identity\.user\(|request_token\(|identity='|mi_notebook\.")
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 def test_ok_first_then_the_endpoint_once_in_emulator_mode(capsys):

@@ -19,7 +19,6 @@ import contextlib
 import copy
 import dataclasses
 import glob
-import io
 import json
 import os
 import pickle
@@ -35,13 +34,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import cli_output
 from test_agent_support import agent_pid, alive
 
 import mi_notebook as mi
 from bench.reliability.leaks import capture_logs, find_leaks
 from mi_notebook import errors
 from mi_notebook.agent.client import AgentClient
-from mi_notebook.cli import main as cli_main
 from mi_notebook.clock import VirtualClock
 from mi_notebook.emulator import Emulator
 
@@ -141,14 +140,7 @@ def agent():
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def _cli(argv: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli_main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 2
-    return int(code or 0), out.getvalue() + err.getvalue()
+_cli = cli_output
 
 
 def _environment(emu: Emulator) -> dict[str, str]:
